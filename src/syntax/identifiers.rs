@@ -107,9 +107,6 @@ fn validate_nsid(s: &str) -> Result<(), SyntaxError> {
         return err("needs at least three segments");
     }
     let (name, authority) = segments.split_last().expect("at least three segments");
-    if authority.iter().map(|l| l.len() + 1).sum::<usize>() - 1 > 253 {
-        return err("domain authority longer than 253 characters");
-    }
     for label in authority {
         if label.is_empty() || label.len() > 63 {
             return err("each domain segment must be 1 to 63 characters");

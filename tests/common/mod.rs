@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests: where the fixtures are and how to read them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The in-repo copy of the public atproto interop vectors.
+pub fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/atproto-interop-tests")
+}
+
+/// The lines of a vector file that are test cases: not blank, not `#` comments.
+/// Lines are kept exactly as written (leading/trailing spaces are part of some cases).
+pub fn vector_lines(rel: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(vectors_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    text.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn vector_json(rel: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(vectors_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Prints how many vectors a test checked (shown with `--nocapture`; quoted in notes).
+pub fn report(what: &str, count: usize) {
+    assert!(count > 0, "{what}: no vectors were checked");
+    println!("vectors: {what}: {count} checked");
+}
+
+/// The reference-implementation oracle (tests/interop, Node): its directory, after
+/// checking that `npm ci --prefix tests/interop` has been run.
+pub fn interop_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/@atproto/repo").exists(),
+        "the reference implementation is not installed: run `npm ci --prefix tests/interop` (bash .ci/run does)"
+    );
+    dir
+}
+
+/// Runs a Node script of the oracle with `input` on stdin; returns its one JSON line.
+pub fn run_node(script: &str, args: &[&str], input: &str) -> (bool, serde_json::Value) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = interop_dir();
+    let mut child = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node must be installed (Node 20+)");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!("{script} printed nothing; stderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    let json = serde_json::from_str(line).unwrap_or_else(|e| panic!("{script}: {e}: {line}"));
+    (out.status.success(), json)
+}
