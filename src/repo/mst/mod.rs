@@ -120,11 +120,37 @@ fn split(store: &dyn BlockStore, link: Link, key: &str, layer: u32) -> Result<(O
         None => (None, None),
         Some(gap) => split(store, gap, key, child_layer(&node)?)?,
     };
+    // A key beyond either edge leaves the node whole: keep it (and its CID) as it was.
+    if i == 0 && lo.is_none() {
+        node.left = hi;
+        mark_dirty_unless_clean(&mut node, 0);
+        return Ok((None, Some(Link::Loaded(node))));
+    }
+    if i == node.entries.len() && hi.is_none() {
+        *node.gap_mut(i) = lo;
+        mark_dirty_unless_clean(&mut node, i);
+        return Ok((Some(Link::Loaded(node)), None));
+    }
     let right_entries = node.entries.split_off(i);
     let mut left = Node { layer, left: node.left.take(), entries: std::mem::take(&mut node.entries), stored_as: None };
     *left.gap_mut(i) = lo;
     let right = Node { layer, left: hi, entries: right_entries, stored_as: None };
     Ok((into_link(left), into_link(right)))
+}
+
+/// Whether a link points at an unchanged subtree (one that keeps its stored CID).
+fn is_clean(link: &Option<Link>) -> bool {
+    match link {
+        None | Some(Link::Stored(_)) => true,
+        Some(Link::Loaded(n)) => n.stored_as.is_some(),
+    }
+}
+
+/// After replacing gap `i`, the node is unchanged only if the new subtree is.
+fn mark_dirty_unless_clean(node: &mut Node, i: usize) {
+    if !is_clean(node.gap(i)) {
+        node.stored_as = None;
+    }
 }
 
 fn delete(store: &dyn BlockStore, node: &mut Node, key: &str, height: u32) -> Result<Option<Cid>, RepoError> {
