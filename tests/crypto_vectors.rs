@@ -7,7 +7,9 @@ use atbox::crypto::*;
 use base64::Engine;
 
 fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.trim_end_matches('=')).unwrap()
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .unwrap()
 }
 
 #[test]
@@ -23,10 +25,17 @@ fn signature_fixtures() {
             other => panic!("unknown algorithm {other}"),
         };
         assert_eq!(key.key_type(), expected_type, "{comment}");
-        assert_eq!(key.key_type().jwt_alg(), case["algorithm"].as_str().unwrap());
+        assert_eq!(
+            key.key_type().jwt_alg(),
+            case["algorithm"].as_str().unwrap()
+        );
         // The legacy multibase form is the bare compressed point.
         let (_, point) = multibase::decode(case["publicKeyMultibase"].as_str().unwrap()).unwrap();
-        assert_eq!(PublicKey::from_sec1(expected_type, &point).unwrap(), key, "{comment}");
+        assert_eq!(
+            PublicKey::from_sec1(expected_type, &point).unwrap(),
+            key,
+            "{comment}"
+        );
         let msg = b64(case["messageBase64"].as_str().unwrap());
         let sig = b64(case["signatureBase64"].as_str().unwrap());
         let valid = case["validSignature"].as_bool().unwrap();
@@ -39,7 +48,10 @@ fn signature_fixtures() {
 #[test]
 fn w3c_did_key_vectors() {
     let mut n = 0;
-    for case in common::vector_json("crypto/w3c_didkey_K256.json").as_array().unwrap() {
+    for case in common::vector_json("crypto/w3c_didkey_K256.json")
+        .as_array()
+        .unwrap()
+    {
         let private = hex(case["privateKeyBytesHex"].as_str().unwrap());
         let kp = Keypair::from_private_bytes(KeyType::K256, &private).unwrap();
         let did = case["publicDidKey"].as_str().unwrap();
@@ -47,7 +59,10 @@ fn w3c_did_key_vectors() {
         assert_eq!(parse_did_key(did).unwrap(), kp.public_key());
         n += 1;
     }
-    for case in common::vector_json("crypto/w3c_didkey_P256.json").as_array().unwrap() {
+    for case in common::vector_json("crypto/w3c_didkey_P256.json")
+        .as_array()
+        .unwrap()
+    {
         let b58 = format!("z{}", case["privateKeyBytesBase58"].as_str().unwrap());
         let (_, private) = multibase::decode(b58).unwrap();
         let kp = Keypair::from_private_bytes(KeyType::P256, &private).unwrap();
@@ -77,5 +92,8 @@ fn signatures_are_low_s_and_verify_for_both_curves() {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }

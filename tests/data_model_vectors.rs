@@ -7,7 +7,9 @@ use atbox::data::*;
 use base64::Engine;
 
 fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.trim_end_matches('=')).unwrap()
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .unwrap()
 }
 
 #[test]
@@ -18,8 +20,16 @@ fn valid_json_is_accepted_and_round_trips() {
         let note = &case["note"];
         let ipld = ipld_from_json(&case["json"]).unwrap_or_else(|e| panic!("{note}: {e}"));
         let bytes = encode_cbor(&ipld);
-        assert_eq!(decode_cbor(&bytes).unwrap(), ipld, "{note}: CBOR round trip");
-        assert_eq!(ipld_from_json(&ipld_to_json(&ipld)).unwrap(), ipld, "{note}: JSON round trip");
+        assert_eq!(
+            decode_cbor(&bytes).unwrap(),
+            ipld,
+            "{note}: CBOR round trip"
+        );
+        assert_eq!(
+            ipld_from_json(&ipld_to_json(&ipld)).unwrap(),
+            ipld,
+            "{note}: JSON round trip"
+        );
         n += 1;
     }
     common::report("data-model valid", n);
@@ -30,7 +40,11 @@ fn invalid_json_is_refused() {
     let cases = common::vector_json("data-model/data-model-invalid.json");
     let mut n = 0;
     for case in cases.as_array().unwrap() {
-        assert!(ipld_from_json(&case["json"]).is_err(), "{}: should be refused", case["note"]);
+        assert!(
+            ipld_from_json(&case["json"]).is_err(),
+            "{}: should be refused",
+            case["note"]
+        );
         n += 1;
     }
     common::report("data-model invalid", n);
@@ -61,15 +75,27 @@ fn non_canonical_and_forbidden_cbor_is_refused() {
     let canonical = [0xa2, 0x61, b'a', 0x01, 0x61, b'b', 0x02];
     assert!(decode_cbor(&canonical).is_ok());
     let cases: &[(&str, &[u8])] = &[
-        ("wrong key order", &[0xa2, 0x61, b'b', 0x02, 0x61, b'a', 0x01]),
-        ("length-first order", &[0xa2, 0x62, b'a', b'a', 0x01, 0x61, b'b', 0x02]),
+        (
+            "wrong key order",
+            &[0xa2, 0x61, b'b', 0x02, 0x61, b'a', 0x01],
+        ),
+        (
+            "length-first order",
+            &[0xa2, 0x62, b'a', b'a', 0x01, 0x61, b'b', 0x02],
+        ),
         ("non-minimal integer", &[0xa1, 0x61, b'a', 0x18, 0x01]),
         ("duplicate key", &[0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x02]),
-        ("float", &[0xa1, 0x61, b'a', 0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]),
+        (
+            "float",
+            &[0xa1, 0x61, b'a', 0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0],
+        ),
         ("integer key", &[0xa1, 0x01, 0x02]),
         ("trailing bytes", &[0xa1, 0x61, b'a', 0x01, 0x00]),
         ("indefinite-length map", &[0xbf, 0x61, b'a', 0x01, 0xff]),
-        ("empty $type", &[0xa1, 0x65, b'$', b't', b'y', b'p', b'e', 0x60]),
+        (
+            "empty $type",
+            &[0xa1, 0x65, b'$', b't', b'y', b'p', b'e', 0x60],
+        ),
         ("truncated", &[0xa2, 0x61, b'a']),
     ];
     for (what, bytes) in cases {
@@ -82,7 +108,9 @@ fn integers_outside_64_bits_are_refused() {
     assert!(ipld_from_json(&serde_json::json!({"n": u64::MAX})).is_err());
     assert!(ipld_from_json(&serde_json::json!({"n": i64::MIN})).is_ok());
     // CBOR major type 0 with value 2^64-1: decodes in IPLD, refused by atproto.
-    let big = [0xa1, 0x61, b'n', 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let big = [
+        0xa1, 0x61, b'n', 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ];
     assert!(decode_cbor(&big).is_err());
 }
 
@@ -92,5 +120,8 @@ fn raw_cids_use_codec_0x55() {
     assert_eq!(cid.codec(), CODEC_RAW);
     assert!(cid.to_string().starts_with("bafkrei"));
     assert_eq!(parse_cid(&cid.to_string()).unwrap(), cid);
-    assert!(parse_cid("QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR").is_err(), "CIDv0 refused");
+    assert!(
+        parse_cid("QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR").is_err(),
+        "CIDv0 refused"
+    );
 }

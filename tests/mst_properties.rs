@@ -15,10 +15,17 @@ fn value(n: u64) -> Cid {
 }
 
 fn random_key(rng: &mut StdRng) -> String {
-    let collection = ["app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow", "com.example.x"]
-        .choose(rng)
-        .unwrap();
-    let rkey: String = (0..rng.gen_range(1..14)).map(|_| *b"234567abcdefghijklmnopqrstuvwxyz".choose(rng).unwrap() as char).collect();
+    let collection = [
+        "app.bsky.feed.post",
+        "app.bsky.feed.like",
+        "app.bsky.graph.follow",
+        "com.example.x",
+    ]
+    .choose(rng)
+    .unwrap();
+    let rkey: String = (0..rng.gen_range(1..14))
+        .map(|_| *b"234567abcdefghijklmnopqrstuvwxyz".choose(rng).unwrap() as char)
+        .collect();
     format!("{collection}/{rkey}")
 }
 
@@ -64,10 +71,18 @@ fn random_edits_match_a_sorted_map_and_a_fresh_build() {
             assert_eq!(mst.delete("app.bsky.feed.post/absent").unwrap(), None);
             let (new_root, new_blocks) = mst.persist();
             let (fresh_root, _) = build(&model);
-            assert_eq!(new_root, fresh_root, "seed {seed} round {round}: edited tree differs from a fresh build");
+            assert_eq!(
+                new_root, fresh_root,
+                "seed {seed} round {round}: edited tree differs from a fresh build"
+            );
 
             // The diff between the two roots is exactly the change in the map.
-            let old_entries: BTreeMap<String, Cid> = Mst::load(&store, root).unwrap().entries().unwrap().into_iter().collect();
+            let old_entries: BTreeMap<String, Cid> = Mst::load(&store, root)
+                .unwrap()
+                .entries()
+                .unwrap()
+                .into_iter()
+                .collect();
             store.extend(new_blocks.clone());
             let d = diff(&store, Some(root), new_root).unwrap();
             for (k, v) in &model {
@@ -80,7 +95,10 @@ fn random_edits_match_a_sorted_map_and_a_fresh_build() {
             for (k, v) in &old_entries {
                 assert_eq!(d.deletes.get(k), (!model.contains_key(k)).then_some(v));
             }
-            assert_eq!(d.creates.len() + d.updates.len() + d.deletes.len(), changes(&old_entries, &model));
+            assert_eq!(
+                d.creates.len() + d.updates.len() + d.deletes.len(),
+                changes(&old_entries, &model)
+            );
             for cid in &new_blocks.cids().copied().collect::<Vec<_>>() {
                 if *cid != root && !old_nodes_contain(&store, root, cid) {
                     assert!(d.new_nodes.contains(cid), "diff misses new node {cid}");
@@ -88,7 +106,13 @@ fn random_edits_match_a_sorted_map_and_a_fresh_build() {
             }
             root = new_root;
             let listed: Vec<(String, Cid)> = Mst::load(&store, root).unwrap().entries().unwrap();
-            assert_eq!(listed, model.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>());
+            assert_eq!(
+                listed,
+                model
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<_>>()
+            );
         }
     }
 }
@@ -110,7 +134,8 @@ fn old_nodes_contain(store: &BlockMap, root: Cid, cid: &Cid) -> bool {
 #[test]
 fn root_is_independent_of_insertion_order() {
     let mut rng = StdRng::seed_from_u64(7);
-    let mut entries: Vec<(String, Cid)> = (0..600).map(|i| (random_key(&mut rng), value(i))).collect();
+    let mut entries: Vec<(String, Cid)> =
+        (0..600).map(|i| (random_key(&mut rng), value(i))).collect();
     entries.sort();
     entries.dedup_by(|a, b| a.0 == b.0);
     let expected = build(&entries.iter().cloned().collect()).0;
@@ -135,20 +160,28 @@ fn root_is_independent_of_insertion_order() {
 #[test]
 fn one_edit_writes_only_its_path() {
     let mut rng = StdRng::seed_from_u64(3);
-    let entries: BTreeMap<String, Cid> = (0..5000).map(|i| (random_key(&mut rng), value(i))).collect();
+    let entries: BTreeMap<String, Cid> = (0..5000)
+        .map(|i| (random_key(&mut rng), value(i)))
+        .collect();
     let (root, store) = build(&entries);
     let mut mst = Mst::load(&store, root).unwrap();
-    mst.insert("app.bsky.feed.post/3zzzzzzzzzzzz", value(99)).unwrap();
+    mst.insert("app.bsky.feed.post/3zzzzzzzzzzzz", value(99))
+        .unwrap();
     let (_, new_blocks) = mst.persist();
     // ~log4(5000) ≈ 6 layers: a handful of nodes, not a rewrite.
-    assert!(new_blocks.len() <= 12, "{} new nodes for one insert", new_blocks.len());
+    assert!(
+        new_blocks.len() <= 12,
+        "{} new nodes for one insert",
+        new_blocks.len()
+    );
     assert!(new_blocks.iter().all(|(cid, _)| !store.contains(cid)));
 }
 
 #[test]
 fn proofs_prove_presence_and_absence() {
     let mut rng = StdRng::seed_from_u64(11);
-    let entries: BTreeMap<String, Cid> = (0..800).map(|i| (random_key(&mut rng), value(i))).collect();
+    let entries: BTreeMap<String, Cid> =
+        (0..800).map(|i| (random_key(&mut rng), value(i))).collect();
     let (root, store) = build(&entries);
     let mut mst = Mst::load(&store, root).unwrap();
     for (k, v) in entries.iter().take(50) {
@@ -165,15 +198,21 @@ fn proofs_prove_presence_and_absence() {
 #[test]
 fn corrupt_trees_are_refused() {
     let mut rng = StdRng::seed_from_u64(5);
-    let entries: BTreeMap<String, Cid> = (0..300).map(|i| (random_key(&mut rng), value(i))).collect();
+    let entries: BTreeMap<String, Cid> =
+        (0..300).map(|i| (random_key(&mut rng), value(i))).collect();
     let (root, store) = build(&entries);
     // A missing node is reported, not skipped.
     let mut partial = store.clone();
     let victim = *store.cids().find(|c| **c != root).unwrap();
     partial.remove(&victim);
-    assert!(Mst::load(&partial, root).and_then(|mut m| m.entries()).is_err());
+    assert!(Mst::load(&partial, root)
+        .and_then(|mut m| m.entries())
+        .is_err());
     // A key on the wrong layer is refused when the node is read.
-    let k = entries.keys().find(|k| atbox::repo::mst::key_height(k.as_bytes()) == 0).unwrap();
+    let k = entries
+        .keys()
+        .find(|k| atbox::repo::mst::key_height(k.as_bytes()) == 0)
+        .unwrap();
     let mut wrong = BlockMap::new();
     let node = serde_json::json!({"l": null, "e": [{"p": 0, "k": {"$bytes": base64_std(k.as_bytes())}, "v": {"$link": value(1).to_string()}, "t": null}]});
     let ipld = atbox::data::ipld_from_json(&node).unwrap();
@@ -183,7 +222,10 @@ fn corrupt_trees_are_refused() {
     // ...but as the child of a layer-2 node it is on the wrong layer.
     let parent = serde_json::json!({"l": {"$link": cid.to_string()}, "e": []});
     let pcid = wrong.put_cbor(&atbox::data::ipld_from_json(&parent).unwrap());
-    assert!(Mst::load(&wrong, pcid).is_err(), "a leafless root is not canonical");
+    assert!(
+        Mst::load(&wrong, pcid).is_err(),
+        "a leafless root is not canonical"
+    );
     assert!(wrong.get_block(&pcid).unwrap().is_some());
 }
 

@@ -13,7 +13,11 @@ fn key_heights() {
     let mut n = 0;
     for case in cases.as_array().unwrap() {
         let key = case["key"].as_str().unwrap();
-        assert_eq!(u64::from(key_height(key.as_bytes())), case["height"].as_u64().unwrap(), "{key:?}");
+        assert_eq!(
+            u64::from(key_height(key.as_bytes())),
+            case["height"].as_u64().unwrap(),
+            "{key:?}"
+        );
         n += 1;
     }
     common::report("mst key heights", n);
@@ -24,8 +28,15 @@ fn common_prefix() {
     let cases = common::vector_json("mst/common_prefix.json");
     let mut n = 0;
     for case in cases.as_array().unwrap() {
-        let (l, r) = (case["left"].as_str().unwrap(), case["right"].as_str().unwrap());
-        assert_eq!(common_prefix_len(l.as_bytes(), r.as_bytes()) as u64, case["len"].as_u64().unwrap(), "{l:?} {r:?}");
+        let (l, r) = (
+            case["left"].as_str().unwrap(),
+            case["right"].as_str().unwrap(),
+        );
+        assert_eq!(
+            common_prefix_len(l.as_bytes(), r.as_bytes()) as u64,
+            case["len"].as_u64().unwrap(),
+            "{l:?} {r:?}"
+        );
         n += 1;
     }
     common::report("mst common prefix", n);
@@ -44,11 +55,19 @@ fn example_keys_have_their_named_height() {
 }
 
 fn cids(v: &serde_json::Value) -> Vec<Cid> {
-    v.as_array().unwrap().iter().map(|c| parse_cid(c.as_str().unwrap()).unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| parse_cid(c.as_str().unwrap()).unwrap())
+        .collect()
 }
 
 fn strs(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -68,7 +87,11 @@ fn commit_proof_fixtures() {
         }
         let (before, blocks) = mst.persist();
         store.extend(blocks);
-        assert_eq!(before.to_string(), case["rootBeforeCommit"].as_str().unwrap(), "{comment}: root before");
+        assert_eq!(
+            before.to_string(),
+            case["rootBeforeCommit"].as_str().unwrap(),
+            "{comment}: root before"
+        );
 
         // Apply the commit's ops on the stored tree; only changed nodes are new.
         let mut mst = Mst::load(&store, before).unwrap();
@@ -79,7 +102,11 @@ fn commit_proof_fixtures() {
             assert_eq!(mst.delete(key).unwrap(), Some(leaf));
         }
         let (after, new_blocks) = mst.persist();
-        assert_eq!(after.to_string(), case["rootAfterCommit"].as_str().unwrap(), "{comment}: root after");
+        assert_eq!(
+            after.to_string(),
+            case["rootAfterCommit"].as_str().unwrap(),
+            "{comment}: root after"
+        );
         let mut all = store.clone();
         all.extend(new_blocks);
 
@@ -93,20 +120,34 @@ fn commit_proof_fixtures() {
             assert!(proof.contains(&cid), "{comment}: proof lacks {cid}");
         }
         // ...and suffice to invert the ops back to the old root, in any order.
-        let ops: Vec<(bool, &String)> = adds.iter().map(|k| (true, k)).chain(dels.iter().map(|k| (false, k))).collect();
+        let ops: Vec<(bool, &String)> = adds
+            .iter()
+            .map(|k| (true, k))
+            .chain(dels.iter().map(|k| (false, k)))
+            .collect();
         for order in permutations(ops.len()) {
             let mut inverted = Mst::load(&proof, after).unwrap();
             for &i in &order {
                 let (was_add, key) = ops[i];
                 if was_add {
-                    inverted.delete(key).unwrap_or_else(|e| panic!("{comment}: invert add {key}: {e}"));
+                    inverted
+                        .delete(key)
+                        .unwrap_or_else(|e| panic!("{comment}: invert add {key}: {e}"));
                 } else {
-                    inverted.insert(key, leaf).unwrap_or_else(|e| panic!("{comment}: invert del {key}: {e}"));
+                    inverted
+                        .insert(key, leaf)
+                        .unwrap_or_else(|e| panic!("{comment}: invert del {key}: {e}"));
                 }
             }
-            assert_eq!(inverted.root_cid(), before, "{comment}: inverting {order:?}");
+            assert_eq!(
+                inverted.root_cid(),
+                before,
+                "{comment}: inverting {order:?}"
+            );
         }
-        assert!(proof.iter().all(|(c, _)| all.get_block(c).unwrap().is_some()));
+        assert!(proof
+            .iter()
+            .all(|(c, _)| all.get_block(c).unwrap().is_some()));
         n += 1;
     }
     common::report("firehose commit-proof fixtures", n);

@@ -21,7 +21,11 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 
-const COLLECTIONS: [&str; 3] = ["app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow"];
+const COLLECTIONS: [&str; 3] = [
+    "app.bsky.feed.post",
+    "app.bsky.feed.like",
+    "app.bsky.graph.follow",
+];
 
 fn record(rng: &mut StdRng, i: usize) -> Value {
     let mut r = json!({
@@ -59,7 +63,11 @@ fn mst_roots_match_the_reference() {
         let mut live: Vec<String> = Vec::new();
         let mut n = 0;
         while n < size {
-            let key = format!("{}/{}", COLLECTIONS.choose(&mut rng).unwrap(), rkey(&mut rng));
+            let key = format!(
+                "{}/{}",
+                COLLECTIONS.choose(&mut rng).unwrap(),
+                rkey(&mut rng)
+            );
             if live.contains(&key) {
                 continue;
             }
@@ -88,15 +96,32 @@ fn mst_roots_match_the_reference() {
     let (ok, out) = common::run_node("mst-root.mjs", &[], &json!({"cases": cases}).to_string());
     assert!(ok, "reference failed: {out}");
     for (i, (root, count)) in ours.iter().enumerate() {
-        assert_eq!(out["counts"][i].as_u64().unwrap() as usize, *count, "case {i} ({} keys): count", sizes[i]);
-        assert_eq!(out["roots"][i].as_str().unwrap(), root, "case {i} ({} keys): root CID", sizes[i]);
+        assert_eq!(
+            out["counts"][i].as_u64().unwrap() as usize,
+            *count,
+            "case {i} ({} keys): count",
+            sizes[i]
+        );
+        assert_eq!(
+            out["roots"][i].as_str().unwrap(),
+            root,
+            "case {i} ({} keys): root CID",
+            sizes[i]
+        );
     }
     common::report("MST root CIDs equal to @atproto/repo", sizes.len());
 }
 
 fn atbox(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_atbox")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 struct ReferenceRepo {
@@ -107,7 +132,14 @@ struct ReferenceRepo {
 
 /// Has the reference build a repo over three commits (creates; updates and creates;
 /// deletes) and write its CAR to `out`.
-fn reference_repo(key: &Keypair, did: &str, out: &Path, rev: Option<&str>, n: usize, seed: u64) -> ReferenceRepo {
+fn reference_repo(
+    key: &Keypair,
+    did: &str,
+    out: &Path,
+    rev: Option<&str>,
+    n: usize,
+    seed: u64,
+) -> ReferenceRepo {
     let mut rng = StdRng::seed_from_u64(seed);
     let writes: Vec<Value> = (0..n)
         .map(|i| json!({"action": "create", "collection": COLLECTIONS[i % 3], "rkey": rkey(&mut rng), "record": record(&mut rng, i)}))
@@ -117,8 +149,12 @@ fn reference_repo(key: &Keypair, did: &str, out: &Path, rev: Option<&str>, n: us
         .step_by(5)
         .map(|w| json!({"action": "update", "collection": w["collection"], "rkey": w["rkey"], "record": record(&mut rng, 99)}))
         .collect();
-    let deletes: Vec<Value> =
-        writes.iter().skip(1).step_by(7).map(|w| json!({"action": "delete", "collection": w["collection"], "rkey": w["rkey"]})).collect();
+    let deletes: Vec<Value> = writes
+        .iter()
+        .skip(1)
+        .step_by(7)
+        .map(|w| json!({"action": "delete", "collection": w["collection"], "rkey": w["rkey"]}))
+        .collect();
     let mut input = json!({
         "keyType": match key.key_type() { KeyType::K256 => "k256", KeyType::P256 => "p256" },
         "privateKeyHex": key.private_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>(),
@@ -135,9 +171,20 @@ fn reference_repo(key: &Keypair, did: &str, out: &Path, rev: Option<&str>, n: us
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{}/{}\t{}", r["collection"].as_str().unwrap(), r["rkey"].as_str().unwrap(), r["cid"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{}/{}\t{}",
+                r["collection"].as_str().unwrap(),
+                r["rkey"].as_str().unwrap(),
+                r["cid"].as_str().unwrap()
+            )
+        })
         .collect();
-    ReferenceRepo { did_key: res["didKey"].as_str().unwrap().into(), commit: res["commit"].as_str().unwrap().into(), records }
+    ReferenceRepo {
+        did_key: res["didKey"].as_str().unwrap().into(),
+        commit: res["commit"].as_str().unwrap().into(),
+        records,
+    }
 }
 
 #[test]
@@ -161,21 +208,40 @@ fn reference_cars_pass_atbox_repo_commands() {
 
         let (ok, out, err) = atbox(&["repo", "inspect", car_s]);
         assert!(ok, "{err}");
-        assert!(out.contains(did) && out.contains(&reference.commit), "{out}");
-        assert!(out.contains(&format!("records:      {}", reference.records.len())), "{out}");
+        assert!(
+            out.contains(did) && out.contains(&reference.commit),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("records:      {}", reference.records.len())),
+            "{out}"
+        );
 
         // A different key does not verify the signature.
         let other = Keypair::generate(kt).public_key().to_did_key();
         let (ok, _, err) = atbox(&["repo", "verify", car_s, "--did-key", &other]);
         assert!(!ok && err.contains("signature"), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "one line naming the problem: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one line naming the problem: {err}"
+        );
 
         for (name, tampered, expect) in tampered_copies(&car, &key) {
             let path = dir.path().join(format!("{name}-{i}.car"));
             std::fs::write(&path, tampered).unwrap();
-            let (ok, _, err) = atbox(&["repo", "verify", path.to_str().unwrap(), "--did-key", &reference.did_key]);
+            let (ok, _, err) = atbox(&[
+                "repo",
+                "verify",
+                path.to_str().unwrap(),
+                "--did-key",
+                &reference.did_key,
+            ]);
             assert!(!ok, "{name}: tampered CAR was accepted");
-            assert!(err.contains(expect), "{name}: expected {expect:?} in {err:?}");
+            assert!(
+                err.contains(expect),
+                "{name}: expected {expect:?} in {err:?}"
+            );
             assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
         }
     }
@@ -193,7 +259,10 @@ fn tampered_copies(car: &Path, key: &Keypair) -> Vec<(&'static str, Vec<u8>, &'s
     let mut mst = Mst::load(&blocks, commit.data).unwrap();
     let (_, record_cid) = mst.entries().unwrap()[3].clone();
     let record_bytes = blocks.get(&record_cid).unwrap().to_vec();
-    let pos = bytes.windows(record_bytes.len()).position(|w| w == record_bytes).unwrap();
+    let pos = bytes
+        .windows(record_bytes.len())
+        .position(|w| w == record_bytes)
+        .unwrap();
     let mut changed = bytes.clone();
     changed[pos + record_bytes.len() - 2] ^= 0x01;
     out.push(("record-bytes", changed, "do not hash"));
@@ -209,16 +278,24 @@ fn tampered_copies(car: &Path, key: &Keypair) -> Vec<(&'static str, Vec<u8>, &'s
     let (node_cid, mut node) = blocks
         .iter()
         .find_map(|(c, d)| match atbox::data::decode_cbor(d).ok()? {
-            Ipld::Map(m) if m.contains_key("e") && matches!(&m["e"], Ipld::List(l) if l.len() >= 2) => Some((*c, m)),
+            Ipld::Map(m)
+                if m.contains_key("e") && matches!(&m["e"], Ipld::List(l) if l.len() >= 2) =>
+            {
+                Some((*c, m))
+            }
             _ => None,
         })
         .unwrap();
-    let Ipld::List(entries) = node.get_mut("e").unwrap() else { unreachable!() };
+    let Ipld::List(entries) = node.get_mut("e").unwrap() else {
+        unreachable!()
+    };
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut prev: Vec<u8> = Vec::new();
     for e in entries.iter() {
         let Ipld::Map(e) = e else { unreachable!() };
-        let (Ipld::Integer(p), Ipld::Bytes(k)) = (&e["p"], &e["k"]) else { unreachable!() };
+        let (Ipld::Integer(p), Ipld::Bytes(k)) = (&e["p"], &e["k"]) else {
+            unreachable!()
+        };
         let mut full = prev[..*p as usize].to_vec();
         full.extend(k);
         keys.push(full.clone());
@@ -238,7 +315,8 @@ fn tampered_copies(car: &Path, key: &Keypair) -> Vec<(&'static str, Vec<u8>, &'s
     let new_node = b.put_cbor(&Ipld::Map(node));
     let new_data = replace_link(&mut b, commit.data, node_cid, new_node);
     let tid = Tid::new(commit.rev.clone()).unwrap();
-    let resigned = UnsignedCommit::new(&Did::new(commit.did.clone()).unwrap(), new_data, &tid).sign(key);
+    let resigned =
+        UnsignedCommit::new(&Did::new(commit.did.clone()).unwrap(), new_data, &tid).sign(key);
     let new_root = b.put_cbor(&resigned);
     out.push(("mst-order", write_car(&[new_root], &b), "order"));
 
@@ -257,7 +335,9 @@ fn replace_link(blocks: &mut BlockMap, at: Cid, from: Cid, to: Cid) -> Cid {
     if at == from {
         return to;
     }
-    let Ipld::Map(mut node) = atbox::data::decode_cbor(&blocks.require_block(&at).unwrap()).unwrap() else {
+    let Ipld::Map(mut node) =
+        atbox::data::decode_cbor(&blocks.require_block(&at).unwrap()).unwrap()
+    else {
         unreachable!()
     };
     let mut changed = false;
@@ -295,7 +375,14 @@ fn atbox_repos_pass_reference_verification_and_match_its_commits() {
 
         // The reference builds a repo over three commits...
         let ref_car = dir.path().join(format!("ref-{i}.car"));
-        let reference = reference_repo(&key, did.as_str(), &ref_car, Some(rev.as_str()), 120, 40 + i as u64);
+        let reference = reference_repo(
+            &key,
+            did.as_str(),
+            &ref_car,
+            Some(rev.as_str()),
+            120,
+            40 + i as u64,
+        );
 
         // ...atbox builds the same final records in one go and signs with the same rev.
         let mut blocks = BlockMap::new();
@@ -316,19 +403,34 @@ fn atbox_repos_pass_reference_verification_and_match_its_commits() {
         blocks.extend(nodes);
         let commit = UnsignedCommit::new(&did, data, &rev).sign(&key);
         let root = blocks.put_cbor(&commit);
-        assert_eq!(root.to_string(), reference.commit, "same records, key and rev: same signed commit");
+        assert_eq!(
+            root.to_string(),
+            reference.commit,
+            "same records, key and rev: same signed commit"
+        );
 
         let car = dir.path().join(format!("atbox-{i}.car"));
         std::fs::write(&car, write_car(&[root], &blocks)).unwrap();
-        let (ok, res) = common::run_node("verify-car.mjs", &[car.to_str().unwrap(), did.as_str(), &reference.did_key], "");
+        let (ok, res) = common::run_node(
+            "verify-car.mjs",
+            &[car.to_str().unwrap(), did.as_str(), &reference.did_key],
+            "",
+        );
         assert!(ok, "reference rejected atbox's CAR: {res}");
         assert_eq!(res["commit"].as_str().unwrap(), root.to_string());
-        assert_eq!(res["records"].as_array().unwrap().len(), reference.records.len());
+        assert_eq!(
+            res["records"].as_array().unwrap().len(),
+            reference.records.len()
+        );
         assert_eq!(res["unreachableBlocks"].as_u64(), Some(0));
 
         // The reference must also refuse it under the wrong key (the check is live).
         let other = Keypair::generate(kt).public_key().to_did_key();
-        let (ok, _) = common::run_node("verify-car.mjs", &[car.to_str().unwrap(), did.as_str(), &other], "");
+        let (ok, _) = common::run_node(
+            "verify-car.mjs",
+            &[car.to_str().unwrap(), did.as_str(), &other],
+            "",
+        );
         assert!(!ok, "reference accepted a CAR under the wrong key");
     }
 }

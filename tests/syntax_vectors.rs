@@ -23,22 +23,42 @@ fn check(kind: &str, valid: &[&str], invalid: &[&str], accepts: impl Fn(&str) ->
 
 #[test]
 fn did() {
-    check("did", &["did_syntax_valid.txt"], &["did_syntax_invalid.txt"], |s| Did::new(s).is_ok());
+    check(
+        "did",
+        &["did_syntax_valid.txt"],
+        &["did_syntax_invalid.txt"],
+        |s| Did::new(s).is_ok(),
+    );
 }
 
 #[test]
 fn handle() {
-    check("handle", &["handle_syntax_valid.txt"], &["handle_syntax_invalid.txt"], |s| Handle::new(s).is_ok());
+    check(
+        "handle",
+        &["handle_syntax_valid.txt"],
+        &["handle_syntax_invalid.txt"],
+        |s| Handle::new(s).is_ok(),
+    );
 }
 
 #[test]
 fn nsid() {
-    check("nsid", &["nsid_syntax_valid.txt"], &["nsid_syntax_invalid.txt"], |s| Nsid::new(s).is_ok());
+    check(
+        "nsid",
+        &["nsid_syntax_valid.txt"],
+        &["nsid_syntax_invalid.txt"],
+        |s| Nsid::new(s).is_ok(),
+    );
 }
 
 #[test]
 fn at_uri() {
-    check("at-uri", &["aturi_syntax_valid.txt"], &["aturi_syntax_invalid.txt"], |s| AtUri::new(s).is_ok());
+    check(
+        "at-uri",
+        &["aturi_syntax_valid.txt"],
+        &["aturi_syntax_invalid.txt"],
+        |s| AtUri::new(s).is_ok(),
+    );
 }
 
 #[test]
@@ -50,19 +70,32 @@ fn at_uri_round_trips() {
 
 #[test]
 fn record_key() {
-    check("record-key", &["recordkey_syntax_valid.txt"], &["recordkey_syntax_invalid.txt"], |s| {
-        RecordKey::new(s).is_ok()
-    });
+    check(
+        "record-key",
+        &["recordkey_syntax_valid.txt"],
+        &["recordkey_syntax_invalid.txt"],
+        |s| RecordKey::new(s).is_ok(),
+    );
 }
 
 #[test]
 fn tid() {
-    check("tid", &["tid_syntax_valid.txt"], &["tid_syntax_invalid.txt"], |s| Tid::new(s).is_ok());
+    check(
+        "tid",
+        &["tid_syntax_valid.txt"],
+        &["tid_syntax_invalid.txt"],
+        |s| Tid::new(s).is_ok(),
+    );
 }
 
 #[test]
 fn cid_string() {
-    check("cid", &["cid_syntax_valid.txt"], &["cid_syntax_invalid.txt"], |s| validate_cid_string(s).is_ok());
+    check(
+        "cid",
+        &["cid_syntax_valid.txt"],
+        &["cid_syntax_invalid.txt"],
+        |s| validate_cid_string(s).is_ok(),
+    );
 }
 
 #[test]
@@ -87,24 +120,45 @@ fn language() {
 
 #[test]
 fn at_identifier() {
-    check("at-identifier", &["atidentifier_syntax_valid.txt"], &["atidentifier_syntax_invalid.txt"], |s| {
-        AtIdentifier::new(s).is_ok()
-    });
+    check(
+        "at-identifier",
+        &["atidentifier_syntax_valid.txt"],
+        &["atidentifier_syntax_invalid.txt"],
+        |s| AtIdentifier::new(s).is_ok(),
+    );
 }
 
 #[test]
 fn uri() {
-    check("uri", &["uri_syntax_valid.txt"], &["uri_syntax_invalid.txt"], |s| validate_uri(s).is_ok());
+    check(
+        "uri",
+        &["uri_syntax_valid.txt"],
+        &["uri_syntax_invalid.txt"],
+        |s| validate_uri(s).is_ok(),
+    );
 }
 
 #[test]
 fn every_syntax_file_is_covered() {
     let covered = [
-        "did", "handle", "nsid", "aturi", "recordkey", "tid", "cid", "datetime", "language", "atidentifier", "uri",
+        "did",
+        "handle",
+        "nsid",
+        "aturi",
+        "recordkey",
+        "tid",
+        "cid",
+        "datetime",
+        "language",
+        "atidentifier",
+        "uri",
     ];
     for entry in std::fs::read_dir(common::vectors_dir().join("syntax")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         let kind = name.split('_').next().unwrap();
-        assert!(covered.contains(&kind), "syntax/{name} has no test: add one");
+        assert!(
+            covered.contains(&kind),
+            "syntax/{name} has no test: add one"
+        );
     }
 }

@@ -15,7 +15,11 @@ fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, std::fs::read(&path).unwrap());
             }
         }
@@ -26,7 +30,10 @@ fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn in_repo_vectors_equal_shared_copy() {
     let ours = files(&common::vectors_dir());
-    assert!(ours.contains_key("SOURCE") && ours.contains_key("LICENSE-CC0"), "keep SOURCE and the licence");
+    assert!(
+        ours.contains_key("SOURCE") && ours.contains_key("LICENSE-CC0"),
+        "keep SOURCE and the licence"
+    );
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/atproto-interop-tests");
     if !shared.exists() {
         println!("../shared/atproto-interop-tests not present; checked the in-repo copy only");
@@ -35,9 +42,15 @@ fn in_repo_vectors_equal_shared_copy() {
     let theirs = files(&shared);
     let ours_names: Vec<_> = ours.keys().collect();
     let their_names: Vec<_> = theirs.keys().collect();
-    assert_eq!(ours_names, their_names, "the set of vector files differs from ../shared");
+    assert_eq!(
+        ours_names, their_names,
+        "the set of vector files differs from ../shared"
+    );
     for (name, bytes) in &theirs {
-        assert!(ours[name] == *bytes, "{name} differs from ../shared/atproto-interop-tests/{name}: copy it again");
+        assert!(
+            ours[name] == *bytes,
+            "{name} differs from ../shared/atproto-interop-tests/{name}: copy it again"
+        );
     }
     common::report("vector files identical to ../shared", theirs.len());
 }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "atbox", version, about = "A personal data server for the AT Protocol, for your home")]
+#[command(
+    name = "atbox",
+    version,
+    about = "A personal data server for the AT Protocol, for your home"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -54,7 +54,11 @@ pub fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
                 .transpose()
                 .context("--did-key must be a did:key for a k256 or p256 key")?;
             let (summary, blocks, _) = load(&file, key.as_ref())?;
-            let sig = if summary.signature_verified { "signature ok" } else { "signature not checked (no --did-key)" };
+            let sig = if summary.signature_verified {
+                "signature ok"
+            } else {
+                "signature not checked (no --did-key)"
+            };
             println!(
                 "ok: {} rev {}, {} records, {} blocks, {sig}",
                 summary.commit.did,
@@ -68,12 +72,20 @@ pub fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Reads and fully verifies a repo CAR.
-fn load(file: &Path, key: Option<&crate::crypto::PublicKey>) -> anyhow::Result<(RepoSummary, BlockMap, u64)> {
+fn load(
+    file: &Path,
+    key: Option<&crate::crypto::PublicKey>,
+) -> anyhow::Result<(RepoSummary, BlockMap, u64)> {
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let (roots, blocks) = read_car(std::io::BufReader::new(f)).with_context(|| file.display().to_string())?;
+    let (roots, blocks) =
+        read_car(std::io::BufReader::new(f)).with_context(|| file.display().to_string())?;
     let [root] = roots[..] else {
-        bail!("{}: a repo CAR has exactly one root (the commit), this one has {}", file.display(), roots.len());
+        bail!(
+            "{}: a repo CAR has exactly one root (the commit), this one has {}",
+            file.display(),
+            roots.len()
+        );
     };
     let summary = verify_repo(&blocks, root, key).with_context(|| file.display().to_string())?;
     Ok((summary, blocks, size))

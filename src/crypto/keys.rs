@@ -31,7 +31,12 @@ pub enum Keypair {
 // Never print key material, even in debug logs.
 impl std::fmt::Debug for Keypair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Keypair({:?}, {})", self.key_type(), self.public_key().to_did_key())
+        write!(
+            f,
+            "Keypair({:?}, {})",
+            self.key_type(),
+            self.public_key().to_did_key()
+        )
     }
 }
 
@@ -47,8 +52,12 @@ impl Keypair {
     pub fn from_private_bytes(key_type: KeyType, bytes: &[u8]) -> Result<Keypair, CryptoError> {
         let err = |e: k256::ecdsa::Error| CryptoError::Key(e.to_string());
         Ok(match key_type {
-            KeyType::K256 => Keypair::K256(k256::ecdsa::SigningKey::from_slice(bytes).map_err(err)?),
-            KeyType::P256 => Keypair::P256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(err)?),
+            KeyType::K256 => {
+                Keypair::K256(k256::ecdsa::SigningKey::from_slice(bytes).map_err(err)?)
+            }
+            KeyType::P256 => {
+                Keypair::P256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(err)?)
+            }
         })
     }
 
@@ -101,8 +110,12 @@ impl PublicKey {
     pub fn from_sec1(key_type: KeyType, bytes: &[u8]) -> Result<PublicKey, CryptoError> {
         let err = |e: k256::ecdsa::Error| CryptoError::Key(e.to_string());
         Ok(match key_type {
-            KeyType::K256 => PublicKey::K256(k256::ecdsa::VerifyingKey::from_sec1_bytes(bytes).map_err(err)?),
-            KeyType::P256 => PublicKey::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes).map_err(err)?),
+            KeyType::K256 => {
+                PublicKey::K256(k256::ecdsa::VerifyingKey::from_sec1_bytes(bytes).map_err(err)?)
+            }
+            KeyType::P256 => {
+                PublicKey::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes).map_err(err)?)
+            }
         })
     }
 
@@ -129,14 +142,16 @@ impl PublicKey {
         }
         match self {
             PublicKey::K256(k) => {
-                let sig = k256::ecdsa::Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
+                let sig = k256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| CryptoError::BadSignature)?;
                 if sig.normalize_s().is_some() {
                     return Err(CryptoError::HighS);
                 }
                 k.verify(msg, &sig).map_err(|_| CryptoError::BadSignature)
             }
             PublicKey::P256(k) => {
-                let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
+                let sig = p256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| CryptoError::BadSignature)?;
                 if sig.normalize_s().is_some() {
                     return Err(CryptoError::HighS);
                 }

@@ -32,7 +32,8 @@ pub fn decode_cbor(bytes: &[u8]) -> Result<Ipld, DataError> {
 /// Decodes DAG-CBOR into a typed value (a commit, an MST node), refusing bytes that are
 /// not the canonical encoding of what they decode to.
 pub fn from_cbor<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, DataError> {
-    let value: T = serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DataError::Cbor(e.to_string()))?;
+    let value: T =
+        serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DataError::Cbor(e.to_string()))?;
     if serde_ipld_dagcbor::to_vec(&value).ok().as_deref() != Some(bytes) {
         return Err(DataError::NotCanonical);
     }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 /// Standard base64 alphabet; written without padding, read with or without.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// The largest integer a JSON number can carry exactly (JavaScript's safe range).
@@ -35,7 +37,9 @@ fn convert(value: &Value) -> Result<Ipld, DataError> {
             if let Some(i) = n.as_i64() {
                 Ipld::Integer(i.into())
             } else if n.is_u64() {
-                return Err(DataError::Json(format!("integer {n} is outside the 64-bit signed range")));
+                return Err(DataError::Json(format!(
+                    "integer {n} is outside the 64-bit signed range"
+                )));
             } else {
                 // JSON has one number type; an integral float such as 123.0 is the integer 123.
                 let f = n.as_f64().unwrap_or(f64::NAN);
@@ -51,7 +55,9 @@ fn convert(value: &Value) -> Result<Ipld, DataError> {
             if let Some(link) = map.get("$link") {
                 return match (link, map.len()) {
                     (Value::String(s), 1) => Ok(Ipld::Link(parse_cid(s)?)),
-                    (Value::String(_), _) => Err(DataError::Json("a $link object may have no other keys".into())),
+                    (Value::String(_), _) => Err(DataError::Json(
+                        "a $link object may have no other keys".into(),
+                    )),
                     _ => Err(DataError::Json("$link must be a CID string".into())),
                 };
             }
@@ -61,7 +67,9 @@ fn convert(value: &Value) -> Result<Ipld, DataError> {
                         .decode(s)
                         .map(Ipld::Bytes)
                         .map_err(|e| DataError::Json(format!("$bytes is not base64: {e}"))),
-                    (Value::String(_), _) => Err(DataError::Json("a $bytes object may have no other keys".into())),
+                    (Value::String(_), _) => Err(DataError::Json(
+                        "a $bytes object may have no other keys".into(),
+                    )),
                     _ => Err(DataError::Json("$bytes must be a base64 string".into())),
                 };
             }
@@ -88,6 +96,10 @@ pub fn ipld_to_json(value: &Ipld) -> Value {
         Ipld::Bytes(b) => serde_json::json!({ "$bytes": BASE64.encode(b) }),
         Ipld::Link(cid) => serde_json::json!({ "$link": cid.to_string() }),
         Ipld::List(items) => Value::Array(items.iter().map(ipld_to_json).collect()),
-        Ipld::Map(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), ipld_to_json(v))).collect()),
+        Ipld::Map(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), ipld_to_json(v)))
+                .collect(),
+        ),
     }
 }

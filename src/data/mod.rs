@@ -13,7 +13,9 @@ mod json;
 mod rules;
 
 pub use cbor::{decode_cbor, encode_cbor, from_cbor, to_cbor};
-pub use cids::{cid_for_cbor, cid_for_raw, parse_cid, CODEC_DAG_CBOR, CODEC_RAW, MULTIHASH_SHA2_256};
+pub use cids::{
+    cid_for_cbor, cid_for_raw, parse_cid, CODEC_DAG_CBOR, CODEC_RAW, MULTIHASH_SHA2_256,
+};
 pub use json::{ipld_from_json, ipld_to_json};
 pub use rules::check_atproto_rules;
 

@@ -44,7 +44,10 @@ pub struct CarWriter<W: Write> {
 impl<W: Write> CarWriter<W> {
     /// Writes the header. atproto repo CARs have exactly one root (the commit).
     pub fn new(mut out: W, roots: &[Cid]) -> std::io::Result<Self> {
-        let header = to_cbor(&CarHeader { roots: roots.to_vec(), version: 1 });
+        let header = to_cbor(&CarHeader {
+            roots: roots.to_vec(),
+            version: 1,
+        });
         let mut buf = Vec::with_capacity(header.len() + 4);
         write_varint(&mut buf, header.len() as u64);
         buf.extend_from_slice(&header);
@@ -112,11 +115,21 @@ fn read_varint<R: Read>(input: &mut R, offset: &mut u64) -> Result<Option<u64>, 
     Err(car_err("length prefix longer than 10 bytes"))
 }
 
-fn read_exact_vec<R: Read>(input: &mut R, len: usize, offset: &mut u64) -> Result<Vec<u8>, RepoError> {
+fn read_exact_vec<R: Read>(
+    input: &mut R,
+    len: usize,
+    offset: &mut u64,
+) -> Result<Vec<u8>, RepoError> {
     let mut buf = Vec::new();
-    input.take(len as u64).read_to_end(&mut buf).map_err(|e| car_err(format!("read error: {e}")))?;
+    input
+        .take(len as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| car_err(format!("read error: {e}")))?;
     if buf.len() != len {
-        return Err(car_err(format!("truncated: wanted {len} bytes at byte {offset}, got {}", buf.len())));
+        return Err(car_err(format!(
+            "truncated: wanted {len} bytes at byte {offset}, got {}",
+            buf.len()
+        )));
     }
     *offset += len as u64;
     Ok(buf)
@@ -133,9 +146,16 @@ impl<R: Read> CarReader<R> {
         let bytes = read_exact_vec(&mut input, len as usize, &mut offset)?;
         let header: CarHeader = from_cbor(&bytes).map_err(|e| car_err(format!("header: {e}")))?;
         if header.version != 1 {
-            return Err(car_err(format!("version {} (only CAR v1 is supported)", header.version)));
+            return Err(car_err(format!(
+                "version {} (only CAR v1 is supported)",
+                header.version
+            )));
         }
-        Ok(CarReader { input, roots: header.roots, offset })
+        Ok(CarReader {
+            input,
+            roots: header.roots,
+            offset,
+        })
     }
 
     pub fn roots(&self) -> &[Cid] {
@@ -149,11 +169,14 @@ impl<R: Read> CarReader<R> {
             return Ok(None);
         };
         if len == 0 || len > (MAX_BLOCK_LEN + 64) as u64 {
-            return Err(car_err(format!("block at byte {start}: length {len} is out of range")));
+            return Err(car_err(format!(
+                "block at byte {start}: length {len} is out of range"
+            )));
         }
         let section = read_exact_vec(&mut self.input, len as usize, &mut self.offset)?;
         let mut cursor = std::io::Cursor::new(section.as_slice());
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| car_err(format!("block at byte {start}: bad CID: {e}")))?;
+        let cid = Cid::read_bytes(&mut cursor)
+            .map_err(|e| car_err(format!("block at byte {start}: bad CID: {e}")))?;
         let data = section[cursor.position() as usize..].to_vec();
         check_block(&cid, &data).map_err(|e| car_err(format!("block at byte {start}: {e}")))?;
         Ok(Some((cid, data)))
@@ -167,7 +190,10 @@ pub fn check_block(cid: &Cid, data: &[u8]) -> Result<(), String> {
         return Err(format!("{cid} is not a CIDv1"));
     }
     if cid.codec() != CODEC_DAG_CBOR && cid.codec() != CODEC_RAW {
-        return Err(format!("{cid} has codec 0x{:x}; only dag-cbor and raw are allowed", cid.codec()));
+        return Err(format!(
+            "{cid} has codec 0x{:x}; only dag-cbor and raw are allowed",
+            cid.codec()
+        ));
     }
     if cid.hash().code() != MULTIHASH_SHA2_256 || cid.hash().size() != 32 {
         return Err(format!("{cid} is not a sha2-256 hash"));

@@ -39,13 +39,32 @@ pub struct Commit {
 
 impl UnsignedCommit {
     pub fn new(did: &Did, data: Cid, rev: &Tid) -> Self {
-        UnsignedCommit { did: did.to_string(), version: REPO_VERSION, data, rev: rev.to_string(), prev: None }
+        UnsignedCommit {
+            did: did.to_string(),
+            version: REPO_VERSION,
+            data,
+            rev: rev.to_string(),
+            prev: None,
+        }
     }
 
     pub fn sign(self, key: &Keypair) -> Commit {
         let sig = key.sign(&to_cbor(&self)).to_vec();
-        let UnsignedCommit { did, version, data, rev, prev } = self;
-        Commit { did, version, data, rev, prev, sig }
+        let UnsignedCommit {
+            did,
+            version,
+            data,
+            rev,
+            prev,
+        } = self;
+        Commit {
+            did,
+            version,
+            data,
+            rev,
+            prev,
+            sig,
+        }
     }
 }
 
@@ -53,9 +72,13 @@ impl Commit {
     /// Decodes a commit block, checking its shape: canonical CBOR, version 3, a valid
     /// DID and a TID `rev`.
     pub fn decode(cid: Cid, bytes: &[u8]) -> Result<Commit, RepoError> {
-        let commit: Commit = from_cbor(bytes).map_err(|e| RepoError::BadBlock { cid, source: e })?;
+        let commit: Commit =
+            from_cbor(bytes).map_err(|e| RepoError::BadBlock { cid: Box::new(cid), source: e })?;
         if commit.version != REPO_VERSION {
-            return Err(RepoError::InvalidCommit(format!("version {} (only version 3 is supported)", commit.version)));
+            return Err(RepoError::InvalidCommit(format!(
+                "version {} (only version 3 is supported)",
+                commit.version
+            )));
         }
         Did::new(commit.did.as_str()).map_err(|e| RepoError::InvalidCommit(e.to_string()))?;
         Tid::new(commit.rev.as_str()).map_err(|e| RepoError::InvalidCommit(format!("rev: {e}")))?;
@@ -74,7 +97,8 @@ impl Commit {
 
     /// Checks the signature against the account's signing key.
     pub fn verify(&self, key: &PublicKey) -> Result<(), RepoError> {
-        key.verify(&to_cbor(&self.unsigned()), &self.sig).map_err(RepoError::from)
+        key.verify(&to_cbor(&self.unsigned()), &self.sig)
+            .map_err(RepoError::from)
     }
 
     /// Adds the commit block to `blocks`; returns its CID.

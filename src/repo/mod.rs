@@ -23,9 +23,9 @@ use crate::data::{Cid, DataError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RepoError {
     #[error("block {0} is missing")]
-    MissingBlock(Cid),
+    MissingBlock(Box<Cid>),
     #[error("block {cid}: {source}")]
-    BadBlock { cid: Cid, source: DataError },
+    BadBlock { cid: Box<Cid>, source: DataError },
     #[error("invalid MST: {0}")]
     InvalidMst(String),
     #[error("invalid commit: {0}")]

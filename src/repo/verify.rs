@@ -21,10 +21,16 @@ pub struct RepoSummary {
 /// signature verifies; the MST is well-formed, canonical and in order; every block it
 /// references is present and hashes to its CID; every record is an atproto object.
 /// Returns the first problem found.
-pub fn verify_repo(blocks: &BlockMap, root: Cid, key: Option<&PublicKey>) -> Result<RepoSummary, RepoError> {
+pub fn verify_repo(
+    blocks: &BlockMap,
+    root: Cid,
+    key: Option<&PublicKey>,
+) -> Result<RepoSummary, RepoError> {
     let commit = Commit::decode(root, &blocks.require_block(&root)?)?;
     if let Some(key) = key {
-        commit.verify(key).map_err(|e| RepoError::InvalidCommit(format!("signature: {e}")))?;
+        commit
+            .verify(key)
+            .map_err(|e| RepoError::InvalidCommit(format!("signature: {e}")))?;
     }
     let mut mst = Mst::load(blocks, commit.data)?;
     let mut records = Vec::new();
@@ -39,14 +45,28 @@ pub fn verify_repo(blocks: &BlockMap, root: Cid, key: Option<&PublicKey>) -> Res
         canonical.insert(key, *cid)?;
     }
     if canonical.root_cid() != commit.data {
-        return Err(RepoError::InvalidMst("tree is not in the canonical shape for its keys".into()));
+        return Err(RepoError::InvalidMst(
+            "tree is not in the canonical shape for its keys".into(),
+        ));
     }
     for (key, cid) in &records {
         let bytes = blocks.require_block(cid)?;
-        match decode_cbor(&bytes).map_err(|e| RepoError::BadBlock { cid: *cid, source: e })? {
+        match decode_cbor(&bytes).map_err(|e| RepoError::BadBlock {
+            cid: Box::new(*cid),
+            source: e,
+        })? {
             Ipld::Map(_) => {}
-            _ => return Err(RepoError::InvalidMst(format!("record {key} ({cid}) is not an object"))),
+            _ => {
+                return Err(RepoError::InvalidMst(format!(
+                    "record {key} ({cid}) is not an object"
+                )))
+            }
         }
     }
-    Ok(RepoSummary { commit_cid: root, commit, records, signature_verified: key.is_some() })
+    Ok(RepoSummary {
+        commit_cid: root,
+        commit,
+        records,
+        signature_verified: key.is_some(),
+    })
 }

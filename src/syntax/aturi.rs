@@ -38,7 +38,11 @@ impl AtUri {
         if parts.next().is_some() {
             return err("too many path segments");
         }
-        Ok(AtUri { authority, collection, rkey })
+        Ok(AtUri {
+            authority,
+            collection,
+            rkey,
+        })
     }
 
     /// The URI of one record.

@@ -24,7 +24,9 @@ impl Datetime {
         Datetime(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true))
     }
     pub fn to_utc(&self) -> DateTime<Utc> {
-        parse(&self.0).expect("validated at construction").with_timezone(&Utc)
+        parse(&self.0)
+            .expect("validated at construction")
+            .with_timezone(&Utc)
     }
 }
 

@@ -11,7 +11,10 @@ pub fn validate_cid_string(s: &str) -> Result<(), SyntaxError> {
     if s.len() < 8 || s.len() > 256 {
         return err("must be 8 to 256 characters");
     }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'=') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'=')
+    {
         return err("has characters outside the multibase alphabets");
     }
     if s.starts_with("Qm") {

@@ -31,7 +31,8 @@ fn validate_did(s: &str) -> Result<(), SyntaxError> {
     if id.is_empty() {
         return err("identifier is empty");
     }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-');
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-');
     if !id.bytes().all(allowed) {
         return err("identifier has a character outside [A-Za-z0-9._:%-]");
     }
@@ -56,8 +57,16 @@ impl Handle {
 
 /// Top-level domains that may never be used for a handle (`specs/handle#additional-non-syntax-restrictions`).
 /// Kept as syntax-level knowledge; the server refuses them at registration.
-pub const DISALLOWED_HANDLE_TLDS: &[&str] =
-    &[".alt", ".arpa", ".example", ".internal", ".invalid", ".local", ".localhost", ".onion"];
+pub const DISALLOWED_HANDLE_TLDS: &[&str] = &[
+    ".alt",
+    ".arpa",
+    ".example",
+    ".internal",
+    ".invalid",
+    ".local",
+    ".localhost",
+    ".onion",
+];
 
 fn validate_handle(s: &str) -> Result<(), SyntaxError> {
     let err = |reason| Err(SyntaxError::new("handle", s, reason));
@@ -72,7 +81,10 @@ fn validate_handle(s: &str) -> Result<(), SyntaxError> {
         if label.is_empty() || label.len() > 63 {
             return err("each label must be 1 to 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return err("labels may only hold ASCII letters, digits and '-'");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -111,7 +123,10 @@ fn validate_nsid(s: &str) -> Result<(), SyntaxError> {
         if label.is_empty() || label.len() > 63 {
             return err("each domain segment must be 1 to 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return err("domain segments may only hold ASCII letters, digits and '-'");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -124,7 +139,8 @@ fn validate_nsid(s: &str) -> Result<(), SyntaxError> {
     if name.is_empty() || name.len() > 63 {
         return err("the name segment must be 1 to 63 characters");
     }
-    if !name.as_bytes()[0].is_ascii_alphabetic() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if !name.as_bytes()[0].is_ascii_alphabetic() || !name.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return err("the name segment must be letters and digits, starting with a letter");
     }
     Ok(())
@@ -143,7 +159,8 @@ fn validate_record_key(s: &str) -> Result<(), SyntaxError> {
     if s == "." || s == ".." {
         return err("'.' and '..' are not allowed");
     }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'~');
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'~');
     if !s.bytes().all(allowed) {
         return err("may only hold ASCII letters, digits and . - _ : ~");
     }

@@ -25,7 +25,8 @@ static LANGUAGE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:-[xX](?:-[A-Za-z0-9]{1,8})+)?",
     );
     let private = r"[xX](?:-[A-Za-z0-9]{1,8})+";
-    Regex::new(&format!("^(?:{grandfathered}|{langtag}|{private})$")).expect("language regex compiles")
+    Regex::new(&format!("^(?:{grandfathered}|{langtag}|{private})$"))
+        .expect("language regex compiles")
 });
 
 fn validate_language(s: &str) -> Result<(), SyntaxError> {

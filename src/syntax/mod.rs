@@ -37,7 +37,11 @@ impl SyntaxError {
         if input.len() >= 120 {
             input.push('…');
         }
-        SyntaxError { kind, input, reason }
+        SyntaxError {
+            kind,
+            input,
+            reason,
+        }
     }
 }
 

@@ -68,11 +68,17 @@ pub struct TidGenerator {
 
 impl TidGenerator {
     pub fn new() -> Self {
-        TidGenerator { clock_id: rand::random::<u16>() & 0x3ff, last_micros: Mutex::new(0) }
+        TidGenerator {
+            clock_id: rand::random::<u16>() & 0x3ff,
+            last_micros: Mutex::new(0),
+        }
     }
 
     pub fn with_clock_id(clock_id: u16) -> Self {
-        TidGenerator { clock_id: clock_id & 0x3ff, last_micros: Mutex::new(0) }
+        TidGenerator {
+            clock_id: clock_id & 0x3ff,
+            last_micros: Mutex::new(0),
+        }
     }
 
     /// The next TID, strictly greater than every earlier one from this generator.
@@ -83,7 +89,10 @@ impl TidGenerator {
     /// The next TID, also strictly greater than `floor` (e.g. a repo's current rev, which
     /// may have been written by an earlier process or on a machine whose clock ran ahead).
     pub fn next_after(&self, floor: Option<&Tid>) -> Tid {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         let mut last = self.last_micros.lock().unwrap_or_else(|p| p.into_inner());
         let mut micros = now.max(*last + 1);
         if let Some(floor) = floor {

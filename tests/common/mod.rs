@@ -11,7 +11,8 @@ pub fn vectors_dir() -> PathBuf {
 /// The lines of a vector file that are test cases: not blank, not `#` comments.
 /// Lines are kept exactly as written (leading/trailing spaces are part of some cases).
 pub fn vector_lines(rel: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(vectors_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let text =
+        std::fs::read_to_string(vectors_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     text.split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -20,7 +21,8 @@ pub fn vector_lines(rel: &str) -> Vec<String> {
 }
 
 pub fn vector_json(rel: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(vectors_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let text =
+        std::fs::read_to_string(vectors_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
@@ -61,7 +63,10 @@ pub fn run_node(script: &str, args: &[&str], input: &str) -> (bool, serde_json::
     writer.join().unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_else(|| {
-        panic!("{script} printed nothing; stderr: {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "{script} printed nothing; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     let json = serde_json::from_str(line).unwrap_or_else(|e| panic!("{script}: {e}: {line}"));
     (out.status.success(), json)

@@ -35,7 +35,9 @@ pub fn diff(store: &dyn BlockStore, old: Option<Cid>, new: Cid) -> Result<MstDif
     let mut old_leaves: BTreeMap<String, Cid> = BTreeMap::new();
     let mut new_leaves: BTreeMap<String, Cid> = BTreeMap::new();
 
-    let read_root = |cid: Cid| -> Result<Node, RepoError> { Node::decode(cid, &store.require_block(&cid)?, None) };
+    let read_root = |cid: Cid| -> Result<Node, RepoError> {
+        Node::decode(cid, &store.require_block(&cid)?, None)
+    };
     let new_root = read_root(new)?;
     let old_root = old.map(read_root).transpose()?;
     let top = new_root.layer.max(old_root.as_ref().map_or(0, |n| n.layer));
@@ -65,12 +67,15 @@ pub fn diff(store: &dyn BlockStore, old: Option<Cid>, new: Cid) -> Result<MstDif
                     out.removed_nodes.insert(*cid);
                 }
                 let node = Node::decode(*cid, &store.require_block(cid)?, Some(layer))?;
-                let links = std::iter::once(&node.left).chain(node.entries.iter().map(|e| &e.right));
+                let links =
+                    std::iter::once(&node.left).chain(node.entries.iter().map(|e| &e.right));
                 for link in links.flatten() {
-                    let Link::Stored(child) = link else { unreachable!("decoded nodes hold stored links") };
-                    let child_layer = layer
-                        .checked_sub(1)
-                        .ok_or_else(|| RepoError::InvalidMst(format!("node {cid}: a layer-0 node has a subtree")))?;
+                    let Link::Stored(child) = link else {
+                        unreachable!("decoded nodes hold stored links")
+                    };
+                    let child_layer = layer.checked_sub(1).ok_or_else(|| {
+                        RepoError::InvalidMst(format!("node {cid}: a layer-0 node has a subtree"))
+                    })?;
                     pending.entry(child_layer).or_default().insert(*child);
                 }
                 for e in node.entries {

@@ -28,12 +28,18 @@ pub struct Mst<S: BlockStore> {
 }
 
 /// Reads a subtree into memory (if it is not already) and returns it.
-fn load_link<'n>(store: &dyn BlockStore, link: &'n mut Link, layer: u32) -> Result<&'n mut Node, RepoError> {
+fn load_link<'n>(
+    store: &dyn BlockStore,
+    link: &'n mut Link,
+    layer: u32,
+) -> Result<&'n mut Node, RepoError> {
     if let Link::Stored(cid) = *link {
         let bytes = store.require_block(&cid)?;
         let node = Node::decode(cid, &bytes, Some(layer))?;
         if node.is_empty() {
-            return Err(RepoError::InvalidMst(format!("node {cid}: an empty node inside the tree")));
+            return Err(RepoError::InvalidMst(format!(
+                "node {cid}: an empty node inside the tree"
+            )));
         }
         *link = Link::Loaded(Box::new(node));
     }
@@ -54,13 +60,19 @@ fn take_node(store: &dyn BlockStore, link: Link, layer: u32) -> Result<Box<Node>
 }
 
 fn child_layer(node: &Node) -> Result<u32, RepoError> {
-    node.layer.checked_sub(1).ok_or_else(|| RepoError::InvalidMst("a layer-0 node has a subtree".into()))
+    node.layer
+        .checked_sub(1)
+        .ok_or_else(|| RepoError::InvalidMst("a layer-0 node has a subtree".into()))
 }
 
 /// A node holding just `key` on layer `height`, wrapped in leafless nodes up to `layer`.
 fn chain(key: &str, value: Cid, height: u32, layer: u32) -> Node {
     let mut node = Node::empty(height);
-    node.entries.push(Entry { key: key.to_owned(), value, right: None });
+    node.entries.push(Entry {
+        key: key.to_owned(),
+        value,
+        right: None,
+    });
     while node.layer < layer {
         let mut parent = Node::empty(node.layer + 1);
         parent.left = Some(Link::Loaded(Box::new(node)));
@@ -73,7 +85,13 @@ fn into_link(node: Node) -> Option<Link> {
     (!node.is_empty()).then(|| Link::Loaded(Box::new(node)))
 }
 
-fn insert(store: &dyn BlockStore, node: &mut Node, key: &str, height: u32, value: Cid) -> Result<Option<Cid>, RepoError> {
+fn insert(
+    store: &dyn BlockStore,
+    node: &mut Node,
+    key: &str,
+    height: u32,
+    value: Cid,
+) -> Result<Option<Cid>, RepoError> {
     let (i, found) = node.search(key);
     if height == node.layer {
         if found {
@@ -89,7 +107,14 @@ fn insert(store: &dyn BlockStore, node: &mut Node, key: &str, height: u32, value
             Some(link) => split(store, link, key, child_layer(node)?)?,
         };
         *node.gap_mut(i) = lo;
-        node.entries.insert(i, Entry { key: key.to_owned(), value, right: hi });
+        node.entries.insert(
+            i,
+            Entry {
+                key: key.to_owned(),
+                value,
+                right: hi,
+            },
+        );
         node.stored_as = None;
         return Ok(None);
     }
@@ -113,7 +138,12 @@ fn insert(store: &dyn BlockStore, node: &mut Node, key: &str, height: u32, value
 }
 
 /// Splits a subtree around `key` (which it does not contain) into the parts below and above.
-fn split(store: &dyn BlockStore, link: Link, key: &str, layer: u32) -> Result<(Option<Link>, Option<Link>), RepoError> {
+fn split(
+    store: &dyn BlockStore,
+    link: Link,
+    key: &str,
+    layer: u32,
+) -> Result<(Option<Link>, Option<Link>), RepoError> {
     let mut node = take_node(store, link, layer)?;
     let (i, _) = node.search(key);
     let (lo, hi) = match node.gap_mut(i).take() {
@@ -132,9 +162,19 @@ fn split(store: &dyn BlockStore, link: Link, key: &str, layer: u32) -> Result<(O
         return Ok((Some(Link::Loaded(node)), None));
     }
     let right_entries = node.entries.split_off(i);
-    let mut left = Node { layer, left: node.left.take(), entries: std::mem::take(&mut node.entries), stored_as: None };
+    let mut left = Node {
+        layer,
+        left: node.left.take(),
+        entries: std::mem::take(&mut node.entries),
+        stored_as: None,
+    };
     *left.gap_mut(i) = lo;
-    let right = Node { layer, left: hi, entries: right_entries, stored_as: None };
+    let right = Node {
+        layer,
+        left: hi,
+        entries: right_entries,
+        stored_as: None,
+    };
     Ok((into_link(left), into_link(right)))
 }
 
@@ -153,7 +193,12 @@ fn mark_dirty_unless_clean(node: &mut Node, i: usize) {
     }
 }
 
-fn delete(store: &dyn BlockStore, node: &mut Node, key: &str, height: u32) -> Result<Option<Cid>, RepoError> {
+fn delete(
+    store: &dyn BlockStore,
+    node: &mut Node,
+    key: &str,
+    height: u32,
+) -> Result<Option<Cid>, RepoError> {
     let (i, found) = node.search(key);
     if height == node.layer {
         if !found {
@@ -188,7 +233,12 @@ fn delete(store: &dyn BlockStore, node: &mut Node, key: &str, height: u32) -> Re
 }
 
 /// Joins two adjacent subtrees (every key of `a` below every key of `b`).
-fn merge(store: &dyn BlockStore, a: Option<Link>, b: Option<Link>, layer: u32) -> Result<Option<Link>, RepoError> {
+fn merge(
+    store: &dyn BlockStore,
+    a: Option<Link>,
+    b: Option<Link>,
+    layer: u32,
+) -> Result<Option<Link>, RepoError> {
     let (a, b) = match (a, b) {
         (None, x) | (x, None) => return Ok(x),
         (Some(a), Some(b)) => (a, b),
@@ -233,7 +283,8 @@ fn persist_node(node: &mut Node, blocks: &mut BlockMap) -> Cid {
     if let Some(cid) = node.stored_as {
         return cid;
     }
-    let links = std::iter::once(&mut node.left).chain(node.entries.iter_mut().map(|e| &mut e.right));
+    let links =
+        std::iter::once(&mut node.left).chain(node.entries.iter_mut().map(|e| &mut e.right));
     for link in links.flatten() {
         if let Link::Loaded(child) = link {
             persist_node(child, blocks);
@@ -247,7 +298,10 @@ fn persist_node(node: &mut Node, blocks: &mut BlockMap) -> Cid {
 impl<S: BlockStore> Mst<S> {
     /// An empty tree.
     pub fn new(store: S) -> Self {
-        Mst { store, root: Node::empty(0) }
+        Mst {
+            store,
+            root: Node::empty(0),
+        }
     }
 
     /// The tree whose root node is `root`. Reads (and checks) the root block only.
@@ -255,7 +309,9 @@ impl<S: BlockStore> Mst<S> {
         let bytes = store.require_block(&root)?;
         let node = Node::decode(root, &bytes, None)?;
         if node.entries.is_empty() && node.left.is_some() {
-            return Err(RepoError::InvalidMst(format!("root {root} has no entries, only a subtree")));
+            return Err(RepoError::InvalidMst(format!(
+                "root {root} has no entries, only a subtree"
+            )));
         }
         Ok(Mst { store, root: node })
     }
@@ -331,11 +387,16 @@ impl<S: BlockStore> Mst<S> {
 
     /// Visits every `(key, value)` in key order. `f` returns `false` to stop.
     /// Checks on the way that keys ascend strictly across the whole tree.
-    pub fn walk(&mut self, mut f: impl FnMut(&str, Cid) -> Result<bool, RepoError>) -> Result<(), RepoError> {
+    pub fn walk(
+        &mut self,
+        mut f: impl FnMut(&str, Cid) -> Result<bool, RepoError>,
+    ) -> Result<(), RepoError> {
         let mut last: Option<String> = None;
         let mut checked = |key: &str, value: Cid| {
             if last.as_deref().is_some_and(|l| l >= key) {
-                return Err(RepoError::InvalidMst(format!("key {key:?} is out of order")));
+                return Err(RepoError::InvalidMst(format!(
+                    "key {key:?} is out of order"
+                )));
             }
             last = Some(key.to_owned());
             f(key, value)

@@ -40,11 +40,17 @@ pub fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 /// Checks that a key is a valid repo path as the MST stores them: `collection/rkey`,
 /// ASCII from the record-key alphabet, at most [`MAX_KEY_LEN`] bytes.
 pub fn check_key(key: &[u8]) -> Result<(), RepoError> {
-    let bad = |why: &str| Err(RepoError::InvalidMst(format!("key {:?}: {why}", String::from_utf8_lossy(key))));
+    let bad = |why: &str| {
+        Err(RepoError::InvalidMst(format!(
+            "key {:?}: {why}",
+            String::from_utf8_lossy(key)
+        )))
+    };
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return bad("must be 1 to 1024 bytes");
     }
-    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'~' | b'/');
+    let allowed =
+        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'~' | b'/');
     if !key.iter().all(allowed) {
         return bad("has a character outside the repo path alphabet");
     }
@@ -102,7 +108,12 @@ pub struct EntryData {
 
 impl Node {
     pub fn empty(layer: u32) -> Node {
-        Node { layer, left: None, entries: Vec::new(), stored_as: None }
+        Node {
+            layer,
+            left: None,
+            entries: Vec::new(),
+            stored_as: None,
+        }
     }
 
     /// A node with no entries and no subtree: only valid as the root of an empty tree.
@@ -141,7 +152,8 @@ impl Node {
     /// subtrees below layer 0. `layer` is `None` for a root, whose layer comes from its keys.
     pub fn decode(cid: Cid, bytes: &[u8], layer: Option<u32>) -> Result<Node, RepoError> {
         let bad = |why: String| RepoError::InvalidMst(format!("node {cid}: {why}"));
-        let data: NodeData = from_cbor(bytes).map_err(|e| RepoError::BadBlock { cid, source: e })?;
+        let data: NodeData =
+            from_cbor(bytes).map_err(|e| RepoError::BadBlock { cid: Box::new(cid), source: e })?;
         let mut entries = Vec::with_capacity(data.e.len());
         let mut prev_key: Vec<u8> = Vec::new();
         for e in data.e {
@@ -156,7 +168,11 @@ impl Node {
                 return Err(bad("keys are not in ascending order".into()));
             }
             let key_str = String::from_utf8(key.clone()).expect("checked ASCII");
-            entries.push(Entry { key: key_str, value: e.v, right: e.t.map(Link::Stored) });
+            entries.push(Entry {
+                key: key_str,
+                value: e.v,
+                right: e.t.map(Link::Stored),
+            });
             prev_key = key;
         }
         let layer = match (layer, entries.first()) {
@@ -167,10 +183,18 @@ impl Node {
         for e in &entries {
             let h = key_height(e.key.as_bytes());
             if h != layer {
-                return Err(bad(format!("key {:?} has height {h} but sits on layer {layer}", e.key)));
+                return Err(bad(format!(
+                    "key {:?} has height {h} but sits on layer {layer}",
+                    e.key
+                )));
             }
         }
-        let node = Node { layer, left: data.l.map(Link::Stored), entries, stored_as: Some(cid) };
+        let node = Node {
+            layer,
+            left: data.l.map(Link::Stored),
+            entries,
+            stored_as: Some(cid),
+        };
         if layer == 0 && (node.left.is_some() || node.entries.iter().any(|e| e.right.is_some())) {
             return Err(bad("a layer-0 node has a subtree".into()));
         }
@@ -182,7 +206,10 @@ impl Node {
         let cid_of = |link: &Option<Link>| match link {
             None => None,
             Some(Link::Stored(c)) => Some(*c),
-            Some(Link::Loaded(n)) => Some(n.stored_as.expect("subtrees are persisted before their parent")),
+            Some(Link::Loaded(n)) => Some(
+                n.stored_as
+                    .expect("subtrees are persisted before their parent"),
+            ),
         };
         let mut prev: &[u8] = &[];
         let e = self
@@ -192,10 +219,18 @@ impl Node {
                 let key = e.key.as_bytes();
                 let p = common_prefix_len(prev, key);
                 prev = key;
-                EntryData { p: p as u64, k: key[p..].to_vec(), v: e.value, t: cid_of(&e.right) }
+                EntryData {
+                    p: p as u64,
+                    k: key[p..].to_vec(),
+                    v: e.value,
+                    t: cid_of(&e.right),
+                }
             })
             .collect();
-        NodeData { l: cid_of(&self.left), e }
+        NodeData {
+            l: cid_of(&self.left),
+            e,
+        }
     }
 }
 
@@ -213,8 +248,20 @@ mod tests {
     #[test]
     fn keys_must_be_repo_paths() {
         assert!(check_key(b"app.bsky.feed.post/3k2a").is_ok());
-        for bad in [&b""[..], b"noslash", b"/x", b"x/", b"a/b/c", b"a b/c", &[b'a'; 1025]] {
-            assert!(check_key(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"noslash",
+            b"/x",
+            b"x/",
+            b"a/b/c",
+            b"a b/c",
+            &[b'a'; 1025],
+        ] {
+            assert!(
+                check_key(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

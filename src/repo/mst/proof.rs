@@ -16,11 +16,20 @@ enum Edge {
 
 fn add_node(node: &Node, proof: &mut BlockMap) {
     let cid = proof.put_cbor(&node.to_data());
-    debug_assert!(node.stored_as.is_none_or(|c| c == cid), "persisted node re-encodes to its CID");
+    debug_assert!(
+        node.stored_as.is_none_or(|c| c == cid),
+        "persisted node re-encodes to its CID"
+    );
 }
 
 /// Adds the nodes along one edge of a subtree: what merging it with a neighbour reads.
-fn add_edge(store: &dyn BlockStore, link: &mut Option<Link>, layer: u32, edge: Edge, proof: &mut BlockMap) -> Result<(), RepoError> {
+fn add_edge(
+    store: &dyn BlockStore,
+    link: &mut Option<Link>,
+    layer: u32,
+    edge: Edge,
+    proof: &mut BlockMap,
+) -> Result<(), RepoError> {
     let Some(link) = link else { return Ok(()) };
     let node = load_link(store, link, layer)?;
     add_node(node, proof);
@@ -63,7 +72,13 @@ impl<S: BlockStore> Mst<S> {
             if found {
                 if covering {
                     add_edge(store, node.gap_mut(i), layer, Edge::Rightmost, &mut proof)?;
-                    add_edge(store, &mut node.entries[i].right, layer, Edge::Leftmost, &mut proof)?;
+                    add_edge(
+                        store,
+                        &mut node.entries[i].right,
+                        layer,
+                        Edge::Leftmost,
+                        &mut proof,
+                    )?;
                 }
                 return Ok(proof);
             }
