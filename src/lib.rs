@@ -14,3 +14,6 @@ pub mod crypto;
 pub mod data;
 pub mod repo;
 pub mod syntax;
+
+#[doc(hidden)]
+pub mod fuzz_targets;
