@@ -18,7 +18,11 @@ pub fn cbor_decode(data: &[u8]) {
         assert_eq!(encode_cbor(&value), data, "accepted CBOR must be canonical");
         if matches!(value, crate::data::Ipld::Map(_)) {
             let json = ipld_to_json(&value);
-            assert_eq!(ipld_from_json(&json).as_ref(), Ok(&value), "JSON round trip");
+            assert_eq!(
+                ipld_from_json(&json).as_ref(),
+                Ok(&value),
+                "JSON round trip"
+            );
         }
     }
 }
@@ -42,7 +46,11 @@ pub fn mst_node_decode(data: &[u8]) {
     let cid = cid_for_cbor(data);
     for layer in [None, Some(0), Some(1), Some(3)] {
         if let Ok(node) = Node::decode(cid, data, layer) {
-            assert_eq!(crate::data::to_cbor(&node.to_data()), data, "accepted node must re-encode exactly");
+            assert_eq!(
+                crate::data::to_cbor(&node.to_data()),
+                data,
+                "accepted node must re-encode exactly"
+            );
         }
     }
     let mut store = BlockMap::new();

@@ -27,7 +27,11 @@ fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
             }
             1 if len > 0 => {
                 let i = rng.gen_range(0..len);
-                out[i] = *[0x00, 0x17, 0x18, 0x1b, 0x7f, 0x80, 0xa1, 0xbf, 0xd8, 0xf6, 0xfb, 0xff].get(rng.gen_range(0..12)).unwrap();
+                out[i] = *[
+                    0x00, 0x17, 0x18, 0x1b, 0x7f, 0x80, 0xa1, 0xbf, 0xd8, 0xf6, 0xfb, 0xff,
+                ]
+                .get(rng.gen_range(0..12))
+                .unwrap();
             }
             2 => {
                 let i = rng.gen_range(0..=len);
@@ -81,12 +85,24 @@ fn sample_repo() -> (Vec<u8>, Vec<Vec<u8>>) {
     for i in 0..40u64 {
         let rec = serde_json::json!({"$type": "app.bsky.feed.post", "text": format!("hello {i}"), "createdAt": "2024-01-01T00:00:00Z"});
         let cid = blocks.put_cbor(&ipld_from_json(&rec).unwrap());
-        mst.insert(&format!("app.bsky.feed.post/{}", Tid::from_parts(1_700_000_000_000_000 + i * 7919, 0)), cid).unwrap();
+        mst.insert(
+            &format!(
+                "app.bsky.feed.post/{}",
+                Tid::from_parts(1_700_000_000_000_000 + i * 7919, 0)
+            ),
+            cid,
+        )
+        .unwrap();
     }
     let (data, nodes) = mst.persist();
     let node_bytes: Vec<Vec<u8>> = nodes.iter().map(|(_, b)| b.to_vec()).collect();
     blocks.extend(nodes);
-    let commit = UnsignedCommit::new(&Did::new("did:plc:abc").unwrap(), data, &Tid::from_parts(1, 0)).sign(&key);
+    let commit = UnsignedCommit::new(
+        &Did::new("did:plc:abc").unwrap(),
+        data,
+        &Tid::from_parts(1, 0),
+    )
+    .sign(&key);
     let root = blocks.put_cbor(&commit);
     (write_car(&[root], &blocks), node_bytes)
 }
@@ -98,7 +114,11 @@ fn cbor_decoder_survives_mutations() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| base64::engine::general_purpose::STANDARD_NO_PAD.decode(c["cbor_base64"].as_str().unwrap()).unwrap())
+        .map(|c| {
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(c["cbor_base64"].as_str().unwrap())
+                .unwrap()
+        })
         .collect();
     run("cbor_decode", &seeds, 5000, cbor_decode);
 }
@@ -134,12 +154,17 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
 #[test]
 fn huge_length_prefixes_do_not_allocate() {
     // A CAR whose header claims 2^63 bytes, and a block claiming 1 TB.
-    assert!(atbox::repo::car::read_car(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]).is_err());
+    assert!(atbox::repo::car::read_car(
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]
+    )
+    .is_err());
     let (car, _) = sample_repo();
     let header_len = car[0] as usize + 1;
     let mut bad = car[..header_len].to_vec();
     bad.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x20]);
     assert!(atbox::repo::car::read_car(bad.as_slice()).is_err());
     // A CBOR byte string claiming 2^64-1 bytes.
-    cbor_decode(&[0xa1, 0x61, b'a', 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    cbor_decode(&[
+        0xa1, 0x61, b'a', 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    ]);
 }

@@ -14,7 +14,8 @@ pub trait BlockStore {
 
     /// Like [`get_block`](Self::get_block), but a missing block is an error.
     fn require_block(&self, cid: &Cid) -> Result<Vec<u8>, RepoError> {
-        self.get_block(cid)?.ok_or(RepoError::MissingBlock(Box::new(*cid)))
+        self.get_block(cid)?
+            .ok_or(RepoError::MissingBlock(Box::new(*cid)))
     }
 }
 

@@ -72,8 +72,10 @@ impl Commit {
     /// Decodes a commit block, checking its shape: canonical CBOR, version 3, a valid
     /// DID and a TID `rev`.
     pub fn decode(cid: Cid, bytes: &[u8]) -> Result<Commit, RepoError> {
-        let commit: Commit =
-            from_cbor(bytes).map_err(|e| RepoError::BadBlock { cid: Box::new(cid), source: e })?;
+        let commit: Commit = from_cbor(bytes).map_err(|e| RepoError::BadBlock {
+            cid: Box::new(cid),
+            source: e,
+        })?;
         if commit.version != REPO_VERSION {
             return Err(RepoError::InvalidCommit(format!(
                 "version {} (only version 3 is supported)",

@@ -152,8 +152,10 @@ impl Node {
     /// subtrees below layer 0. `layer` is `None` for a root, whose layer comes from its keys.
     pub fn decode(cid: Cid, bytes: &[u8], layer: Option<u32>) -> Result<Node, RepoError> {
         let bad = |why: String| RepoError::InvalidMst(format!("node {cid}: {why}"));
-        let data: NodeData =
-            from_cbor(bytes).map_err(|e| RepoError::BadBlock { cid: Box::new(cid), source: e })?;
+        let data: NodeData = from_cbor(bytes).map_err(|e| RepoError::BadBlock {
+            cid: Box::new(cid),
+            source: e,
+        })?;
         let mut entries = Vec::with_capacity(data.e.len());
         let mut prev_key: Vec<u8> = Vec::new();
         for e in data.e {
