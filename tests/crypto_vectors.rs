@@ -4,13 +4,6 @@
 mod common;
 
 use atbox::crypto::*;
-use base64::Engine;
-
-fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .unwrap()
-}
 
 #[test]
 fn signature_fixtures() {
@@ -36,8 +29,8 @@ fn signature_fixtures() {
             key,
             "{comment}"
         );
-        let msg = b64(case["messageBase64"].as_str().unwrap());
-        let sig = b64(case["signatureBase64"].as_str().unwrap());
+        let msg = common::b64(case["messageBase64"].as_str().unwrap());
+        let sig = common::b64(case["signatureBase64"].as_str().unwrap());
         let valid = case["validSignature"].as_bool().unwrap();
         assert_eq!(key.verify(&msg, &sig).is_ok(), valid, "{comment}");
         n += 1;

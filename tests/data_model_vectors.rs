@@ -4,13 +4,6 @@
 mod common;
 
 use atbox::data::*;
-use base64::Engine;
-
-fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .unwrap()
-}
 
 #[test]
 fn valid_json_is_accepted_and_round_trips() {
@@ -55,7 +48,7 @@ fn fixtures_match_bytes_and_cids() {
     let cases = common::vector_json("data-model/data-model-fixtures.json");
     let mut n = 0;
     for case in cases.as_array().unwrap() {
-        let expected_bytes = b64(case["cbor_base64"].as_str().unwrap());
+        let expected_bytes = common::b64(case["cbor_base64"].as_str().unwrap());
         let expected_cid = case["cid"].as_str().unwrap();
         let ipld = ipld_from_json(&case["json"]).unwrap();
         let bytes = encode_cbor(&ipld);

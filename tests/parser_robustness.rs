@@ -12,7 +12,6 @@ use atbox::fuzz_targets::{car_read, cbor_decode, mst_node_decode};
 use atbox::repo::car::write_car;
 use atbox::repo::{BlockMap, Mst, UnsignedCommit};
 use atbox::syntax::{Did, Tid};
-use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -114,11 +113,7 @@ fn cbor_decoder_survives_mutations() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(c["cbor_base64"].as_str().unwrap())
-                .unwrap()
-        })
+        .map(|c| common::b64(c["cbor_base64"].as_str().unwrap()))
         .collect();
     run("cbor_decode", &seeds, 5000, cbor_decode);
 }

@@ -26,6 +26,14 @@ pub fn vector_json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// Decodes base64 as the vectors write it (standard alphabet, padding optional).
+pub fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .unwrap()
+}
+
 /// Prints how many vectors a test checked (shown with `--nocapture`; quoted in notes).
 pub fn report(what: &str, count: usize) {
     assert!(count > 0, "{what}: no vectors were checked");
