@@ -10,6 +10,8 @@
 //! - [`cli`]: the `atbox` command line.
 
 pub mod cli;
+pub mod config;
+pub mod storage;
 pub mod crypto;
 pub mod data;
 pub mod repo;

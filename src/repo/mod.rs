@@ -12,6 +12,7 @@ pub mod car;
 pub mod commit;
 pub mod mst;
 pub mod verify;
+pub mod writes;
 
 pub use blockstore::{BlockMap, BlockStore};
 pub use commit::{Commit, UnsignedCommit};

@@ -1,0 +1,257 @@
+//! Server configuration: a TOML file, every key overridable by an `ATBOX_*` variable,
+//! and a development default that runs on a fresh machine with neither.
+//!
+//! Lookup order: `--config PATH`; else `/etc/atbox/atbox.toml` if it exists; else the
+//! built-in development default. Environment variables override the file. The key
+//! names and variables are a stable interface (docs, systemd units and tests use them).
+//! A bad value stops start-up with one line naming the key and what is wrong.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the system-wide config lives on the appliance image.
+pub const SYSTEM_CONFIG: &str = "/etc/atbox/atbox.toml";
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public host name; the service DID is `did:web:<hostname>`.
+    pub hostname: String,
+    /// The URL clients and the network use to reach this PDS.
+    pub public_url: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plc_url: String,
+    /// Handle suffixes accounts may take, each starting with '.', e.g. `.test`.
+    pub handle_domains: Vec<String>,
+    pub invite_required: bool,
+    pub admin_password: Option<String>,
+    pub blob_upload_limit: u64,
+    pub relays: Vec<String>,
+    pub appview_url: Option<String>,
+    pub appview_did: Option<String>,
+}
+
+/// The file form: every key optional, unknown keys refused (a typo should not pass
+/// silently on a box the user cannot easily debug).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    hostname: Option<String>,
+    public_url: Option<String>,
+    listen: Option<String>,
+    data_dir: Option<String>,
+    plc_url: Option<String>,
+    handle_domains: Option<StringOrList>,
+    invite_required: Option<bool>,
+    admin_password: Option<String>,
+    blob_upload_limit: Option<u64>,
+    relays: Option<StringOrList>,
+    appview_url: Option<String>,
+    appview_did: Option<String>,
+}
+
+/// Lists may be written as TOML arrays or as comma lists (as in the env variables).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_list(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => split_list(&s),
+            StringOrList::Many(v) => v.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        }
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect()
+}
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_owned(), problem: problem.into() }
+}
+
+/// Reads the configuration. `explicit` is `--config PATH`; `env` is the process
+/// environment (a parameter so tests can pass their own).
+pub fn load(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let file = match explicit {
+        Some(path) => read_file(path)?,
+        None if Path::new(SYSTEM_CONFIG).exists() => read_file(Path::new(SYSTEM_CONFIG))?,
+        None => ConfigFile::default(),
+    };
+    resolve(file, env)
+}
+
+/// The development default, as `atbox serve` runs with no file and no variables.
+pub fn development_default() -> Config {
+    resolve(ConfigFile::default(), &|_| None).expect("the built-in default is valid")
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().to_owned();
+        let key = msg.split('`').nth(1).unwrap_or("file").to_owned();
+        bad(&key, format!("{} ({})", msg, path.display()))
+    })
+}
+
+fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    // The value of a key: the environment variable if set, else the file's.
+    let pick = |var: &str, from_file: Option<String>| env(var).or(from_file);
+
+    let hostname = pick("ATBOX_HOSTNAME", file.hostname).unwrap_or_else(|| "localhost".into());
+    if hostname.is_empty() || hostname.contains(['/', ':', ' ']) {
+        return Err(bad("hostname", format!("{hostname:?} is not a host name (no scheme, port or path)")));
+    }
+    let listen_s = pick("ATBOX_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:2583".into());
+    let listen: SocketAddr =
+        listen_s.parse().map_err(|_| bad("listen", format!("{listen_s:?} is not a socket address like 127.0.0.1:2583")))?;
+    let is_local = matches!(hostname.as_str(), "localhost" | "127.0.0.1" | "::1") || hostname.ends_with(".local");
+    let public_url = match pick("ATBOX_PUBLIC_URL", file.public_url) {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None if is_local => format!("http://{hostname}:{}", listen.port()),
+        None => format!("https://{hostname}"),
+    };
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        return Err(bad("public_url", format!("{public_url:?} must start with http:// or https://")));
+    }
+    let data_dir = PathBuf::from(pick("ATBOX_DATA_DIR", file.data_dir).unwrap_or_else(|| "./atbox-data".into()));
+    let plc_url = pick("ATBOX_PLC_URL", file.plc_url).unwrap_or_else(|| "https://plc.directory".into());
+    let plc_url = plc_url.trim_end_matches('/').to_owned();
+    if !(plc_url.starts_with("http://") || plc_url.starts_with("https://")) {
+        return Err(bad("plc_url", format!("{plc_url:?} must be an http(s) URL")));
+    }
+    let handle_domains = match env("ATBOX_HANDLE_DOMAINS") {
+        Some(s) => split_list(&s),
+        None => file.handle_domains.map(StringOrList::into_list).unwrap_or_else(|| vec![".test".into()]),
+    };
+    if handle_domains.is_empty() {
+        return Err(bad("handle_domains", "at least one domain is needed, e.g. \".test\""));
+    }
+    let mut domains = Vec::new();
+    for d in handle_domains {
+        let d = if d.starts_with('.') { d } else { format!(".{d}") };
+        if crate::syntax::Handle::new(format!("x{d}")).is_err() {
+            return Err(bad("handle_domains", format!("{d:?} is not a domain")));
+        }
+        domains.push(d.to_ascii_lowercase());
+    }
+    let invite_required = match env("ATBOX_INVITE_REQUIRED") {
+        Some(s) => parse_bool(&s).ok_or_else(|| bad("invite_required", format!("{s:?} is not true or false")))?,
+        None => file.invite_required.unwrap_or(false),
+    };
+    let admin_password = pick("ATBOX_ADMIN_PASSWORD", file.admin_password).filter(|p| !p.is_empty());
+    let blob_upload_limit = match env("ATBOX_BLOB_UPLOAD_LIMIT") {
+        Some(s) => s.parse().map_err(|_| bad("blob_upload_limit", format!("{s:?} is not a number of bytes")))?,
+        None => file.blob_upload_limit.unwrap_or(100 * 1024 * 1024),
+    };
+    if blob_upload_limit == 0 {
+        return Err(bad("blob_upload_limit", "must be more than 0 bytes"));
+    }
+    let relays = match env("ATBOX_RELAYS") {
+        Some(s) => split_list(&s),
+        None => file.relays.map(StringOrList::into_list).unwrap_or_default(),
+    };
+    let appview_url = pick("ATBOX_APPVIEW_URL", file.appview_url).filter(|s| !s.is_empty());
+    let appview_did = pick("ATBOX_APPVIEW_DID", file.appview_did).filter(|s| !s.is_empty());
+    if let Some(did) = &appview_did {
+        crate::syntax::Did::new(did.as_str()).map_err(|e| bad("appview_did", e.to_string()))?;
+    }
+    if appview_url.is_some() != appview_did.is_some() {
+        return Err(bad("appview_url", "appview_url and appview_did go together: set both or neither"));
+    }
+    Ok(Config {
+        hostname,
+        public_url,
+        listen,
+        data_dir,
+        plc_url,
+        handle_domains: domains,
+        invite_required,
+        admin_password,
+        blob_upload_limit,
+        relays,
+        appview_url,
+        appview_did,
+    })
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// The service DID of this PDS.
+    pub fn service_did(&self) -> String {
+        format!("did:web:{}", self.hostname)
+    }
+
+    /// Whether `handle` falls under one of our handle domains.
+    pub fn is_local_handle(&self, handle: &str) -> bool {
+        let h = handle.to_ascii_lowercase();
+        self.handle_domains.iter().any(|d| h.ends_with(d.as_str()) && h.len() > d.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        resolve(ConfigFile::default(), &|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn development_default_runs_on_localhost() {
+        let c = development_default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2583");
+        assert_eq!(c.public_url, "http://localhost:2583");
+        assert_eq!(c.data_dir, PathBuf::from("./atbox-data"));
+        assert_eq!(c.handle_domains, vec![".test"]);
+        assert_eq!(c.blob_upload_limit, 100 * 1024 * 1024);
+        assert_eq!(c.service_did(), "did:web:localhost");
+    }
+
+    #[test]
+    fn env_overrides_and_bad_values_name_the_key() {
+        let c = with_env(&[("ATBOX_HOSTNAME", "pds.example.com"), ("ATBOX_RELAYS", "bsky.network, relay.x")]).unwrap();
+        assert_eq!(c.public_url, "https://pds.example.com");
+        assert_eq!(c.relays, vec!["bsky.network", "relay.x"]);
+        let e = with_env(&[("ATBOX_LISTEN", "nope")]).unwrap_err();
+        assert_eq!(e.key, "listen");
+        let e = with_env(&[("ATBOX_INVITE_REQUIRED", "maybe")]).unwrap_err();
+        assert!(e.to_string().starts_with("config: invite_required:"));
+        let e = with_env(&[("ATBOX_BLOB_UPLOAD_LIMIT", "10MB")]).unwrap_err();
+        assert_eq!(e.key, "blob_upload_limit");
+    }
+
+    #[test]
+    fn file_keys_are_checked() {
+        let f: Result<ConfigFile, _> = toml::from_str("hostnme = \"x\"");
+        assert!(f.is_err());
+        let f: ConfigFile = toml::from_str("handle_domains = [\"example.org\"]\nlisten = \"0.0.0.0:80\"").unwrap();
+        let c = resolve(f, &|_| None).unwrap();
+        assert_eq!(c.handle_domains, vec![".example.org"]);
+    }
+}

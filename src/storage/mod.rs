@@ -1,0 +1,144 @@
+//! Storage: one SQLite database (`atbox.sqlite`) and a directory of blob files under
+//! `data_dir`.
+//!
+//! Writes go through the single [`Writer`] thread (group commit, durable before the
+//! caller hears back); reads use a small pool of their own connections, so in WAL mode
+//! they never wait for the writer. Submodules hold the SQL for each concern; nothing
+//! outside `storage` writes SQL.
+
+pub mod accounts;
+pub mod blobs;
+pub mod repos;
+mod schema;
+mod writer;
+
+pub use writer::Writer;
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A storage failure. Clone so that one commit failure can be told to every job in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("database: {0}")]
+    Sqlite(String),
+    #[error("file: {0}")]
+    Io(String),
+    #[error("the write was not committed (the database was unavailable); try again")]
+    NotCommitted,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Sqlite(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        StorageError::Io(e.to_string())
+    }
+}
+
+/// Open storage: the writer, a read pool and the blob directory.
+#[derive(Clone)]
+pub struct Storage {
+    pub writer: Writer,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    db_path: PathBuf,
+    pub blobs: blobs::BlobFiles,
+}
+
+const DB_FILE: &str = "atbox.sqlite";
+
+/// Opens a connection with atbox's settings. `synchronous = FULL` makes every commit
+/// durable when it returns (WAL fsync), which is what lets the writer acknowledge.
+fn open_connection(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA page_size = 4096;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(conn)
+}
+
+/// Creates `dir` (and parents) readable by the owner only.
+pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+impl Storage {
+    /// Opens (creating if needed) the data directory, migrates the schema and starts
+    /// the writer. Must be called inside a Tokio runtime.
+    pub fn open(data_dir: &Path) -> Result<Storage, StorageError> {
+        create_private_dir(data_dir)?;
+        let db_path = data_dir.join(DB_FILE);
+        let mut conn = open_connection(&db_path)?;
+        restrict_file(&db_path)?;
+        schema::migrate(&mut conn)?;
+        let blobs = blobs::BlobFiles::open(&data_dir.join("blobs"))?;
+        Ok(Storage { writer: Writer::start(conn), readers: Arc::new(Mutex::new(Vec::new())), db_path, blobs })
+    }
+
+    /// Runs `f` on a read connection, off the async runtime.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.db_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&path).map_err(E::from)?,
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 4 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| E::from(StorageError::Io(format!("read task failed: {e}"))))?
+    }
+
+    /// Runs `f` in the writer's next group commit (see [`Writer::write`]).
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+}
+
+/// Sets a file (and its WAL/SHM companions, when present) to mode 0600: the database
+/// holds signing keys and password hashes.
+fn restrict_file(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
