@@ -9,11 +9,14 @@
 //! - [`repo`]: the repository core — MST, signed commits, CAR — over a block-store trait.
 //! - [`cli`]: the `atbox` command line.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod storage;
 pub mod crypto;
 pub mod data;
+pub mod identity;
+pub mod lexicon;
 pub mod repo;
 pub mod syntax;
 

@@ -1,0 +1,116 @@
+//! The PDS's operations: what each XRPC method does, independent of HTTP.
+//!
+//! XRPC handlers (`crate::xrpc`) parse requests and call these; these compose storage
+//! functions into reads and writer jobs, and call out to identity services. They hold
+//! no SQL (that is `crate::storage`'s) and no HTTP framing (that is `crate::xrpc`'s).
+
+pub mod accounts;
+pub mod blobs;
+pub mod records;
+pub mod sessions;
+pub mod sync;
+
+use crate::auth::ratelimit::RateLimiter;
+use crate::auth::secrets::Secrets;
+use crate::auth::tokens::TokenSigner;
+use crate::config::Config;
+use crate::crypto::{KeyType, Keypair};
+use crate::identity::plc::PlcClient;
+use crate::identity::Resolver;
+use crate::lexicon::Lexicons;
+use crate::storage::accounts::{Account, AccountStatus};
+use crate::storage::Storage;
+use crate::syntax::TidGenerator;
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request may need, shared by all requests.
+pub struct AppState {
+    pub config: Config,
+    pub storage: Storage,
+    pub secrets: Secrets,
+    pub tokens: TokenSigner,
+    pub plc: PlcClient,
+    pub resolver: Resolver,
+    pub tids: TidGenerator,
+    pub lexicons: Lexicons,
+    pub http: reqwest::Client,
+    /// Login attempts per client address and per account identifier.
+    pub login_by_ip: RateLimiter,
+    pub login_by_id: RateLimiter,
+}
+
+pub type Ctx = Arc<AppState>;
+
+impl AppState {
+    /// Opens storage and secrets under the configured data directory.
+    pub fn open(config: Config) -> anyhow::Result<AppState> {
+        let storage = Storage::open(&config.data_dir)?;
+        let secrets = Secrets::load_or_create(&config.data_dir)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(AppState {
+            tokens: TokenSigner::new(&secrets.jwt_secret, &config.service_did()),
+            plc: PlcClient::new(&config.plc_url, http.clone()),
+            resolver: Resolver::new(http.clone(), &config.plc_url),
+            tids: TidGenerator::new(),
+            lexicons: Lexicons::embedded(),
+            login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
+            login_by_id: RateLimiter::new(30, Duration::from_secs(5 * 60)),
+            config,
+            storage,
+            secrets,
+            http,
+        })
+    }
+
+    /// The account for a DID or handle, or `None`.
+    pub async fn find_account(&self, identifier: &str) -> XrpcResult<Option<Account>> {
+        let id = identifier.to_owned();
+        self.storage
+            .read(move |conn| {
+                use crate::storage::accounts::{by_did, by_email, by_handle};
+                Ok::<_, XrpcError>(if id.starts_with("did:") {
+                    by_did(conn, &id)?
+                } else if id.contains('@') {
+                    by_email(conn, &id)?
+                } else {
+                    by_handle(conn, &id)?
+                })
+            })
+            .await
+    }
+
+    /// The account of a repo named in a request (DID or handle), which must exist here.
+    pub async fn repo_account(&self, repo: &str) -> XrpcResult<Account> {
+        self.find_account(repo)
+            .await?
+            .filter(|_| !repo.contains('@'))
+            .ok_or_else(|| XrpcError::named("RepoNotFound", format!("could not find repo {repo:?} on this server")))
+    }
+
+    /// Like [`repo_account`](Self::repo_account), but the repo must also be active
+    /// (sync endpoints refuse deactivated and taken-down repos with their own errors).
+    pub async fn active_repo(&self, repo: &str) -> XrpcResult<Account> {
+        let account = self.repo_account(repo).await?;
+        match account.status {
+            AccountStatus::Active => Ok(account),
+            AccountStatus::Deactivated => Err(XrpcError::named("RepoDeactivated", format!("repo {repo} is deactivated"))),
+            AccountStatus::Takendown => Err(XrpcError::named("RepoTakendown", format!("repo {repo} has been taken down"))),
+        }
+    }
+}
+
+/// The account's repo signing key.
+pub fn signing_key(account: &Account) -> XrpcResult<Keypair> {
+    Keypair::from_private_bytes(KeyType::K256, &account.signing_key)
+        .map_err(|e| XrpcError::internal(format!("stored signing key of {} is unreadable: {e}", account.did)))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    crate::auth::tokens::now()
+}
