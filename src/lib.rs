@@ -17,8 +17,11 @@ pub mod crypto;
 pub mod data;
 pub mod identity;
 pub mod lexicon;
+pub mod pds;
 pub mod repo;
+pub mod server;
 pub mod syntax;
+pub mod xrpc;
 
 #[doc(hidden)]
 pub mod fuzz_targets;

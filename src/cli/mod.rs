@@ -1,27 +1,43 @@
-//! The `atbox` command line. Each subcommand lives in its own module; this one parses
-//! arguments (clap) and turns errors into one line on stderr and a non-zero exit.
+//! The `atbox` command line. Each subcommand group lives in its own module; this one
+//! parses arguments (clap), sets up logging, and turns errors into one line on stderr
+//! and a non-zero exit.
 
+mod admin;
 mod repo;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "atbox",
-    version,
-    about = "A personal data server for the AT Protocol, for your home"
-)]
+#[command(name = "atbox", version, about = "A personal data server for the AT Protocol, for your home")]
 struct Cli {
+    /// Configuration file (default: /etc/atbox/atbox.toml if it exists, else the
+    /// built-in development settings). ATBOX_* variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the PDS.
+    Serve,
+    /// Manage accounts (works on the data directory of a running or stopped server).
+    #[command(subcommand)]
+    Account(admin::AccountCommand),
+    /// Manage invite codes.
+    #[command(subcommand)]
+    Invite(admin::InviteCommand),
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATBOX_LOG").unwrap_or_else(|_| "atbox=info,warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Runs the command line; returns the process exit code.
@@ -29,6 +45,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repo(cmd) => repo::run(cmd),
+        Command::Serve => with_config(cli.config, |config| async move { crate::server::serve(config).await }),
+        Command::Account(cmd) => with_config(cli.config, |config| admin::account(config, cmd)),
+        Command::Invite(cmd) => with_config(cli.config, |config| admin::invite(config, cmd)),
     };
     match result {
         Ok(code) => code,
@@ -37,4 +56,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the configuration and runs `f` on a Tokio runtime.
+fn with_config<F, Fut>(path: Option<PathBuf>, f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(crate::config::Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_logging();
+    let config = crate::config::load(path.as_deref(), &|k| std::env::var(k).ok())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(f(config))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod import;
 pub mod records;
 pub mod sessions;
 pub mod sync;

@@ -160,8 +160,13 @@ pub fn take_refresh_token(conn: &Connection, id: &str) -> Result<bool, StorageEr
     Ok(conn.prepare_cached("DELETE FROM refresh_token WHERE id = ?1")?.execute([id])? > 0)
 }
 
-pub fn refresh_token_exists(conn: &Connection, id: &str) -> Result<bool, StorageError> {
-    Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM refresh_token WHERE id = ?1)")?.query_row([id], |r| r.get(0))?)
+/// A live refresh token of `did`: `Some(app password name, if any)`, or `None` if it
+/// was used, revoked or never issued.
+pub fn refresh_token(conn: &Connection, id: &str, did: &str) -> Result<Option<Option<String>>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT app_password FROM refresh_token WHERE id = ?1 AND did = ?2")?
+        .query_row([id, did], |r| r.get(0))
+        .optional()?)
 }
 
 pub fn delete_refresh_tokens(conn: &Connection, did: &str) -> Result<(), StorageError> {

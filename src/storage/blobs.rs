@@ -214,3 +214,9 @@ pub fn delete_blob(conn: &Connection, did: &str, cid: &Cid) -> Result<(), Storag
     conn.prepare_cached("DELETE FROM blob WHERE did = ?1 AND cid = ?2")?.execute(params![did, cid.to_bytes()])?;
     Ok(())
 }
+
+/// Forgets all of an account's blob metadata (account deletion).
+pub fn delete_all(conn: &Connection, did: &str) -> Result<(), StorageError> {
+    conn.prepare_cached("DELETE FROM blob WHERE did = ?1")?.execute([did])?;
+    Ok(())
+}

@@ -299,6 +299,17 @@ function didKeyFromVerificationMethod(vm, allowLegacy) {
   return formatDidKey(legacy, multibaseToBytes(vm.publicKeyMultibase))
 }
 
+/** True iff `endpoint` names the PDS under test (scheme://host:port, optional "/"). */
+function sameServer(endpoint) {
+  if (typeof endpoint !== 'string') return false
+  try {
+    const u = new URL(endpoint)
+    return u.origin === pdsUrl && u.pathname === '/' && !u.search && !u.hash
+  } catch {
+    return false
+  }
+}
+
 function findById(doc, field, frag) {
   const items = Array.isArray(doc?.[field]) ? doc[field] : []
   return items.find((it) => it?.id === frag || it?.id === `${doc.id}${frag}`)
@@ -324,6 +335,7 @@ const expected = new Map()
 let lastCommit
 let blob // {json, bytes}
 let carCommit
+let createdDidDoc
 
 function noteWrite(res, what) {
   check(res.data.commit, `${what}: response has no commit {cid, rev}`)
@@ -389,18 +401,21 @@ await step('createAccount', [], async () => {
   check(typeof d.accessJwt === 'string' && d.accessJwt.length > 0, 'no accessJwt')
   check(typeof d.refreshJwt === 'string' && d.refreshJwt.length > 0, 'no refreshJwt')
   check(d.accessJwt !== d.refreshJwt, 'accessJwt equals refreshJwt')
-  if (d.didDoc !== undefined) {
-    eq(d.didDoc?.id, did, 'createAccount didDoc.id')
-    eq(
-      findById(d.didDoc, 'service', '#atproto_pds')?.serviceEndpoint,
-      pdsUrl,
-      'createAccount didDoc #atproto_pds endpoint',
-    )
-  }
   eq(session.did, did, 'session did after createAccount')
-  // The client sends later requests to the didDoc's #atproto_pds endpoint.
-  eq(session.dispatchUrl.origin, pdsUrl, 'client dispatch URL after createAccount')
+  createdDidDoc = d.didDoc
   return { did, handle, didDoc: d.didDoc !== undefined }
+})
+
+await step('createAccount didDoc names this PDS', ['createAccount'], async () => {
+  // Optional in the lexicon, but the client uses it: later requests go to
+  // the didDoc's #atproto_pds endpoint (without one, to --pds).
+  if (createdDidDoc !== undefined) {
+    eq(createdDidDoc?.id, did, 'createAccount didDoc.id')
+    const ep = findById(createdDidDoc, 'service', '#atproto_pds')?.serviceEndpoint
+    check(sameServer(ep), `createAccount didDoc #atproto_pds endpoint ${JSON.stringify(ep)} is not ${pdsUrl}`)
+  }
+  eq(session.dispatchUrl.origin, pdsUrl, 'client dispatch URL after createAccount')
+  return { didDoc: createdDidDoc !== undefined }
 })
 
 await step('resolveHandle', ['createAccount'], async () => {
@@ -408,11 +423,24 @@ await step('resolveHandle', ['createAccount'], async () => {
   eq(res.data.did, did, 'resolveHandle did')
 })
 
-await step('PLC DID document', ['createAccount'], async () => {
+let plcDoc
+await step('PLC DID document: #atproto key', ['createAccount'], async () => {
   const res = await fetch(`${opts.plc}/${did}`)
   check(res.ok, `GET ${opts.plc}/${did}: HTTP ${res.status}`)
   const doc = await res.json()
   eq(doc.id, did, 'DID document id')
+  plcDoc = doc
+  const vm = findById(doc, 'verificationMethod', '#atproto')
+  check(vm, 'no #atproto verification method')
+  const key = didKeyFromVerificationMethod(vm, REF)
+  parseDidKey(key) // throws on unsupported curves
+  if (vm.type === 'Multikey') eq(vm.controller, did, '#atproto controller')
+  didKey = key
+  return { didKey, keyType: vm.type }
+})
+
+await step('PLC DID document: handle and #atproto_pds', ['PLC DID document: #atproto key'], async () => {
+  const doc = plcDoc
   check(
     Array.isArray(doc.alsoKnownAs) && doc.alsoKnownAs.includes(`at://${handle}`),
     `alsoKnownAs ${JSON.stringify(doc.alsoKnownAs)} lacks at://${handle}`,
@@ -420,13 +448,10 @@ await step('PLC DID document', ['createAccount'], async () => {
   const svc = findById(doc, 'service', '#atproto_pds')
   check(svc, 'no #atproto_pds service')
   eq(svc.type, 'AtprotoPersonalDataServer', '#atproto_pds type')
-  eq(svc.serviceEndpoint, pdsUrl, '#atproto_pds serviceEndpoint')
-  const vm = findById(doc, 'verificationMethod', '#atproto')
-  check(vm, 'no #atproto verification method')
-  didKey = didKeyFromVerificationMethod(vm, REF)
-  parseDidKey(didKey) // throws on unsupported curves
-  if (vm.type === 'Multikey') eq(vm.controller, did, '#atproto controller')
-  return { didKey, keyType: vm.type }
+  check(
+    sameServer(svc.serviceEndpoint),
+    `#atproto_pds serviceEndpoint ${JSON.stringify(svc.serviceEndpoint)} is not ${pdsUrl}`,
+  )
 })
 
 // ---------------------------------------------------------------------------
@@ -808,7 +833,7 @@ await step('sync.getLatestCommit', ['createRecord (server rkey)'], async () => {
   return res.data
 })
 
-await step('sync.getRepo (CAR) verified', ['PLC DID document', 'createRecord (server rkey)'], async () => {
+await step('sync.getRepo (CAR) verified', ['PLC DID document: #atproto key', 'createRecord (server rkey)'], async () => {
   const res = await anon.com.atproto.sync.getRepo({ did })
   const ct = (res.headers['content-type'] ?? '').split(';')[0].trim()
   eq(ct, 'application/vnd.ipld.car', 'getRepo content-type')

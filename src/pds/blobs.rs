@@ -1,0 +1,71 @@
+//! Blobs: uploads, and the clean-up of blobs no record came to reference.
+
+use super::{unix_now, AppState};
+use crate::data::Cid;
+use crate::storage::blobs::{self as db, StoredBlob, UploadError};
+use crate::xrpc::auth::Session;
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Unreferenced blobs are kept this long (a client uploads, then writes the record).
+pub const UNREFERENCED_GRACE_SECS: i64 = 60 * 60;
+
+/// com.atproto.repo.uploadBlob: streams the body to disk (durably), then records it.
+pub async fn upload<S, E>(state: &AppState, session: &Session, body: S, content_type: Option<&str>) -> XrpcResult<Value>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let account = state.repo_account(&session.did).await?;
+    let limit = state.config.blob_upload_limit;
+    let blob: StoredBlob = state.storage.blobs.store(&account.did, body, limit, content_type).await.map_err(|e| match e {
+        UploadError::TooLarge(n) => XrpcError::too_large(format!("blob is larger than this server's limit of {n} bytes")),
+        UploadError::Body(m) => XrpcError::invalid_request(format!("could not read the upload: {m}")),
+        UploadError::Storage(s) => s.into(),
+    })?;
+    let (did, stored) = (account.did.clone(), blob.clone());
+    state.storage.write(move |conn| Ok::<_, XrpcError>(db::insert_blob(conn, &did, &stored, unix_now())?)).await?;
+    Ok(json!({
+        "blob": {
+            "$type": "blob",
+            "ref": { "$link": blob.cid.to_string() },
+            "mimeType": blob.mime_type,
+            "size": blob.size,
+        }
+    }))
+}
+
+/// Removes blobs that no record references and that are past the grace period.
+/// Returns how many were removed.
+pub async fn collect_garbage(state: &AppState) -> XrpcResult<usize> {
+    let cutoff = unix_now() - UNREFERENCED_GRACE_SECS;
+    let removed: Vec<(String, Cid)> = state
+        .storage
+        .write(move |conn| {
+            // Chosen and forgotten in one transaction, so a record committing at the same
+            // time either sees the blob (and keeps it) or finds it gone and says so.
+            let expired = db::expired_unreferenced(conn, cutoff)?;
+            for (did, cid) in &expired {
+                db::delete_blob(conn, did, cid)?;
+            }
+            Ok::<_, XrpcError>(expired)
+        })
+        .await?;
+    for (did, cid) in &removed {
+        state.storage.blobs.remove(did, cid)?;
+    }
+    Ok(removed.len())
+}
+
+/// Runs [`collect_garbage`] every ten minutes, for as long as the server runs.
+pub async fn garbage_collector(state: super::Ctx) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        match collect_garbage(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} unreferenced blobs"),
+            Err(e) => tracing::warn!("blob clean-up failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! com.atproto.repo.importRepo: bringing a repo exported elsewhere (account migration).
+//!
+//! The CAR is verified in full (every block hashed, the tree canonical, every record
+//! valid atproto data), then the records are committed afresh under this server's
+//! signature: the same records give the same MST root, so the data is unchanged while
+//! the commit is one this server can vouch for. Blobs the records reference are listed
+//! by listMissingBlobs until uploaded.
+
+use super::records::blob_refs;
+use super::{signing_key, AppState};
+use crate::data::{decode_cbor, Ipld};
+use crate::repo::car::read_car;
+use crate::repo::verify::verify_repo;
+use crate::repo::writes::{apply_writes, PreparedWrite, Write};
+use crate::repo::BlockMap;
+use crate::storage::{blobs, repos};
+use crate::syntax::{Did, Nsid, RecordKey};
+use crate::xrpc::auth::Session;
+use crate::xrpc::error::{XrpcError, XrpcResult};
+
+pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> XrpcResult<()> {
+    session.require_full()?;
+    let account = state.repo_account(&session.did).await?;
+    let bad = |m: String| XrpcError::invalid_request(format!("importRepo: {m}"));
+    let (roots, blocks) = read_car(car).map_err(|e| bad(e.to_string()))?;
+    let [root] = roots[..] else {
+        return Err(bad(format!("a repo CAR has exactly one root, this one has {}", roots.len())));
+    };
+    let summary = verify_repo(&blocks, root, None).map_err(|e| bad(e.to_string()))?;
+    if summary.commit.did != account.did {
+        return Err(bad(format!("the CAR is the repo of {}, not of {}", summary.commit.did, account.did)));
+    }
+    let mut writes = Vec::with_capacity(summary.records.len());
+    let mut refs = Vec::with_capacity(summary.records.len());
+    for (path, cid) in &summary.records {
+        let bytes = blocks.get(cid).ok_or_else(|| bad(format!("record {path} is missing")))?;
+        let record = decode_cbor(bytes).map_err(|e| bad(format!("record {path}: {e}")))?;
+        let (collection, rkey) = path.split_once('/').expect("verified keys are collection/rkey");
+        let collection = Nsid::new(collection).map_err(|e| bad(e.to_string()))?;
+        let rkey = RecordKey::new(rkey).map_err(|e| bad(e.to_string()))?;
+        let mut found = Vec::new();
+        blob_refs(&record, &mut found);
+        refs.push((path.clone(), found.into_iter().map(|(c, _, _)| c).collect::<Vec<_>>()));
+        writes.push(PreparedWrite { write: Write::Create { collection, rkey, record: Ipld::clone(&record) }, swap_record: None });
+    }
+    let key = signing_key(&account)?;
+    let did = Did::new(account.did.as_str())?;
+    let tid_now = state.tids.next_tid();
+    let commit = apply_writes(&BlockMap::new(), &did, None, &writes, &key, tid_now.clone())?;
+    if commit.data != summary.commit.data {
+        return Err(XrpcError::internal("re-committing the imported records gave a different tree"));
+    }
+    let job_did = account.did.clone();
+    state
+        .storage
+        .write(move |conn| {
+            let old = repos::head(conn, &job_did)?;
+            let rev_ok = old.as_ref().is_none_or(|h| h.rev < commit.rev);
+            if !rev_ok {
+                return Err(XrpcError::invalid_request("the server clock is behind the repo's current revision; try again"));
+            }
+            repos::delete_repo(conn, &job_did)?;
+            repos::save_commit(conn, &job_did, None, &commit)?;
+            for (path, cids) in &refs {
+                blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
+            }
+            Ok(())
+        })
+        .await?;
+    tracing::info!(did = %account.did, records = summary.records.len(), "repo imported");
+    Ok(())
+}

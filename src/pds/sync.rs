@@ -1,0 +1,205 @@
+//! Sync reads (`com.atproto.sync.*`): repo exports, proofs, blocks, blobs and repo
+//! listings, plus DID documents for our accounts.
+
+use super::AppState;
+use crate::data::{parse_cid, Cid};
+use crate::identity::DidDocument;
+use crate::repo::car::{write_car, CarWriter};
+use crate::repo::Mst;
+use crate::storage::accounts::{Account, AccountStatus};
+use crate::storage::{blobs, repos};
+use crate::syntax::Did;
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use serde_json::{json, Value};
+
+/// The account's DID document as the world sees it, or (if that cannot be fetched)
+/// the one this server would publish.
+pub async fn did_document(state: &AppState, account: &Account) -> DidDocument {
+    if let Ok(did) = Did::new(account.did.as_str()) {
+        if let Ok(doc) = state.resolver.resolve_did(&did).await {
+            return doc;
+        }
+    }
+    let key = super::signing_key(account).map(|k| k.public_key());
+    match key {
+        Ok(key) => DidDocument::for_account(&account.did, &account.handle, &key, &state.config.public_url),
+        Err(_) => DidDocument(json!({ "id": account.did })),
+    }
+}
+
+/// com.atproto.sync.getRepo: the repo as a CAR (all of it, or what changed after `since`).
+pub async fn get_repo(state: &AppState, did: &str, since: Option<String>) -> XrpcResult<Vec<u8>> {
+    let account = state.active_repo(did).await?;
+    if let Some(s) = &since {
+        crate::syntax::Tid::new(s.as_str()).map_err(|e| XrpcError::invalid_request(format!("since: {e}")))?;
+    }
+    let did = account.did.clone();
+    state
+        .storage
+        .read(move |conn| {
+            let head = repos::head(conn, &did)?.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
+            let blocks = repos::blocks_since(conn, &did, since.as_deref())?;
+            // The commit first, as streaming readers expect; then everything else.
+            let mut car = CarWriter::new(Vec::new(), &[head.commit]).map_err(|e| XrpcError::internal(e.to_string()))?;
+            let in_memory = |e: std::io::Error| XrpcError::internal(e.to_string());
+            if let Some(commit) = blocks.get(&head.commit) {
+                car.write_block(&head.commit, commit).map_err(in_memory)?;
+            }
+            for (cid, data) in blocks.iter().filter(|(cid, _)| **cid != head.commit) {
+                car.write_block(cid, data).map_err(in_memory)?;
+            }
+            car.finish().map_err(in_memory)
+        })
+        .await
+}
+
+/// com.atproto.sync.getLatestCommit
+pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<Value> {
+    let account = state.active_repo(did).await?;
+    let did = account.did.clone();
+    let head = state.storage.read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &did)?)).await?;
+    let head = head.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
+    Ok(json!({ "cid": head.commit.to_string(), "rev": head.rev.as_str() }))
+}
+
+/// com.atproto.sync.getRecord: a CAR proving a record's presence (or absence): the
+/// commit, the MST path and the record.
+pub async fn record_proof(state: &AppState, did: &str, collection: &str, rkey: &str) -> XrpcResult<Vec<u8>> {
+    let account = state.active_repo(did).await?;
+    crate::syntax::Nsid::new(collection)?;
+    crate::syntax::RecordKey::new(rkey)?;
+    let (did, path) = (account.did.clone(), format!("{collection}/{rkey}"));
+    state
+        .storage
+        .read(move |conn| {
+            let head = repos::head(conn, &did)?.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
+            let store = repos::SqlBlocks { conn, did: &did };
+            let mut mst = Mst::load(&store, head.data)?;
+            let value = mst.get(&path)?;
+            let mut blocks = mst.proof(&path)?;
+            let mut extra: Vec<Cid> = vec![head.commit];
+            extra.extend(value);
+            blocks.extend(repos::get_blocks(conn, &did, &extra)?);
+            if value.is_none() {
+                return Err(XrpcError::named("RecordNotFound", format!("Could not locate record: at://{did}/{path}")));
+            }
+            Ok(write_car(&[head.commit], &blocks))
+        })
+        .await
+}
+
+/// com.atproto.sync.getBlocks
+pub async fn get_blocks(state: &AppState, did: &str, cids: &[String]) -> XrpcResult<Vec<u8>> {
+    let account = state.active_repo(did).await?;
+    let cids: Vec<Cid> = cids.iter().map(|c| parse_cid(c)).collect::<Result<_, _>>().map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+    let did = account.did.clone();
+    state
+        .storage
+        .read(move |conn| {
+            let blocks = repos::get_blocks(conn, &did, &cids)?;
+            if let Some(missing) = cids.iter().find(|c| !blocks.contains(c)) {
+                return Err(XrpcError::named("BlockNotFound", format!("Could not find block: {missing}")));
+            }
+            Ok(write_car(&[], &blocks))
+        })
+        .await
+}
+
+/// com.atproto.sync.listBlobs
+pub async fn list_blobs(state: &AppState, did: &str, since: Option<String>, limit: usize, cursor: Option<String>) -> XrpcResult<Value> {
+    let account = state.active_repo(did).await?;
+    let cursor = cursor.map(|c| parse_cid(&c).map(|c| c.to_bytes())).transpose().map_err(|e| XrpcError::invalid_request(format!("cursor: {e}")))?;
+    let did = account.did.clone();
+    let cids = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(blobs::list_blobs(conn, &did, since.as_deref(), limit, cursor.as_deref())?))
+        .await?;
+    let mut out = json!({ "cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>() });
+    if cids.len() == limit {
+        if let Some(last) = cids.last() {
+            out["cursor"] = json!(last.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// com.atproto.repo.listMissingBlobs
+pub async fn missing_blobs(state: &AppState, did: &str, limit: usize, cursor: Option<String>) -> XrpcResult<Value> {
+    let cursor = cursor.map(|c| parse_cid(&c).map(|c| c.to_bytes())).transpose().map_err(|e| XrpcError::invalid_request(format!("cursor: {e}")))?;
+    let owner = did.to_owned();
+    let rows = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(blobs::missing_blobs(conn, &owner, limit, cursor.as_deref())?))
+        .await?;
+    let blobs: Vec<Value> = rows.iter().map(|(cid, path)| json!({ "cid": cid.to_string(), "recordUri": format!("at://{did}/{path}") })).collect();
+    let mut out = json!({ "blobs": blobs });
+    if rows.len() == limit {
+        if let Some((last, _)) = rows.last() {
+            out["cursor"] = json!(last.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A blob's bytes location and type, for com.atproto.sync.getBlob.
+pub async fn blob(state: &AppState, did: &str, cid: &str) -> XrpcResult<(std::path::PathBuf, String, u64)> {
+    let account = state.active_repo(did).await?;
+    let cid = parse_cid(cid).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+    let did = account.did.clone();
+    let meta = state.storage.read(move |conn| Ok::<_, XrpcError>(blobs::blob_meta(conn, &did, &cid)?)).await?;
+    let (mime, size) = meta.ok_or_else(|| XrpcError::named("BlobNotFound", "Blob not found"))?;
+    Ok((state.storage.blobs.path(&account.did, &cid), mime, size))
+}
+
+fn status_fields(account: &Account, v: &mut Value) {
+    v["active"] = json!(account.status == AccountStatus::Active);
+    if account.status != AccountStatus::Active {
+        v["status"] = json!(account.status.as_str());
+    }
+}
+
+/// com.atproto.sync.getRepoStatus
+pub async fn repo_status(state: &AppState, did: &str) -> XrpcResult<Value> {
+    let account = state.repo_account(did).await?;
+    let d = account.did.clone();
+    let head = state.storage.read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &d)?)).await?;
+    let mut v = json!({ "did": account.did });
+    status_fields(&account, &mut v);
+    if let (Some(head), AccountStatus::Active) = (head, account.status) {
+        v["rev"] = json!(head.rev.as_str());
+    }
+    Ok(v)
+}
+
+/// com.atproto.sync.listRepos
+pub async fn list_repos(state: &AppState, limit: usize, cursor: Option<String>) -> XrpcResult<Value> {
+    let rows = state
+        .storage
+        .read(move |conn| {
+            let heads = repos::list_repos(conn, limit, cursor.as_deref())?;
+            let mut out = Vec::with_capacity(heads.len());
+            for (did, head) in heads {
+                let account = crate::storage::accounts::by_did(conn, &did)?;
+                out.push((did, head, account));
+            }
+            Ok::<_, XrpcError>(out)
+        })
+        .await?;
+    let repos: Vec<Value> = rows
+        .iter()
+        .map(|(did, head, account)| {
+            let mut v = json!({ "did": did, "head": head.commit.to_string(), "rev": head.rev.as_str() });
+            if let Some(a) = account {
+                status_fields(a, &mut v);
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({ "repos": repos });
+    if rows.len() == limit {
+        if let Some((did, _, _)) = rows.last() {
+            out["cursor"] = json!(did);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,101 @@
+//! Reading credentials from a request: bearer session tokens and the admin's HTTP
+//! basic auth. Error names and statuses follow the reference PDS, which the official
+//! clients key their behaviour on (`ExpiredToken` makes them refresh).
+
+use super::error::{XrpcError, XrpcResult};
+use crate::auth::tokens::{Claims, Scope, TokenError};
+use crate::pds::AppState;
+use axum::http::HeaderMap;
+use base64::Engine;
+
+/// A verified access session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub did: String,
+    pub scope: Scope,
+}
+
+impl Session {
+    /// Whether the session may change account settings (not an app password).
+    pub fn is_full(&self) -> bool {
+        self.scope == Scope::Access
+    }
+
+    /// Refuses app-password sessions (account settings need the real password).
+    pub fn require_full(&self) -> XrpcResult<()> {
+        if self.is_full() {
+            Ok(())
+        } else {
+            Err(XrpcError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "InvalidToken",
+                "an app password cannot do this; log in with the account password",
+            ))
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn token_error(e: TokenError) -> XrpcError {
+    match e {
+        TokenError::Expired => XrpcError::named("ExpiredToken", "Token has expired"),
+        TokenError::Invalid => XrpcError::named("InvalidToken", "Token could not be verified"),
+    }
+}
+
+fn verify(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
+    let token = bearer(headers).ok_or_else(|| XrpcError::auth_required("Authentication Required"))?;
+    state.tokens.verify(token).map_err(token_error)
+}
+
+/// The access session of a request that must be authenticated.
+pub fn access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Session> {
+    let claims = verify(state, headers)?;
+    match claims.scope {
+        Scope::Access | Scope::AppPass | Scope::AppPassPrivileged => Ok(Session { did: claims.sub, scope: claims.scope }),
+        Scope::Refresh => Err(XrpcError::named("InvalidToken", "Bad token scope: a refresh token cannot be used here")),
+    }
+}
+
+/// The access session, if the request carries one (for endpoints where auth is optional).
+pub fn optional_access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Option<Session>> {
+    if bearer(headers).is_none() {
+        return Ok(None);
+    }
+    access(state, headers).map(Some)
+}
+
+/// The claims of a refresh token (refreshSession, deleteSession).
+pub fn refresh(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
+    let claims = verify(state, headers)?;
+    if claims.scope != Scope::Refresh || claims.jti.is_none() {
+        return Err(XrpcError::named("InvalidToken", "Bad token scope: a refresh token is needed"));
+    }
+    Ok(claims)
+}
+
+/// Checks the admin's HTTP basic auth (`admin:<admin_password>`).
+pub fn admin(state: &AppState, headers: &HeaderMap) -> XrpcResult<()> {
+    let Some(expected) = state.config.admin_password.as_deref() else {
+        return Err(XrpcError::auth_required("admin endpoints are disabled: set admin_password (ATBOX_ADMIN_PASSWORD)"));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match given.as_deref().and_then(|s| s.split_once(':')) {
+        Some(("admin", pass)) if constant_time_eq(pass.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(XrpcError::auth_required("admin authentication required (HTTP basic, user \"admin\")")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,127 @@
+//! `com.atproto.sync.*` handlers.
+
+use super::{car, json};
+use crate::pds::{sync, Ctx};
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use crate::xrpc::params::Params;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+pub async fn get_repo(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    car(sync::get_repo(ctx, p.required("did")?, p.get("since").map(str::to_owned)).await?)
+}
+
+pub async fn latest_commit(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    json(sync::latest_commit(ctx, p.required("did")?).await?)
+}
+
+pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    car(sync::record_proof(ctx, p.required("did")?, p.required("collection")?, p.required("rkey")?).await?)
+}
+
+pub async fn get_blocks(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    let cids = p.all("cids");
+    if cids.is_empty() {
+        return Err(XrpcError::invalid_request("Error: Params must have the property \"cids\""));
+    }
+    car(sync::get_blocks(ctx, p.required("did")?, &cids).await?)
+}
+
+pub async fn list_blobs(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    let limit = p.int("limit", 500, 1, 1000)? as usize;
+    json(sync::list_blobs(ctx, p.required("did")?, p.get("since").map(str::to_owned), limit, p.get("cursor").map(str::to_owned)).await?)
+}
+
+pub async fn list_repos(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    let limit = p.int("limit", 500, 1, 1000)? as usize;
+    json(sync::list_repos(ctx, limit, p.get("cursor").map(str::to_owned)).await?)
+}
+
+pub async fn repo_status(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    json(sync::repo_status(ctx, p.required("did")?).await?)
+}
+
+/// A single `bytes=start-end` range within `size`, per RFC 9110 (suffix ranges too).
+fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(n), size.checked_sub(1)?)
+        }
+        (s, "") => (s.parse().ok()?, size.checked_sub(1)?),
+        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
+    };
+    (start <= end && end < size).then_some((start, end))
+}
+
+/// com.atproto.sync.getBlob: the bytes, with their type, served so a browser will not
+/// run them (nosniff, a sandboxing CSP), with HTTP range support for video.
+pub async fn get_blob(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
+    let (path, mime, size) = sync::blob(ctx, p.required("did")?, p.required("cid")?).await?;
+    let mut file = tokio::fs::File::open(&path).await.map_err(|_| XrpcError::named("BlobNotFound", "Blob not found"))?;
+    let range = h.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, len) = match range {
+        None => (StatusCode::OK, 0, size),
+        Some(r) => match parse_range(r, size) {
+            Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+            None => {
+                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response());
+            }
+        },
+    };
+    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| XrpcError::internal(e.to_string()))?;
+    let stream = tokio_util_stream(file.take(len));
+    let mut res = Response::new(Body::from_stream(stream));
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, value(&mime));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        headers.insert(header::CONTENT_RANGE, value(&format!("bytes {start}-{}/{size}", start + len - 1)));
+    }
+    Ok(res)
+}
+
+/// Reads an async reader as a stream of chunks.
+fn tokio_util_stream<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures_util::stream::unfold(reader, |mut r| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match r.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), r))
+            }
+            Err(e) => Some((Err(e), r)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP face of the PDS: XRPC routing (`/xrpc/<nsid>`), well-known endpoints and the
+//! front page. Handlers are thin: they read parameters and bodies, check auth, call
+//! `crate::pds`, and shape the response.
+
+pub mod auth;
+pub mod error;
+mod handlers;
+mod params;
+
+use crate::pds::Ctx;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use error::{XrpcError, XrpcResult};
+use std::net::SocketAddr;
+
+/// Largest JSON body a procedure accepts (records are at most 1 MiB of CBOR).
+pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
+
+/// All of atbox's HTTP routes.
+pub fn router(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/xrpc/{nsid}", any(xrpc))
+        .route("/xrpc/_health", get(health))
+        .route("/.well-known/atproto-did", get(well_known_did))
+        .route("/.well-known/did.json", get(well_known_did_json))
+        .route("/", get(front_page))
+        .fallback(|| async { XrpcError::not_found("no such page") })
+        .with_state(ctx)
+}
+
+async fn health() -> Response {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })).into_response()
+}
+
+async fn front_page(State(ctx): State<Ctx>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>atbox</title>\
+         <h1>atbox</h1><p>This is an AT Protocol personal data server (PDS), running at home on atbox {}.</p>\
+         <p>Most API routes are under <code>/xrpc/</code>. Use a Bluesky app and sign in with this server's address: <code>{}</code></p>",
+        env!("CARGO_PKG_VERSION"),
+        ctx.config.public_url
+    ))
+}
+
+/// `/.well-known/atproto-did` on a handle's host: the DID of the account with that handle.
+async fn well_known_did(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    match ctx.find_account(&host).await {
+        Ok(Some(account)) => ([(header::CONTENT_TYPE, "text/plain")], account.did).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no account here has this handle").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `/.well-known/did.json`: the server's own `did:web` document.
+async fn well_known_did_json(State(ctx): State<Ctx>) -> Response {
+    axum::Json(serde_json::json!({
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": ctx.config.service_did(),
+        "service": [{
+            "id": "#atproto_pds",
+            "type": "AtprotoPersonalDataServer",
+            "serviceEndpoint": ctx.config.public_url,
+        }]
+    }))
+    .into_response()
+}
+
+/// Dispatches `/xrpc/<nsid>` by HTTP method and NSID.
+async fn xrpc(State(ctx): State<Ctx>, Path(nsid): Path<String>, req: Request<Body>) -> Response {
+    let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_default();
+    let result = match *req.method() {
+        Method::GET | Method::HEAD => check_kind(&ctx, &nsid, "query"),
+        Method::POST => check_kind(&ctx, &nsid, "procedure"),
+        _ => Err(XrpcError::new(StatusCode::METHOD_NOT_ALLOWED, "InvalidRequest", "XRPC uses GET for queries and POST for procedures")),
+    };
+    if let Err(e) = result {
+        return e.into_response();
+    }
+    let outcome: XrpcResult<Response> = if req.method() == Method::POST {
+        handlers::procedure(&ctx, &nsid, &client_ip, req).await
+    } else {
+        handlers::query(&ctx, &nsid, req).await
+    };
+    outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Refuses a method called with the wrong HTTP verb; unknown NSIDs pass (the handler
+/// tables answer MethodNotImplemented).
+fn check_kind(ctx: &Ctx, nsid: &str, wanted: &str) -> XrpcResult<()> {
+    match ctx.lexicons.main_type(nsid) {
+        Some(kind) if kind != wanted && (kind == "query" || kind == "procedure") => Err(XrpcError::invalid_request(format!(
+            "{nsid} is a {kind}: use {}",
+            if kind == "query" { "GET" } else { "POST" }
+        ))),
+        _ => Ok(()),
+    }
+}
