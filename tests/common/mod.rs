@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the fixtures are and how to read them.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 
 /// The in-repo copy of the public atproto interop vectors.

@@ -18,7 +18,6 @@ import re
 import secrets
 import struct
 import sys
-import time
 import traceback
 import typing as t
 import zlib

@@ -1,0 +1,87 @@
+//! Starting real servers for integration tests: the PLC directory stand-in (Node) and
+//! `atbox serve` itself, each on a free port of 127.0.0.1, stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is killed when the test lets go of it.
+pub struct Running {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the PLC directory stand-in; returns it with its URL.
+pub fn start_plc() -> Running {
+    let dir = super::interop_dir();
+    let mut child = Command::new("node")
+        .arg(dir.join("plc-standin.mjs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node must be installed");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("PLC stand-in said {line:?}: {e}"));
+    Running { url: v["url"].as_str().unwrap().to_owned(), child }
+}
+
+/// A running `atbox serve` with its own data directory.
+pub struct Atbox {
+    pub server: Running,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// Starts `atbox serve` against `plc_url` with extra `ATBOX_*` settings.
+pub fn start_atbox(plc_url: &str, extra_env: &[(&str, &str)]) -> Atbox {
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atbox"));
+    cmd.arg("serve")
+        .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ATBOX_DATA_DIR", data_dir.path())
+        .env("ATBOX_PLC_URL", plc_url)
+        .env("ATBOX_HOSTNAME", "localhost")
+        .env("ATBOX_LOG", "atbox=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let url = format!("http://localhost:{port}");
+    wait_healthy(&format!("127.0.0.1:{port}"));
+    Atbox { server: Running { child, url }, data_dir }
+}
+
+fn wait_healthy(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("atbox did not start listening on {addr}");
+}
+
+/// The Python interpreter of the test virtualenv (`.ci/install` creates it).
+pub fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv/bin/python");
+    assert!(venv.exists(), "the Python SDK is not installed: run `bash .ci/install` (it creates tests/python/.venv)");
+    venv
+}
