@@ -64,13 +64,20 @@ impl StringOrList {
     fn into_list(self) -> Vec<String> {
         match self {
             StringOrList::One(s) => split_list(&s),
-            StringOrList::Many(v) => v.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            StringOrList::Many(v) => v
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
         }
     }
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect()
+    s.split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// A configuration error: which key, and what is wrong with it.
@@ -82,12 +89,18 @@ pub struct ConfigError {
 }
 
 fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_owned(), problem: problem.into() }
+    ConfigError {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
 }
 
 /// Reads the configuration. `explicit` is `--config PATH`; `env` is the process
 /// environment (a parameter so tests can pass their own).
-pub fn load(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn load(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let file = match explicit {
         Some(path) => read_file(path)?,
         None if Path::new(SYSTEM_CONFIG).exists() => read_file(Path::new(SYSTEM_CONFIG))?,
@@ -102,7 +115,8 @@ pub fn development_default() -> Config {
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
         let msg = e.message().to_owned();
         let key = msg.split('`').nth(1).unwrap_or("file").to_owned();
@@ -116,48 +130,82 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
 
     let hostname = pick("ATBOX_HOSTNAME", file.hostname).unwrap_or_else(|| "localhost".into());
     if hostname.is_empty() || hostname.contains(['/', ':', ' ']) {
-        return Err(bad("hostname", format!("{hostname:?} is not a host name (no scheme, port or path)")));
+        return Err(bad(
+            "hostname",
+            format!("{hostname:?} is not a host name (no scheme, port or path)"),
+        ));
     }
     let listen_s = pick("ATBOX_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:2583".into());
-    let listen: SocketAddr =
-        listen_s.parse().map_err(|_| bad("listen", format!("{listen_s:?} is not a socket address like 127.0.0.1:2583")))?;
-    let is_local = matches!(hostname.as_str(), "localhost" | "127.0.0.1" | "::1") || hostname.ends_with(".local");
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        bad(
+            "listen",
+            format!("{listen_s:?} is not a socket address like 127.0.0.1:2583"),
+        )
+    })?;
+    let is_local = matches!(hostname.as_str(), "localhost" | "127.0.0.1" | "::1")
+        || hostname.ends_with(".local");
     let public_url = match pick("ATBOX_PUBLIC_URL", file.public_url) {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None if is_local => format!("http://{hostname}:{}", listen.port()),
         None => format!("https://{hostname}"),
     };
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-        return Err(bad("public_url", format!("{public_url:?} must start with http:// or https://")));
+        return Err(bad(
+            "public_url",
+            format!("{public_url:?} must start with http:// or https://"),
+        ));
     }
-    let data_dir = PathBuf::from(pick("ATBOX_DATA_DIR", file.data_dir).unwrap_or_else(|| "./atbox-data".into()));
-    let plc_url = pick("ATBOX_PLC_URL", file.plc_url).unwrap_or_else(|| "https://plc.directory".into());
+    let data_dir = PathBuf::from(
+        pick("ATBOX_DATA_DIR", file.data_dir).unwrap_or_else(|| "./atbox-data".into()),
+    );
+    let plc_url =
+        pick("ATBOX_PLC_URL", file.plc_url).unwrap_or_else(|| "https://plc.directory".into());
     let plc_url = plc_url.trim_end_matches('/').to_owned();
     if !(plc_url.starts_with("http://") || plc_url.starts_with("https://")) {
-        return Err(bad("plc_url", format!("{plc_url:?} must be an http(s) URL")));
+        return Err(bad(
+            "plc_url",
+            format!("{plc_url:?} must be an http(s) URL"),
+        ));
     }
     let handle_domains = match env("ATBOX_HANDLE_DOMAINS") {
         Some(s) => split_list(&s),
-        None => file.handle_domains.map(StringOrList::into_list).unwrap_or_else(|| vec![".test".into()]),
+        None => file
+            .handle_domains
+            .map(StringOrList::into_list)
+            .unwrap_or_else(|| vec![".test".into()]),
     };
     if handle_domains.is_empty() {
-        return Err(bad("handle_domains", "at least one domain is needed, e.g. \".test\""));
+        return Err(bad(
+            "handle_domains",
+            "at least one domain is needed, e.g. \".test\"",
+        ));
     }
     let mut domains = Vec::new();
     for d in handle_domains {
-        let d = if d.starts_with('.') { d } else { format!(".{d}") };
+        let d = if d.starts_with('.') {
+            d
+        } else {
+            format!(".{d}")
+        };
         if crate::syntax::Handle::new(format!("x{d}")).is_err() {
             return Err(bad("handle_domains", format!("{d:?} is not a domain")));
         }
         domains.push(d.to_ascii_lowercase());
     }
     let invite_required = match env("ATBOX_INVITE_REQUIRED") {
-        Some(s) => parse_bool(&s).ok_or_else(|| bad("invite_required", format!("{s:?} is not true or false")))?,
+        Some(s) => parse_bool(&s)
+            .ok_or_else(|| bad("invite_required", format!("{s:?} is not true or false")))?,
         None => file.invite_required.unwrap_or(false),
     };
-    let admin_password = pick("ATBOX_ADMIN_PASSWORD", file.admin_password).filter(|p| !p.is_empty());
+    let admin_password =
+        pick("ATBOX_ADMIN_PASSWORD", file.admin_password).filter(|p| !p.is_empty());
     let blob_upload_limit = match env("ATBOX_BLOB_UPLOAD_LIMIT") {
-        Some(s) => s.parse().map_err(|_| bad("blob_upload_limit", format!("{s:?} is not a number of bytes")))?,
+        Some(s) => s.parse().map_err(|_| {
+            bad(
+                "blob_upload_limit",
+                format!("{s:?} is not a number of bytes"),
+            )
+        })?,
         None => file.blob_upload_limit.unwrap_or(100 * 1024 * 1024),
     };
     if blob_upload_limit == 0 {
@@ -173,7 +221,10 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         crate::syntax::Did::new(did.as_str()).map_err(|e| bad("appview_did", e.to_string()))?;
     }
     if appview_url.is_some() != appview_did.is_some() {
-        return Err(bad("appview_url", "appview_url and appview_did go together: set both or neither"));
+        return Err(bad(
+            "appview_url",
+            "appview_url and appview_did go together: set both or neither",
+        ));
     }
     Ok(Config {
         hostname,
@@ -208,7 +259,9 @@ impl Config {
     /// Whether `handle` falls under one of our handle domains.
     pub fn is_local_handle(&self, handle: &str) -> bool {
         let h = handle.to_ascii_lowercase();
-        self.handle_domains.iter().any(|d| h.ends_with(d.as_str()) && h.len() > d.len())
+        self.handle_domains
+            .iter()
+            .any(|d| h.ends_with(d.as_str()) && h.len() > d.len())
     }
 }
 
@@ -218,7 +271,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         resolve(ConfigFile::default(), &|k| map.get(k).cloned())
     }
 
@@ -235,7 +291,11 @@ mod tests {
 
     #[test]
     fn env_overrides_and_bad_values_name_the_key() {
-        let c = with_env(&[("ATBOX_HOSTNAME", "pds.example.com"), ("ATBOX_RELAYS", "bsky.network, relay.x")]).unwrap();
+        let c = with_env(&[
+            ("ATBOX_HOSTNAME", "pds.example.com"),
+            ("ATBOX_RELAYS", "bsky.network, relay.x"),
+        ])
+        .unwrap();
         assert_eq!(c.public_url, "https://pds.example.com");
         assert_eq!(c.relays, vec!["bsky.network", "relay.x"]);
         let e = with_env(&[("ATBOX_LISTEN", "nope")]).unwrap_err();
@@ -250,7 +310,8 @@ mod tests {
     fn file_keys_are_checked() {
         let f: Result<ConfigFile, _> = toml::from_str("hostnme = \"x\"");
         assert!(f.is_err());
-        let f: ConfigFile = toml::from_str("handle_domains = [\"example.org\"]\nlisten = \"0.0.0.0:80\"").unwrap();
+        let f: ConfigFile =
+            toml::from_str("handle_domains = [\"example.org\"]\nlisten = \"0.0.0.0:80\"").unwrap();
         let c = resolve(f, &|_| None).unwrap();
         assert_eq!(c.handle_domains, vec![".example.org"]);
     }

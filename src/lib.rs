@@ -12,7 +12,6 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod storage;
 pub mod crypto;
 pub mod data;
 pub mod identity;
@@ -20,6 +19,7 @@ pub mod lexicon;
 pub mod pds;
 pub mod repo;
 pub mod server;
+pub mod storage;
 pub mod syntax;
 pub mod xrpc;
 

@@ -21,18 +21,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let public_url = config.public_url.clone();
     let data_dir = config.data_dir.clone();
-    let state: Ctx = Arc::new(AppState::open(config).with_context(|| format!("cannot open the data directory {}", data_dir.display()))?);
+    let state: Ctx = Arc::new(
+        AppState::open(config)
+            .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?,
+    );
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen}: is another atbox (or something else) using it? Choose another with `listen` / ATBOX_LISTEN")
     })?;
-    tracing::info!("atbox {} serving {public_url} on {listen}, data in {}", env!("CARGO_PKG_VERSION"), data_dir.display());
-    println!("atbox is running: {public_url} (listening on {listen}; data in {})", data_dir.display());
+    tracing::info!(
+        "atbox {} serving {public_url} on {listen}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    println!(
+        "atbox is running: {public_url} (listening on {listen}; data in {})",
+        data_dir.display()
+    );
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     let app = crate::xrpc::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server stopped")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("the HTTP server stopped")?;
     tracing::info!("atbox stopped");
     Ok(())
 }

@@ -19,12 +19,24 @@ fn catalog() -> Lexicons {
 #[test]
 fn lexicon_documents() {
     let mut n = 0;
-    for case in common::vector_json("lexicon/lexicon-valid.json").as_array().unwrap() {
-        Lexicons::default().add(case["lexicon"].clone()).unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
+    for case in common::vector_json("lexicon/lexicon-valid.json")
+        .as_array()
+        .unwrap()
+    {
+        Lexicons::default()
+            .add(case["lexicon"].clone())
+            .unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
         n += 1;
     }
-    for case in common::vector_json("lexicon/lexicon-invalid.json").as_array().unwrap() {
-        assert!(Lexicons::default().add(case["lexicon"].clone()).is_err(), "{}: should be refused", case["name"]);
+    for case in common::vector_json("lexicon/lexicon-invalid.json")
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            Lexicons::default().add(case["lexicon"].clone()).is_err(),
+            "{}: should be refused",
+            case["name"]
+        );
         n += 1;
     }
     common::report("lexicon documents", n);
@@ -32,20 +44,37 @@ fn lexicon_documents() {
 
 fn validate(lex: &Lexicons, data: &serde_json::Value) -> Result<Validation, String> {
     let ipld = ipld_from_json(data).map_err(|e| e.to_string())?;
-    let collection = Nsid::new(data["$type"].as_str().ok_or("no $type")?).map_err(|e| e.to_string())?;
-    lex.validate_record(&collection, &ipld).map_err(|e| e.to_string())
+    let collection =
+        Nsid::new(data["$type"].as_str().ok_or("no $type")?).map_err(|e| e.to_string())?;
+    lex.validate_record(&collection, &ipld)
+        .map_err(|e| e.to_string())
 }
 
 #[test]
 fn record_data() {
     let lex = catalog();
     let mut n = 0;
-    for case in common::vector_json("lexicon/record-data-valid.json").as_array().unwrap() {
-        assert_eq!(validate(&lex, &case["data"]), Ok(Validation::Valid), "{}", case["name"]);
+    for case in common::vector_json("lexicon/record-data-valid.json")
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(
+            validate(&lex, &case["data"]),
+            Ok(Validation::Valid),
+            "{}",
+            case["name"]
+        );
         n += 1;
     }
-    for case in common::vector_json("lexicon/record-data-invalid.json").as_array().unwrap() {
-        assert!(validate(&lex, &case["data"]).is_err(), "{}: should be refused", case["name"]);
+    for case in common::vector_json("lexicon/record-data-invalid.json")
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            validate(&lex, &case["data"]).is_err(),
+            "{}: should be refused",
+            case["name"]
+        );
         n += 1;
     }
     common::report("lexicon record data", n);
@@ -81,7 +110,11 @@ fn embedded_lexicons_equal_shared_copy() {
         return;
     }
     let ours = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons");
-    assert_eq!(std::fs::read(ours.join("SOURCE")).unwrap(), std::fs::read(shared.join("SOURCE")).unwrap(), "SOURCE differs");
+    assert_eq!(
+        std::fs::read(ours.join("SOURCE")).unwrap(),
+        std::fs::read(shared.join("SOURCE")).unwrap(),
+        "SOURCE differs"
+    );
     let mut n = 0;
     let mut stack = vec![ours.clone()];
     while let Some(dir) = stack.pop() {
@@ -91,7 +124,12 @@ fn embedded_lexicons_equal_shared_copy() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "json") {
                 let rel = path.strip_prefix(&ours).unwrap();
-                assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(shared.join(rel)).unwrap(), "{}", rel.display());
+                assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    std::fs::read(shared.join(rel)).unwrap(),
+                    "{}",
+                    rel.display()
+                );
                 n += 1;
             }
         }

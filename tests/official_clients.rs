@@ -12,7 +12,10 @@ use std::process::Command;
 fn run_scenario(mut cmd: Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("\"ok\": false") || l.contains("\"ok\":false")).collect();
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("\"ok\": false") || l.contains("\"ok\":false"))
+        .collect();
     let summary = stdout.lines().last().unwrap_or("").to_owned();
     println!("{what}: {summary}");
     assert!(
@@ -29,7 +32,8 @@ fn typescript_client_scenario() {
     let plc = start_plc();
     let atbox = start_atbox(&plc.url, &[]);
     let mut cmd = Command::new("node");
-    cmd.arg(common::interop_dir().join("client-scenario.mjs")).args(["--pds", &atbox.server.url, "--plc", &plc.url]);
+    cmd.arg(common::interop_dir().join("client-scenario.mjs"))
+        .args(["--pds", &atbox.server.url, "--plc", &plc.url]);
     run_scenario(cmd, "@atproto/api scenario");
 }
 
@@ -38,7 +42,11 @@ fn python_sdk_scenario() {
     let plc = start_plc();
     let atbox = start_atbox(&plc.url, &[]);
     let mut cmd = Command::new(python());
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/scenario.py")).args(["--pds", &atbox.server.url, "--plc", &plc.url]);
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/scenario.py"
+    ))
+    .args(["--pds", &atbox.server.url, "--plc", &plc.url]);
     run_scenario(cmd, "atproto (Python) scenario");
 }
 
@@ -54,10 +62,22 @@ fn typescript_client_with_invites_required() {
         .env("ATBOX_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(code.starts_with("localhost-"), "{code}");
     let mut cmd = Command::new("node");
-    cmd.arg(common::interop_dir().join("client-scenario.mjs")).args(["--pds", &atbox.server.url, "--plc", &plc.url, "--invite", &code]);
+    cmd.arg(common::interop_dir().join("client-scenario.mjs"))
+        .args([
+            "--pds",
+            &atbox.server.url,
+            "--plc",
+            &plc.url,
+            "--invite",
+            &code,
+        ]);
     run_scenario(cmd, "@atproto/api scenario with an invite");
 }

@@ -14,13 +14,18 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a password into a PHC string (`$argon2id$v=19$m=...`).
 pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    hasher().hash_password(password.as_bytes(), &salt).expect("hashing into memory").to_string()
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("hashing into memory")
+        .to_string()
 }
 
 /// Checks a password against a stored PHC string (parameters are read from it).
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

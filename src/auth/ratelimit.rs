@@ -14,7 +14,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limit: usize, window: Duration) -> Self {
-        RateLimiter { limit, window, events: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            limit,
+            window,
+            events: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records an attempt for `key`; `false` if it is over the limit.
@@ -22,7 +26,10 @@ impl RateLimiter {
         let now = Instant::now();
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() > 10_000 {
-            events.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < self.window));
+            events.retain(|_, v| {
+                v.last()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
         }
         let list = events.entry(key.to_owned()).or_default();
         list.retain(|t| now.duration_since(*t) < self.window);

@@ -29,7 +29,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl Secrets {
@@ -39,21 +42,40 @@ impl Secrets {
         let corrupt = |why: &str| StorageError::Corrupt(format!("{}: {why}", path.display()));
         if path.exists() {
             let text = std::fs::read_to_string(&path)?;
-            let file: SecretsFile = serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?;
-            let jwt_secret = unhex(&file.jwt_secret).ok_or_else(|| corrupt("jwt_secret is not hex"))?;
-            let key = unhex(&file.plc_rotation_key_k256).ok_or_else(|| corrupt("plc_rotation_key_k256 is not hex"))?;
-            let plc_rotation_key = Keypair::from_private_bytes(KeyType::K256, &key).map_err(|e| corrupt(&e.to_string()))?;
-            return Ok(Secrets { jwt_secret, plc_rotation_key });
+            let file: SecretsFile =
+                serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?;
+            let jwt_secret =
+                unhex(&file.jwt_secret).ok_or_else(|| corrupt("jwt_secret is not hex"))?;
+            let key = unhex(&file.plc_rotation_key_k256)
+                .ok_or_else(|| corrupt("plc_rotation_key_k256 is not hex"))?;
+            let plc_rotation_key = Keypair::from_private_bytes(KeyType::K256, &key)
+                .map_err(|e| corrupt(&e.to_string()))?;
+            return Ok(Secrets {
+                jwt_secret,
+                plc_rotation_key,
+            });
         }
-        let secrets = Secrets { jwt_secret: rand::random::<[u8; 32]>().to_vec(), plc_rotation_key: Keypair::generate(KeyType::K256) };
+        let secrets = Secrets {
+            jwt_secret: rand::random::<[u8; 32]>().to_vec(),
+            plc_rotation_key: Keypair::generate(KeyType::K256),
+        };
         let file = SecretsFile {
             jwt_secret: hex(&secrets.jwt_secret),
             plc_rotation_key_k256: hex(&secrets.plc_rotation_key.private_bytes()),
         };
         use std::os::unix::fs::OpenOptionsExt;
         let tmp = data_dir.join("secrets.json.tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(&file).expect("serialisable").as_bytes())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(
+            serde_json::to_string_pretty(&file)
+                .expect("serialisable")
+                .as_bytes(),
+        )?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(data_dir)?.sync_all()?;

@@ -46,7 +46,10 @@ pub enum TokenError {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Signs and verifies session tokens for one service DID.
@@ -75,17 +78,32 @@ impl TokenSigner {
     /// A fresh access token for `did` with `scope`.
     pub fn access_token(&self, did: &str, scope: Scope) -> String {
         let iat = now();
-        let claims = Claims { scope, sub: did.to_owned(), aud: self.service_did.clone(), iat, exp: iat + ACCESS_TTL_SECS, jti: None };
+        let claims = Claims {
+            scope,
+            sub: did.to_owned(),
+            aud: self.service_did.clone(),
+            iat,
+            exp: iat + ACCESS_TTL_SECS,
+            jti: None,
+        };
         self.sign("at+jwt", &claims)
     }
 
     /// A fresh refresh token; returns it with its id (`jti`) and expiry.
     pub fn refresh_token(&self, did: &str) -> (String, String, i64) {
         let iat = now();
-        let jti: String = (0..32).map(|_| format!("{:x}", rand::random::<u8>() & 0xf)).collect();
+        let jti: String = (0..32)
+            .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+            .collect();
         let exp = iat + REFRESH_TTL_SECS;
-        let claims =
-            Claims { scope: Scope::Refresh, sub: did.to_owned(), aud: self.service_did.clone(), iat, exp, jti: Some(jti.clone()) };
+        let claims = Claims {
+            scope: Scope::Refresh,
+            sub: did.to_owned(),
+            aud: self.service_did.clone(),
+            iat,
+            exp,
+            jti: Some(jti.clone()),
+        };
         (self.sign("refresh+jwt", &claims), jti, exp)
     }
 
@@ -95,10 +113,12 @@ impl TokenSigner {
         v.set_audience(&[&self.service_did]);
         v.set_required_spec_claims(&["exp", "sub", "aud"]);
         v.leeway = 0;
-        decode::<Claims>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })
+        decode::<Claims>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
     }
 }
 

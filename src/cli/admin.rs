@@ -45,14 +45,20 @@ pub enum InviteCommand {
 
 fn generated_password() -> String {
     const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..20).map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char).collect()
+    (0..20)
+        .map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char)
+        .collect()
 }
 
 pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     let state = AppState::open(config)?;
     match cmd {
-        AccountCommand::Create { handle, email, password } => {
+        AccountCommand::Create {
+            handle,
+            email,
+            password,
+        } => {
             let shown = password.is_none();
             let password = password.unwrap_or_else(generated_password);
             let input = crate::pds::accounts::NewAccount {
@@ -61,41 +67,71 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
                 password: Some(password.clone()),
                 ..Default::default()
             };
-            let created = crate::pds::accounts::create_account(&state, input).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            println!("created {} ({})", created["handle"].as_str().unwrap_or(""), created["did"].as_str().unwrap_or(""));
+            let created = crate::pds::accounts::create_account(&state, input)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!(
+                "created {} ({})",
+                created["handle"].as_str().unwrap_or(""),
+                created["did"].as_str().unwrap_or("")
+            );
             if shown {
                 println!("password: {password}");
             }
         }
         AccountCommand::List => {
-            let accounts = state.storage.read(|conn| Ok::<_, anyhow::Error>(db::list(conn)?)).await?;
+            let accounts = state
+                .storage
+                .read(|conn| Ok::<_, anyhow::Error>(db::list(conn)?))
+                .await?;
             if accounts.is_empty() {
                 println!("no accounts yet");
             }
             for a in accounts {
-                println!("{}\t{}\t{}\t{}\t{}", a.handle, a.did, a.email.unwrap_or_default(), a.status.as_str(), a.created_at);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    a.handle,
+                    a.did,
+                    a.email.unwrap_or_default(),
+                    a.status.as_str(),
+                    a.created_at
+                );
             }
         }
         AccountCommand::ResetPassword { account, password } => {
-            let found = state.find_account(&account).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let Some(found) = found else { bail!("no account {account:?} on this server (see `atbox account list`)") };
+            let found = state
+                .find_account(&account)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let Some(found) = found else {
+                bail!("no account {account:?} on this server (see `atbox account list`)")
+            };
             let shown = password.is_none();
             let password = password.unwrap_or_else(generated_password);
-            crate::pds::accounts::set_password(&state, &found.did, &password).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            crate::pds::accounts::set_password(&state, &found.did, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("password changed for {}", found.handle);
             if shown {
                 println!("password: {password}");
             }
         }
         AccountCommand::Tokens => {
-            let tokens = state.storage.read(|conn| Ok::<_, anyhow::Error>(db::pending_tokens(conn)?)).await?;
+            let tokens = state
+                .storage
+                .read(|conn| Ok::<_, anyhow::Error>(db::pending_tokens(conn)?))
+                .await?;
             if tokens.is_empty() {
                 println!("no pending codes");
             }
             let now = crate::pds::unix_now();
             for (purpose, did, token, at) in tokens {
                 let age = now - at;
-                let state = if age > crate::pds::accounts::TOKEN_TTL_SECS { "expired" } else { "valid" };
+                let state = if age > crate::pds::accounts::TOKEN_TTL_SECS {
+                    "expired"
+                } else {
+                    "valid"
+                };
                 println!("{purpose}\t{did}\t{token}\t{state} ({age}s old)");
             }
         }
@@ -108,7 +144,10 @@ pub async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
     let state = AppState::open(config)?;
     match cmd {
         InviteCommand::Create { uses } => {
-            let codes = crate::pds::accounts::create_invites(&state, 1, uses, "admin").await.map_err(|e| anyhow::anyhow!("{}", e.message)).context("creating an invite")?;
+            let codes = crate::pds::accounts::create_invites(&state, 1, uses, "admin")
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))
+                .context("creating an invite")?;
             println!("{}", codes[0]);
         }
     }

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "atbox", version, about = "A personal data server for the AT Protocol, for your home")]
+#[command(
+    name = "atbox",
+    version,
+    about = "A personal data server for the AT Protocol, for your home"
+)]
 struct Cli {
     /// Configuration file (default: /etc/atbox/atbox.toml if it exists, else the
     /// built-in development settings). ATBOX_* variables override it.
@@ -36,8 +40,12 @@ enum Command {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ATBOX_LOG").unwrap_or_else(|_| "atbox=info,warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATBOX_LOG")
+        .unwrap_or_else(|_| "atbox=info,warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs the command line; returns the process exit code.
@@ -45,7 +53,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repo(cmd) => repo::run(cmd),
-        Command::Serve => with_config(cli.config, |config| async move { crate::server::serve(config).await }),
+        Command::Serve => with_config(cli.config, |config| async move {
+            crate::server::serve(config).await
+        }),
         Command::Account(cmd) => with_config(cli.config, |config| admin::account(config, cmd)),
         Command::Invite(cmd) => with_config(cli.config, |config| admin::invite(config, cmd)),
     };
@@ -66,7 +76,10 @@ where
 {
     init_logging();
     let config = crate::config::load(path.as_deref(), &|k| std::env::var(k).ok())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(f(config))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -34,13 +34,17 @@ impl DidDocument {
     /// The atproto signing key (`#atproto` verification method).
     pub fn signing_key(&self) -> Option<PublicKey> {
         let did = self.id()?;
-        self.0.get("verificationMethod")?.as_array()?.iter().find_map(|vm| {
-            let id = vm.get("id")?.as_str()?;
-            if !matches_fragment(id, did, "#atproto") {
-                return None;
-            }
-            parse_multikey(vm.get("publicKeyMultibase")?.as_str()?).ok()
-        })
+        self.0
+            .get("verificationMethod")?
+            .as_array()?
+            .iter()
+            .find_map(|vm| {
+                let id = vm.get("id")?.as_str()?;
+                if !matches_fragment(id, did, "#atproto") {
+                    return None;
+                }
+                parse_multikey(vm.get("publicKeyMultibase")?.as_str()?).ok()
+            })
     }
 
     /// The endpoint of a service by fragment (e.g. `#atproto_pds`) and type.
@@ -51,7 +55,9 @@ impl DidDocument {
             if !matches_fragment(id, did, fragment) {
                 return None;
             }
-            s.get("serviceEndpoint")?.as_str().map(|e| e.trim_end_matches('/').to_owned())
+            s.get("serviceEndpoint")?
+                .as_str()
+                .map(|e| e.trim_end_matches('/').to_owned())
         })
     }
 
@@ -61,7 +67,12 @@ impl DidDocument {
 
     /// The document a PDS would publish for an account (what `did:web` users put at
     /// `/.well-known/did.json`, and the shape of a PLC document).
-    pub fn for_account(did: &str, handle: &str, signing_key: &PublicKey, pds_url: &str) -> DidDocument {
+    pub fn for_account(
+        did: &str,
+        handle: &str,
+        signing_key: &PublicKey,
+        pds_url: &str,
+    ) -> DidDocument {
         DidDocument(json!({
             "@context": [
                 "https://www.w3.org/ns/did/v1",

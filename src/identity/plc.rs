@@ -40,15 +40,27 @@ pub struct PlcOperation {
 impl PlcOperation {
     /// The operation that points an account at this PDS: its signing key, its handle,
     /// and the rotation keys that may change it (highest authority first).
-    pub fn for_account(rotation_keys: Vec<String>, signing_did_key: &str, handle: &str, pds_url: &str, prev: Option<String>) -> Self {
+    pub fn for_account(
+        rotation_keys: Vec<String>,
+        signing_did_key: &str,
+        handle: &str,
+        pds_url: &str,
+        prev: Option<String>,
+    ) -> Self {
         PlcOperation {
             kind: "plc_operation".into(),
             rotation_keys,
-            verification_methods: BTreeMap::from([("atproto".to_owned(), signing_did_key.to_owned())]),
+            verification_methods: BTreeMap::from([(
+                "atproto".to_owned(),
+                signing_did_key.to_owned(),
+            )]),
             also_known_as: vec![format!("at://{handle}")],
             services: BTreeMap::from([(
                 "atproto_pds".to_owned(),
-                PlcService { kind: "AtprotoPersonalDataServer".into(), endpoint: pds_url.to_owned() },
+                PlcService {
+                    kind: "AtprotoPersonalDataServer".into(),
+                    endpoint: pds_url.to_owned(),
+                },
             )]),
             prev,
             sig: None,
@@ -85,7 +97,10 @@ pub struct PlcClient {
 
 impl PlcClient {
     pub fn new(url: &str, http: reqwest::Client) -> Self {
-        PlcClient { url: url.trim_end_matches('/').to_owned(), http }
+        PlcClient {
+            url: url.trim_end_matches('/').to_owned(),
+            http,
+        }
     }
 
     /// Submits a signed operation for `did`.
@@ -120,7 +135,9 @@ impl PlcClient {
         if !res.status().is_success() {
             return Err(IdentityError::Plc(format!("{did}: {}", res.status())));
         }
-        res.json().await.map_err(|e| IdentityError::Plc(format!("{did}: unreadable operation: {e}")))
+        res.json()
+            .await
+            .map_err(|e| IdentityError::Plc(format!("{did}: unreadable operation: {e}")))
     }
 }
 
@@ -147,10 +164,16 @@ mod tests {
         let mut unsigned = op.clone();
         unsigned.sig = None;
         let sig = URL_SAFE_NO_PAD.decode(op.sig.as_ref().unwrap()).unwrap();
-        rotation.public_key().verify(&to_cbor(&unsigned), &sig).unwrap();
+        rotation
+            .public_key()
+            .verify(&to_cbor(&unsigned), &sig)
+            .unwrap();
         // JSON field names are the directory's.
         let json = serde_json::to_value(&op).unwrap();
         assert!(json.get("rotationKeys").is_some() && json.get("alsoKnownAs").is_some());
-        assert_eq!(json["services"]["atproto_pds"]["type"], "AtprotoPersonalDataServer");
+        assert_eq!(
+            json["services"]["atproto_pds"]["type"],
+            "AtprotoPersonalDataServer"
+        );
     }
 }

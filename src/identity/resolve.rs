@@ -18,7 +18,11 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(http: reqwest::Client, plc_url: &str) -> Self {
         let dns = TokioResolver::builder_tokio().ok().map(|b| b.build());
-        Resolver { http, plc_url: plc_url.trim_end_matches('/').to_owned(), dns }
+        Resolver {
+            http,
+            plc_url: plc_url.trim_end_matches('/').to_owned(),
+            dns,
+        }
     }
 
     /// The DID a handle claims through DNS or HTTPS (not yet checked against the
@@ -33,12 +37,20 @@ impl Resolver {
     async fn resolve_handle_dns(&self, handle: &Handle) -> Option<Did> {
         let dns = self.dns.as_ref()?;
         let name = format!("_atproto.{}.", handle.normalized());
-        let lookup = tokio::time::timeout(Duration::from_secs(3), dns.txt_lookup(name)).await.ok()?.ok()?;
+        let lookup = tokio::time::timeout(Duration::from_secs(3), dns.txt_lookup(name))
+            .await
+            .ok()?
+            .ok()?;
         let dids: Vec<Did> = lookup
             .iter()
             .filter_map(|txt| {
-                let text: String = txt.txt_data().iter().map(|d| String::from_utf8_lossy(d).into_owned()).collect();
-                text.strip_prefix("did=").and_then(|d| Did::new(d.trim()).ok())
+                let text: String = txt
+                    .txt_data()
+                    .iter()
+                    .map(|d| String::from_utf8_lossy(d).into_owned())
+                    .collect();
+                text.strip_prefix("did=")
+                    .and_then(|d| Did::new(d.trim()).ok())
             })
             .collect();
         // More than one DID is ambiguous: the spec says to fail.
@@ -47,7 +59,13 @@ impl Resolver {
 
     async fn resolve_handle_https(&self, handle: &Handle) -> Option<Did> {
         let url = format!("https://{}/.well-known/atproto-did", handle.normalized());
-        let res = self.http.get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
+        let res = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
         if !res.status().is_success() {
             return None;
         }
@@ -63,20 +81,40 @@ impl Resolver {
                 let host = did.as_str().strip_prefix("did:web:").unwrap_or_default();
                 if host.contains(':') {
                     // Ports (percent-encoded) and paths are not supported by atproto.
-                    return Err(IdentityError::Unresolved(did.to_string(), "did:web with a port or path".into()));
+                    return Err(IdentityError::Unresolved(
+                        did.to_string(),
+                        "did:web with a port or path".into(),
+                    ));
                 }
                 format!("https://{host}/.well-known/did.json")
             }
-            m => return Err(IdentityError::Unresolved(did.to_string(), format!("unsupported DID method {m:?}"))),
+            m => {
+                return Err(IdentityError::Unresolved(
+                    did.to_string(),
+                    format!("unsupported DID method {m:?}"),
+                ))
+            }
         };
         let unresolved = |why: String| IdentityError::Unresolved(did.to_string(), why);
-        let res = self.http.get(&url).timeout(Duration::from_secs(10)).send().await.map_err(|e| unresolved(e.to_string()))?;
+        let res = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| unresolved(e.to_string()))?;
         if !res.status().is_success() {
             return Err(unresolved(format!("{url} answered {}", res.status())));
         }
-        let doc: DidDocument = res.json().await.map_err(|e| unresolved(format!("unreadable document: {e}")))?;
+        let doc: DidDocument = res
+            .json()
+            .await
+            .map_err(|e| unresolved(format!("unreadable document: {e}")))?;
         if doc.id() != Some(did.as_str()) {
-            return Err(IdentityError::BadDocument(did.to_string(), "its id is a different DID".into()));
+            return Err(IdentityError::BadDocument(
+                did.to_string(),
+                "its id is a different DID".into(),
+            ));
         }
         Ok(doc)
     }

@@ -50,11 +50,31 @@ pub struct SchemaError {
 }
 
 /// Definition types that may only be the `main` definition of a document.
-const PRIMARY_TYPES: &[&str] = &["record", "query", "procedure", "subscription", "permission-set"];
+const PRIMARY_TYPES: &[&str] = &[
+    "record",
+    "query",
+    "procedure",
+    "subscription",
+    "permission-set",
+];
 /// Definition types a document may declare (`unknown` and `ref` are only field types).
 const DEF_TYPES: &[&str] = &[
-    "record", "query", "procedure", "subscription", "permission-set", "object", "token", "string", "integer",
-    "boolean", "bytes", "cid-link", "blob", "array", "null", "union",
+    "record",
+    "query",
+    "procedure",
+    "subscription",
+    "permission-set",
+    "object",
+    "token",
+    "string",
+    "integer",
+    "boolean",
+    "bytes",
+    "cid-link",
+    "blob",
+    "array",
+    "null",
+    "union",
 ];
 
 impl Lexicons {
@@ -65,7 +85,8 @@ impl Lexicons {
         while let Some(dir) = stack.pop() {
             for file in dir.files() {
                 if file.path().extension().is_some_and(|e| e == "json") {
-                    let doc: Value = serde_json::from_slice(file.contents()).expect("embedded lexicons are JSON");
+                    let doc: Value = serde_json::from_slice(file.contents())
+                        .expect("embedded lexicons are JSON");
                     lex.add(doc).expect("embedded lexicons are well-formed");
                 }
             }
@@ -105,24 +126,41 @@ impl Lexicons {
     }
 
     /// Validates a record of `collection`. `Ok(Unknown)` when no schema is known.
-    pub fn validate_record(&self, collection: &Nsid, record: &Ipld) -> Result<Validation, ValidationError> {
+    pub fn validate_record(
+        &self,
+        collection: &Nsid,
+        record: &Ipld,
+    ) -> Result<Validation, ValidationError> {
         let Ipld::Map(map) = record else {
             return Err(ValidationError::new("", "a record must be an object"));
         };
         match map.get("$type") {
             Some(Ipld::String(t)) if t == collection.as_str() => {}
             Some(Ipld::String(t)) => {
-                return Err(ValidationError::new("$type", format!("is {t:?}, but the collection is {collection}")));
+                return Err(ValidationError::new(
+                    "$type",
+                    format!("is {t:?}, but the collection is {collection}"),
+                ));
             }
-            _ => return Err(ValidationError::new("$type", "a record needs a $type naming its collection")),
+            _ => {
+                return Err(ValidationError::new(
+                    "$type",
+                    "a record needs a $type naming its collection",
+                ))
+            }
         }
         let Some(def) = self.def(collection.as_str(), collection.as_str()) else {
             return Ok(Validation::Unknown);
         };
         if def.get("type").and_then(Value::as_str) != Some("record") {
-            return Err(ValidationError::new("$type", format!("{collection} is not a record type")));
+            return Err(ValidationError::new(
+                "$type",
+                format!("{collection} is not a record type"),
+            ));
         }
-        let schema = def.get("record").ok_or_else(|| ValidationError::new("", "schema has no record definition"))?;
+        let schema = def
+            .get("record")
+            .ok_or_else(|| ValidationError::new("", "schema has no record definition"))?;
         validate::Validator { lexicons: self }.value(schema, collection.as_str(), record, "")?;
         Ok(Validation::Valid)
     }
@@ -134,24 +172,46 @@ impl Lexicons {
 }
 
 fn check_document(doc: &Value) -> Result<String, SchemaError> {
-    let id_raw = doc.get("id").and_then(Value::as_str).unwrap_or("?").to_owned();
-    let bad = |problem: &str| SchemaError { id: id_raw.clone(), problem: problem.to_owned() };
+    let id_raw = doc
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    let bad = |problem: &str| SchemaError {
+        id: id_raw.clone(),
+        problem: problem.to_owned(),
+    };
     if doc.get("lexicon").and_then(Value::as_u64) != Some(1) {
         return Err(bad("\"lexicon\" must be 1"));
     }
-    let id = doc.get("id").and_then(Value::as_str).ok_or_else(|| bad("\"id\" must be a string"))?;
+    let id = doc
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("\"id\" must be a string"))?;
     Nsid::new(id).map_err(|e| bad(&e.to_string()))?;
-    let defs = doc.get("defs").and_then(Value::as_object).ok_or_else(|| bad("\"defs\" must be an object"))?;
+    let defs = doc
+        .get("defs")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("\"defs\" must be an object"))?;
     for (name, def) in defs {
-        let ty = def.get("type").and_then(Value::as_str).ok_or_else(|| bad(&format!("def {name} has no type")))?;
+        let ty = def
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(&format!("def {name} has no type")))?;
         if !DEF_TYPES.contains(&ty) {
-            return Err(bad(&format!("def {name} has type {ty:?}, which cannot be defined on its own")));
+            return Err(bad(&format!(
+                "def {name} has type {ty:?}, which cannot be defined on its own"
+            )));
         }
         if PRIMARY_TYPES.contains(&ty) && name != "main" {
-            return Err(bad(&format!("def {name}: a {ty} must be the main definition")));
+            return Err(bad(&format!(
+                "def {name}: a {ty} must be the main definition"
+            )));
         }
         if ty == "record" {
-            let record = def.get("record").ok_or_else(|| bad("record without a \"record\" object"))?;
+            let record = def
+                .get("record")
+                .ok_or_else(|| bad("record without a \"record\" object"))?;
             if record.get("type").and_then(Value::as_str) != Some("object") {
                 return Err(bad("a record's \"record\" must be of type object"));
             }

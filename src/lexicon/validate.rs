@@ -17,7 +17,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(path: &str, message: impl Into<String>) -> Self {
-        ValidationError { path: path.to_owned(), message: message.into() }
+        ValidationError {
+            path: path.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -64,11 +67,16 @@ impl Validator<'_> {
         let err = |m: String| Err(ValidationError::new(path, m));
         let ty = def.get("type").and_then(Value::as_str).unwrap_or("");
         let expect = |want: &str| -> VResult {
-            Err(ValidationError::new(path, format!("expected {want}, got {}", kind(v))))
+            Err(ValidationError::new(
+                path,
+                format!("expected {want}, got {}", kind(v)),
+            ))
         };
         match ty {
             "object" => {
-                let Ipld::Map(map) = v else { return expect("an object") };
+                let Ipld::Map(map) = v else {
+                    return expect("an object");
+                };
                 if is_blob(map) {
                     return expect("an object");
                 }
@@ -76,17 +84,23 @@ impl Validator<'_> {
             }
             "ref" => {
                 let r = def.get("ref").and_then(Value::as_str).unwrap_or("");
-                let (target, target_base) = self.resolve(r, base).ok_or_else(|| ValidationError::new(path, format!("unknown ref {r}")))?;
+                let (target, target_base) = self
+                    .resolve(r, base)
+                    .ok_or_else(|| ValidationError::new(path, format!("unknown ref {r}")))?;
                 self.value(target, target_base, v, path)
             }
             "union" => self.union(def, base, v, path),
             "token" => err("a token is not a value".into()),
             "string" => {
-                let Ipld::String(s) = v else { return expect("a string") };
+                let Ipld::String(s) = v else {
+                    return expect("a string");
+                };
                 self.string(def, s, path)
             }
             "integer" => {
-                let Ipld::Integer(i) = v else { return expect("an integer") };
+                let Ipld::Integer(i) = v else {
+                    return expect("an integer");
+                };
                 let i = *i as i64;
                 if let Some(c) = num(def, "const") {
                     if i != c {
@@ -98,22 +112,30 @@ impl Validator<'_> {
                         return err(format!("{i} is not one of the allowed values"));
                     }
                 }
-                if num(def, "minimum").is_some_and(|m| i < m) || num(def, "maximum").is_some_and(|m| i > m) {
+                if num(def, "minimum").is_some_and(|m| i < m)
+                    || num(def, "maximum").is_some_and(|m| i > m)
+                {
                     return err(format!("{i} is out of range"));
                 }
                 Ok(())
             }
             "boolean" => {
-                let Ipld::Bool(b) = v else { return expect("a boolean") };
+                let Ipld::Bool(b) = v else {
+                    return expect("a boolean");
+                };
                 match def.get("const").and_then(Value::as_bool) {
                     Some(c) if c != *b => err(format!("must be {c}")),
                     _ => Ok(()),
                 }
             }
             "bytes" => {
-                let Ipld::Bytes(b) = v else { return expect("bytes") };
+                let Ipld::Bytes(b) = v else {
+                    return expect("bytes");
+                };
                 let n = b.len() as i64;
-                if num(def, "minLength").is_some_and(|m| n < m) || num(def, "maxLength").is_some_and(|m| n > m) {
+                if num(def, "minLength").is_some_and(|m| n < m)
+                    || num(def, "maxLength").is_some_and(|m| n > m)
+                {
                     return err(format!("{n} bytes is out of the allowed length"));
                 }
                 Ok(())
@@ -124,12 +146,18 @@ impl Validator<'_> {
             },
             "blob" => self.blob(def, v, path),
             "array" => {
-                let Ipld::List(items) = v else { return expect("an array") };
+                let Ipld::List(items) = v else {
+                    return expect("an array");
+                };
                 let n = items.len() as i64;
-                if num(def, "minLength").is_some_and(|m| n < m) || num(def, "maxLength").is_some_and(|m| n > m) {
+                if num(def, "minLength").is_some_and(|m| n < m)
+                    || num(def, "maxLength").is_some_and(|m| n > m)
+                {
                     return err(format!("{n} items is out of the allowed length"));
                 }
-                let item_def = def.get("items").ok_or_else(|| ValidationError::new(path, "schema array has no items"))?;
+                let item_def = def
+                    .get("items")
+                    .ok_or_else(|| ValidationError::new(path, "schema array has no items"))?;
                 for (i, item) in items.iter().enumerate() {
                     self.value(item_def, base, item, &child(path, &i.to_string()))?;
                 }
@@ -159,19 +187,27 @@ impl Validator<'_> {
 
     fn object(&self, def: &Value, base: &str, map: &BTreeMap<String, Ipld>, path: &str) -> VResult {
         let strs = |key: &str| -> Vec<&str> {
-            def.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+            def.get(key)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default()
         };
         let nullable = strs("nullable");
         for name in strs("required") {
             match map.get(name) {
                 None => return Err(ValidationError::new(&child(path, name), "is required")),
                 Some(Ipld::Null) if !nullable.contains(&name) => {
-                    return Err(ValidationError::new(&child(path, name), "is required and may not be null"))
+                    return Err(ValidationError::new(
+                        &child(path, name),
+                        "is required and may not be null",
+                    ))
                 }
                 _ => {}
             }
         }
-        let Some(props) = def.get("properties").and_then(Value::as_object) else { return Ok(()) };
+        let Some(props) = def.get("properties").and_then(Value::as_object) else {
+            return Ok(());
+        };
         for (name, prop) in props {
             match map.get(name) {
                 None => {}
@@ -184,24 +220,42 @@ impl Validator<'_> {
 
     fn union(&self, def: &Value, base: &str, v: &Ipld, path: &str) -> VResult {
         let Ipld::Map(map) = v else {
-            return Err(ValidationError::new(path, format!("expected an object with $type, got {}", kind(v))));
+            return Err(ValidationError::new(
+                path,
+                format!("expected an object with $type, got {}", kind(v)),
+            ));
         };
         let Some(Ipld::String(t)) = map.get("$type") else {
             return Err(ValidationError::new(path, "a union member needs a $type"));
         };
         let normalize = |r: &str| -> String {
-            let full = if let Some(name) = r.strip_prefix('#') { format!("{base}#{name}") } else { r.to_owned() };
-            full.strip_suffix("#main").map(str::to_owned).unwrap_or(full)
+            let full = if let Some(name) = r.strip_prefix('#') {
+                format!("{base}#{name}")
+            } else {
+                r.to_owned()
+            };
+            full.strip_suffix("#main")
+                .map(str::to_owned)
+                .unwrap_or(full)
         };
         let wanted = normalize(t);
-        let refs: Vec<&str> = def.get("refs").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let refs: Vec<&str> = def
+            .get("refs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         match refs.iter().find(|r| normalize(r) == wanted) {
             Some(r) => {
-                let (target, target_base) = self.resolve(r, base).ok_or_else(|| ValidationError::new(path, format!("unknown ref {r}")))?;
+                let (target, target_base) = self
+                    .resolve(r, base)
+                    .ok_or_else(|| ValidationError::new(path, format!("unknown ref {r}")))?;
                 self.value(target, target_base, v, path)
             }
             None if def.get("closed").and_then(Value::as_bool) == Some(true) => {
-                Err(ValidationError::new(path, format!("$type {t:?} is not one of {}", refs.join(", "))))
+                Err(ValidationError::new(
+                    path,
+                    format!("$type {t:?} is not one of {}", refs.join(", ")),
+                ))
             }
             None => Ok(()),
         }
@@ -221,18 +275,30 @@ impl Validator<'_> {
         }
         let bytes = s.len() as i64;
         if num(def, "minLength").is_some_and(|m| bytes < m) {
-            return err(format!("must be at least {} bytes", num(def, "minLength").unwrap_or(0)));
+            return err(format!(
+                "must be at least {} bytes",
+                num(def, "minLength").unwrap_or(0)
+            ));
         }
         if num(def, "maxLength").is_some_and(|m| bytes > m) {
-            return err(format!("must be at most {} bytes", num(def, "maxLength").unwrap_or(0)));
+            return err(format!(
+                "must be at most {} bytes",
+                num(def, "maxLength").unwrap_or(0)
+            ));
         }
         if def.get("minGraphemes").is_some() || def.get("maxGraphemes").is_some() {
             let g = s.graphemes(true).count() as i64;
             if num(def, "minGraphemes").is_some_and(|m| g < m) {
-                return err(format!("must be at least {} characters", num(def, "minGraphemes").unwrap_or(0)));
+                return err(format!(
+                    "must be at least {} characters",
+                    num(def, "minGraphemes").unwrap_or(0)
+                ));
             }
             if num(def, "maxGraphemes").is_some_and(|m| g > m) {
-                return err(format!("must be at most {} characters", num(def, "maxGraphemes").unwrap_or(0)));
+                return err(format!(
+                    "must be at most {} characters",
+                    num(def, "maxGraphemes").unwrap_or(0)
+                ));
             }
         }
         if let Some(format) = def.get("format").and_then(Value::as_str) {
@@ -259,7 +325,10 @@ impl Validator<'_> {
 
     fn blob(&self, def: &Value, v: &Ipld, path: &str) -> VResult {
         let Ipld::Map(m) = v else {
-            return Err(ValidationError::new(path, format!("expected a blob, got {}", kind(v))));
+            return Err(ValidationError::new(
+                path,
+                format!("expected a blob, got {}", kind(v)),
+            ));
         };
         let (mime, size) = if is_blob(m) {
             let size = match m.get("size") {
@@ -278,13 +347,22 @@ impl Validator<'_> {
         };
         if let (Some(max), Some(size)) = (num(def, "maxSize"), size) {
             if size > max {
-                return Err(ValidationError::new(path, format!("blob of {size} bytes is over the limit of {max}")));
+                return Err(ValidationError::new(
+                    path,
+                    format!("blob of {size} bytes is over the limit of {max}"),
+                ));
             }
         }
         if let Some(accept) = def.get("accept").and_then(Value::as_array) {
-            let ok = accept.iter().filter_map(Value::as_str).any(|pattern| mime_matches(pattern, mime));
+            let ok = accept
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|pattern| mime_matches(pattern, mime));
             if !ok {
-                return Err(ValidationError::new(path, format!("blob type {mime} is not accepted here")));
+                return Err(ValidationError::new(
+                    path,
+                    format!("blob type {mime} is not accepted here"),
+                ));
             }
         }
         Ok(())
@@ -292,5 +370,9 @@ impl Validator<'_> {
 }
 
 fn mime_matches(pattern: &str, mime: &str) -> bool {
-    pattern == "*/*" || pattern == mime || pattern.strip_suffix("/*").is_some_and(|p| mime.split('/').next() == Some(p))
+    pattern == "*/*"
+        || pattern == mime
+        || pattern
+            .strip_suffix("/*")
+            .is_some_and(|p| mime.split('/').next() == Some(p))
 }

@@ -46,31 +46,53 @@ pub struct NewAccount {
 
 /// Checks a handle asked for on this server: syntax, one of our domains, a sensible
 /// first label, not taken. Returns it normalised (lowercase).
-pub async fn check_new_handle(state: &AppState, handle: &str, own_did: Option<&str>) -> XrpcResult<String> {
+pub async fn check_new_handle(
+    state: &AppState,
+    handle: &str,
+    own_did: Option<&str>,
+) -> XrpcResult<String> {
     let handle = handle.trim().to_ascii_lowercase();
     let invalid = |m: &str| XrpcError::named("InvalidHandle", m.to_owned());
     Handle::new(handle.as_str()).map_err(|e| invalid(&e.to_string()))?;
-    if crate::syntax::DISALLOWED_HANDLE_TLDS.iter().any(|t| handle.ends_with(t)) {
+    if crate::syntax::DISALLOWED_HANDLE_TLDS
+        .iter()
+        .any(|t| handle.ends_with(t))
+    {
         return Err(invalid("this top-level domain cannot be used for handles"));
     }
     if state.config.is_local_handle(&handle) {
-        let domain = state.config.handle_domains.iter().find(|d| handle.ends_with(d.as_str())).expect("local handle");
+        let domain = state
+            .config
+            .handle_domains
+            .iter()
+            .find(|d| handle.ends_with(d.as_str()))
+            .expect("local handle");
         let front = &handle[..handle.len() - domain.len()];
         if front.contains('.') {
-            return Err(invalid("a handle on this server has a single name before the domain"));
+            return Err(invalid(
+                "a handle on this server has a single name before the domain",
+            ));
         }
         if front.len() < 3 || front.len() > 18 {
-            return Err(invalid("the name before the domain must be 3 to 18 characters"));
+            return Err(invalid(
+                "the name before the domain must be 3 to 18 characters",
+            ));
         }
     } else {
         return Err(XrpcError::named(
             "UnsupportedDomain",
-            format!("handles on this server end in one of: {}", state.config.handle_domains.join(", ")),
+            format!(
+                "handles on this server end in one of: {}",
+                state.config.handle_domains.join(", ")
+            ),
         ));
     }
     if let Some(existing) = state.find_account(&handle).await? {
         if Some(existing.did.as_str()) != own_did {
-            return Err(XrpcError::named("HandleNotAvailable", format!("handle {handle} is already taken")));
+            return Err(XrpcError::named(
+                "HandleNotAvailable",
+                format!("handle {handle} is already taken"),
+            ));
         }
     }
     Ok(handle)
@@ -79,7 +101,9 @@ pub async fn check_new_handle(state: &AppState, handle: &str, own_did: Option<&s
 fn check_email(email: &str) -> XrpcResult<String> {
     let email = email.trim().to_ascii_lowercase();
     let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !domain.contains('@'));
+        && email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
     if !ok {
         return Err(XrpcError::invalid_request("that is not an email address"));
     }
@@ -95,15 +119,26 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
     };
     if let Some(e) = &email {
         if state.find_account(e).await?.is_some() {
-            return Err(XrpcError::invalid_request(format!("email {e} is already used by an account")));
+            return Err(XrpcError::invalid_request(format!(
+                "email {e} is already used by an account"
+            )));
         }
     }
-    let pass = input.password.filter(|p| !p.is_empty()).ok_or_else(|| XrpcError::named("InvalidPassword", "a password is required"))?;
+    let pass = input
+        .password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| XrpcError::named("InvalidPassword", "a password is required"))?;
     if pass.len() > 256 {
-        return Err(XrpcError::named("InvalidPassword", "the password is too long (256 bytes at most)"));
+        return Err(XrpcError::named(
+            "InvalidPassword",
+            "the password is too long (256 bytes at most)",
+        ));
     }
     if state.config.invite_required {
-        let code = input.invite_code.clone().ok_or_else(|| XrpcError::named("InvalidInviteCode", "an invite code is required"))?;
+        let code = input
+            .invite_code
+            .clone()
+            .ok_or_else(|| XrpcError::named("InvalidInviteCode", "an invite code is required"))?;
         check_invite(state, &code).await?;
     }
 
@@ -112,7 +147,9 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
         None => register_plc(state, &signing, &handle, input.recovery_key.as_deref()).await?,
         Some(did) => check_existing_did(state, did).await?,
     };
-    let pass_hash = tokio::task::spawn_blocking(move || password::hash(&pass)).await.map_err(|e| XrpcError::internal(e.to_string()))?;
+    let pass_hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
     let account = Account {
         did: did.clone(),
         handle: handle.clone(),
@@ -130,39 +167,78 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
         .storage
         .write(move |conn| {
             if db::by_handle(conn, &stored.handle)?.is_some() {
-                return Err(XrpcError::named("HandleNotAvailable", format!("handle {} is already taken", stored.handle)));
+                return Err(XrpcError::named(
+                    "HandleNotAvailable",
+                    format!("handle {} is already taken", stored.handle),
+                ));
             }
             if db::by_did(conn, &stored.did)?.is_some() {
-                return Err(XrpcError::invalid_request(format!("an account for {} already exists here", stored.did)));
+                return Err(XrpcError::invalid_request(format!(
+                    "an account for {} already exists here",
+                    stored.did
+                )));
             }
             if let Some(code) = &invite {
                 use_invite_code(conn, code, &stored.did)?;
             }
             db::insert_account(conn, &stored)?;
             // An empty repo with its first signed commit.
-            let commit = apply_writes(&repos::SqlBlocks { conn, did: &stored.did }, &did_parsed, None, &[], &signing, rev)?;
+            let commit = apply_writes(
+                &repos::SqlBlocks {
+                    conn,
+                    did: &stored.did,
+                },
+                &did_parsed,
+                None,
+                &[],
+                &signing,
+                rev,
+            )?;
             repos::save_commit(conn, &stored.did, None, &commit)?;
             Ok(())
         })
         .await?;
     tracing::info!(did = %account.did, handle = %account.handle, "account created");
     let (access, refresh) = issue(state, &account.did, Scope::Access, None).await?;
-    let doc = DidDocument::for_account(&account.did, &account.handle, &signing_key(&account)?.public_key(), &state.config.public_url);
-    Ok(json!({ "did": account.did, "handle": account.handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }))
+    let doc = DidDocument::for_account(
+        &account.did,
+        &account.handle,
+        &signing_key(&account)?.public_key(),
+        &state.config.public_url,
+    );
+    Ok(
+        json!({ "did": account.did, "handle": account.handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
+    )
 }
 
 /// Registers a new did:plc pointing at this server; returns the DID.
-async fn register_plc(state: &AppState, signing: &Keypair, handle: &str, recovery_key: Option<&str>) -> XrpcResult<String> {
+async fn register_plc(
+    state: &AppState,
+    signing: &Keypair,
+    handle: &str,
+    recovery_key: Option<&str>,
+) -> XrpcResult<String> {
     let mut rotation_keys = Vec::new();
     if let Some(key) = recovery_key {
-        crate::crypto::parse_did_key(key).map_err(|e| XrpcError::invalid_request(format!("recoveryKey: {e}")))?;
+        crate::crypto::parse_did_key(key)
+            .map_err(|e| XrpcError::invalid_request(format!("recoveryKey: {e}")))?;
         rotation_keys.push(key.to_owned());
     }
     rotation_keys.push(state.secrets.plc_rotation_key.public_key().to_did_key());
-    let op = PlcOperation::for_account(rotation_keys, &signing.public_key().to_did_key(), handle, &state.config.public_url, None)
-        .sign(&state.secrets.plc_rotation_key);
+    let op = PlcOperation::for_account(
+        rotation_keys,
+        &signing.public_key().to_did_key(),
+        handle,
+        &state.config.public_url,
+        None,
+    )
+    .sign(&state.secrets.plc_rotation_key);
     let did = op.genesis_did();
-    state.plc.submit(&did, &op).await.map_err(|e| XrpcError::upstream(format!("could not register the DID: {e}")))?;
+    state
+        .plc
+        .submit(&did, &op)
+        .await
+        .map_err(|e| XrpcError::upstream(format!("could not register the DID: {e}")))?;
     Ok(did)
 }
 
@@ -182,7 +258,10 @@ async fn check_existing_did(state: &AppState, did: &str) -> XrpcResult<String> {
     if doc.pds_endpoint().as_deref() != Some(state.config.public_url.as_str()) {
         return Err(XrpcError::named(
             "IncompatibleDidDoc",
-            format!("the DID document's #atproto_pds service must be {}", state.config.public_url),
+            format!(
+                "the DID document's #atproto_pds service must be {}",
+                state.config.public_url
+            ),
         ));
     }
     Ok(did.to_owned())
@@ -193,37 +272,58 @@ async fn check_invite(state: &AppState, code: &str) -> XrpcResult<()> {
     state
         .storage
         .read(move |conn| {
-            let ok = db::invite(conn, &code)?.is_some_and(|c| !c.disabled && (c.uses.len() as i64) < c.available);
+            let ok = db::invite(conn, &code)?
+                .is_some_and(|c| !c.disabled && (c.uses.len() as i64) < c.available);
             if ok {
                 Ok(())
             } else {
-                Err(XrpcError::named("InvalidInviteCode", "invite code not found, disabled or used up"))
+                Err(XrpcError::named(
+                    "InvalidInviteCode",
+                    "invite code not found, disabled or used up",
+                ))
             }
         })
         .await
 }
 
 fn use_invite_code(conn: &rusqlite::Connection, code: &str, did: &str) -> XrpcResult<()> {
-    let invite = db::invite(conn, code)?.filter(|c| !c.disabled && (c.uses.len() as i64) < c.available);
+    let invite =
+        db::invite(conn, code)?.filter(|c| !c.disabled && (c.uses.len() as i64) < c.available);
     if invite.is_none() {
-        return Err(XrpcError::named("InvalidInviteCode", "invite code not found, disabled or used up"));
+        return Err(XrpcError::named(
+            "InvalidInviteCode",
+            "invite code not found, disabled or used up",
+        ));
     }
-    db::use_invite(conn, code, did, &Datetime::now().to_string())?;
+    db::use_invite(conn, code, did, Datetime::now().as_str())?;
     Ok(())
 }
 
 fn new_invite_code(hostname: &str) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let part = |n: usize| (0..n).map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char).collect::<String>();
+    let part = |n: usize| {
+        (0..n)
+            .map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char)
+            .collect::<String>()
+    };
     format!("{}-{}-{}", hostname.replace('.', "-"), part(5), part(5))
 }
 
 /// Creates `count` invite codes of `uses` each, for an account (or the admin).
-pub async fn create_invites(state: &AppState, count: usize, uses: i64, for_account: &str) -> XrpcResult<Vec<String>> {
+pub async fn create_invites(
+    state: &AppState,
+    count: usize,
+    uses: i64,
+    for_account: &str,
+) -> XrpcResult<Vec<String>> {
     if !(1..=1000).contains(&count) || uses < 1 {
-        return Err(XrpcError::invalid_request("codeCount must be 1 to 1000 and useCount at least 1"));
+        return Err(XrpcError::invalid_request(
+            "codeCount must be 1 to 1000 and useCount at least 1",
+        ));
     }
-    let codes: Vec<String> = (0..count).map(|_| new_invite_code(&state.config.hostname)).collect();
+    let codes: Vec<String> = (0..count)
+        .map(|_| new_invite_code(&state.config.hostname))
+        .collect();
     let (out, for_account) = (codes.clone(), for_account.to_owned());
     state
         .storage
@@ -241,7 +341,10 @@ pub async fn create_invites(state: &AppState, count: usize, uses: i64, for_accou
 /// com.atproto.server.getAccountInviteCodes
 pub async fn account_invites(state: &AppState, session: &Session) -> XrpcResult<Value> {
     let did = session.did.clone();
-    let codes = state.storage.read(move |conn| Ok::<_, XrpcError>(db::invites_for(conn, &did)?)).await?;
+    let codes = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(db::invites_for(conn, &did)?))
+        .await?;
     let codes: Vec<Value> = codes
         .iter()
         .map(|c| {
@@ -269,7 +372,8 @@ pub async fn check_account_status(state: &AppState, session: &Session) -> XrpcRe
             let head = repos::head(conn, &did)?;
             let blocks = repos::blocks_since(conn, &did, None)?.len();
             let records = repos::record_count(conn, &did)?;
-            let blobs = crate::storage::blobs::list_blobs(conn, &did, None, usize::MAX >> 1, None)?.len();
+            let blobs =
+                crate::storage::blobs::list_blobs(conn, &did, None, usize::MAX >> 1, None)?.len();
             Ok::<_, XrpcError>((head, blocks, records, blobs))
         })
         .await?;
@@ -291,15 +395,23 @@ pub async fn check_account_status(state: &AppState, session: &Session) -> XrpcRe
 pub async fn set_active(state: &AppState, session: &Session, active: bool) -> XrpcResult<()> {
     session.require_full()?;
     let did = session.did.clone();
-    let status = if active { AccountStatus::Active } else { AccountStatus::Deactivated };
+    let status = if active {
+        AccountStatus::Active
+    } else {
+        AccountStatus::Deactivated
+    };
     state
         .storage
         .write(move |conn| {
-            let account = db::by_did(conn, &did)?.ok_or_else(|| XrpcError::invalid_request("account not found"))?;
+            let account = db::by_did(conn, &did)?
+                .ok_or_else(|| XrpcError::invalid_request("account not found"))?;
             if account.status == AccountStatus::Takendown {
-                return Err(XrpcError::named("AccountTakedown", "account has been taken down"));
+                return Err(XrpcError::named(
+                    "AccountTakedown",
+                    "account has been taken down",
+                ));
             }
-            db::set_status(conn, &did, status, &Datetime::now().to_string())?;
+            db::set_status(conn, &did, status, Datetime::now().as_str())?;
             Ok(())
         })
         .await
@@ -308,7 +420,11 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
 /// A six-character one-time code, easy to read off a screen or a terminal.
 fn one_time_code() -> String {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let part = |n: usize| (0..n).map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char).collect::<String>();
+    let part = |n: usize| {
+        (0..n)
+            .map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char)
+            .collect::<String>()
+    };
     format!("{}-{}", part(5), part(5))
 }
 
@@ -316,16 +432,29 @@ fn one_time_code() -> String {
 pub async fn request_token(state: &AppState, did: &str, purpose: &'static str) -> XrpcResult<()> {
     let (did, code) = (did.to_owned(), one_time_code());
     tracing::info!(%did, purpose, "one-time code issued; the owner can read it with `atbox account tokens`");
-    state.storage.write(move |conn| Ok::<_, XrpcError>(db::put_token(conn, purpose, &did, &code, unix_now())?)).await
+    state
+        .storage
+        .write(move |conn| {
+            Ok::<_, XrpcError>(db::put_token(conn, purpose, &did, &code, unix_now())?)
+        })
+        .await
 }
 
 /// Checks and consumes a one-time code inside a write job.
-pub fn consume_token(conn: &rusqlite::Connection, purpose: &str, did: &str, token: &str) -> XrpcResult<()> {
+pub fn consume_token(
+    conn: &rusqlite::Connection,
+    purpose: &str,
+    did: &str,
+    token: &str,
+) -> XrpcResult<()> {
     match db::get_token(conn, purpose, did)? {
         Some((expected, at)) if expected == token.trim().to_ascii_uppercase() => {
             db::delete_token(conn, purpose, did)?;
             if unix_now() - at > TOKEN_TTL_SECS {
-                return Err(XrpcError::named("ExpiredToken", "the code has expired; request a new one"));
+                return Err(XrpcError::named(
+                    "ExpiredToken",
+                    "the code has expired; request a new one",
+                ));
             }
             Ok(())
         }
@@ -345,15 +474,21 @@ pub async fn request_password_reset(state: &AppState, email: &str) -> XrpcResult
 /// com.atproto.server.resetPassword
 pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> XrpcResult<()> {
     if new_password.is_empty() || new_password.len() > 256 {
-        return Err(XrpcError::named("InvalidPassword", "the password must be 1 to 256 bytes"));
+        return Err(XrpcError::named(
+            "InvalidPassword",
+            "the password must be 1 to 256 bytes",
+        ));
     }
     let token = token.trim().to_ascii_uppercase();
     let pass = new_password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pass)).await.map_err(|e| XrpcError::internal(e.to_string()))?;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
     state
         .storage
         .write(move |conn| {
-            let (did, _) = db::token_owner(conn, "reset_password", &token)?.ok_or_else(|| XrpcError::named("InvalidToken", "the code is not valid"))?;
+            let (did, _) = db::token_owner(conn, "reset_password", &token)?
+                .ok_or_else(|| XrpcError::named("InvalidToken", "the code is not valid"))?;
             consume_token(conn, "reset_password", &did, &token)?;
             db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
@@ -365,7 +500,9 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
 /// Sets a new password directly (the admin CLI's reset-password).
 pub async fn set_password(state: &AppState, did: &str, new_password: &str) -> XrpcResult<()> {
     let pass = new_password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pass)).await.map_err(|e| XrpcError::internal(e.to_string()))?;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
     let did = did.to_owned();
     state
         .storage
@@ -378,12 +515,23 @@ pub async fn set_password(state: &AppState, did: &str, new_password: &str) -> Xr
 }
 
 /// com.atproto.server.deleteAccount: needs the password and the one-time code.
-pub async fn delete_account(state: &AppState, did: &str, pass: &str, token: &str) -> XrpcResult<()> {
+pub async fn delete_account(
+    state: &AppState,
+    did: &str,
+    pass: &str,
+    token: &str,
+) -> XrpcResult<()> {
     let account = state.repo_account(did).await?;
     let (stored, p) = (account.password_hash.clone(), pass.to_owned());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&p, &stored)).await.map_err(|e| XrpcError::internal(e.to_string()))?;
+    let ok = tokio::task::spawn_blocking(move || password::verify(&p, &stored))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
     if !ok {
-        return Err(XrpcError::new(axum::http::StatusCode::UNAUTHORIZED, "AuthenticationRequired", "Invalid did or password"));
+        return Err(XrpcError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "AuthenticationRequired",
+            "Invalid did or password",
+        ));
     }
     let (did, token) = (did.to_owned(), token.to_owned());
     let blob_did = did.clone();
@@ -421,7 +569,10 @@ pub async fn resolve_handle(state: &AppState, handle: &str) -> XrpcResult<Value>
     }
     match state.resolver.resolve_handle(&parsed).await {
         Some(did) => Ok(json!({ "did": did })),
-        None => Err(XrpcError::named("HandleNotFound", format!("unable to resolve handle {handle}"))),
+        None => Err(XrpcError::named(
+            "HandleNotFound",
+            format!("unable to resolve handle {handle}"),
+        )),
     }
 }
 
@@ -433,9 +584,17 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
     let handle = if state.config.is_local_handle(&handle) {
         check_new_handle(state, &handle, Some(&account.did)).await?
     } else {
-        let parsed = Handle::new(handle.as_str()).map_err(|e| XrpcError::named("InvalidHandle", e.to_string()))?;
-        if state.find_account(&handle).await?.is_some_and(|a| a.did != account.did) {
-            return Err(XrpcError::named("HandleNotAvailable", format!("handle {handle} is already taken")));
+        let parsed = Handle::new(handle.as_str())
+            .map_err(|e| XrpcError::named("InvalidHandle", e.to_string()))?;
+        if state
+            .find_account(&handle)
+            .await?
+            .is_some_and(|a| a.did != account.did)
+        {
+            return Err(XrpcError::named(
+                "HandleNotAvailable",
+                format!("handle {handle} is already taken"),
+            ));
         }
         match state.resolver.resolve_handle(&parsed).await {
             Some(did) if did.as_str() == account.did => handle,
@@ -448,19 +607,30 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
         }
     };
     if Did::new(account.did.as_str())?.method() == "plc" {
-        let last = state.plc.last_operation(&account.did).await.map_err(|e| XrpcError::upstream(e.to_string()))?;
+        let last = state
+            .plc
+            .last_operation(&account.did)
+            .await
+            .map_err(|e| XrpcError::upstream(e.to_string()))?;
         let mut op = last.clone();
         op.also_known_as = vec![format!("at://{handle}")];
         op.prev = Some(last.cid());
         let op = op.sign(&state.secrets.plc_rotation_key);
-        state.plc.submit(&account.did, &op).await.map_err(|e| XrpcError::upstream(e.to_string()))?;
+        state
+            .plc
+            .submit(&account.did, &op)
+            .await
+            .map_err(|e| XrpcError::upstream(e.to_string()))?;
     }
     let did = account.did.clone();
     state
         .storage
         .write(move |conn| {
             if db::by_handle(conn, &handle)?.is_some_and(|a| a.did != did) {
-                return Err(XrpcError::named("HandleNotAvailable", format!("handle {handle} is already taken")));
+                return Err(XrpcError::named(
+                    "HandleNotAvailable",
+                    format!("handle {handle} is already taken"),
+                ));
             }
             db::set_handle(conn, &did, &handle)?;
             Ok(())
@@ -471,7 +641,10 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
 /// app.bsky.actor.getPreferences: kept on the PDS, as the reference does.
 pub async fn preferences(state: &AppState, session: &Session) -> XrpcResult<Value> {
     let did = session.did.clone();
-    let stored = state.storage.read(move |conn| Ok::<_, XrpcError>(db::preferences(conn, &did)?)).await?;
+    let stored = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(db::preferences(conn, &did)?))
+        .await?;
     let prefs = stored
         .iter()
         .find(|(ns, _)| ns == "app.bsky")
@@ -488,12 +661,20 @@ pub async fn put_preferences(state: &AppState, session: &Session, prefs: Value) 
     for item in items {
         let ty = item.get("$type").and_then(Value::as_str).unwrap_or("");
         if !ty.starts_with("app.bsky.") {
-            return Err(XrpcError::invalid_request("each preference needs an app.bsky.* $type"));
+            return Err(XrpcError::invalid_request(
+                "each preference needs an app.bsky.* $type",
+            ));
         }
     }
     let (did, text) = (session.did.clone(), prefs.to_string());
     state
         .storage
-        .write(move |conn| Ok::<_, XrpcError>(db::put_preferences(conn, &did, &[("app.bsky".to_owned(), text)])?))
+        .write(move |conn| {
+            Ok::<_, XrpcError>(db::put_preferences(
+                conn,
+                &did,
+                &[("app.bsky".to_owned(), text)],
+            )?)
+        })
         .await
 }

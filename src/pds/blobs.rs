@@ -12,20 +12,37 @@ use std::time::Duration;
 pub const UNREFERENCED_GRACE_SECS: i64 = 60 * 60;
 
 /// com.atproto.repo.uploadBlob: streams the body to disk (durably), then records it.
-pub async fn upload<S, E>(state: &AppState, session: &Session, body: S, content_type: Option<&str>) -> XrpcResult<Value>
+pub async fn upload<S, E>(
+    state: &AppState,
+    session: &Session,
+    body: S,
+    content_type: Option<&str>,
+) -> XrpcResult<Value>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let account = state.repo_account(&session.did).await?;
     let limit = state.config.blob_upload_limit;
-    let blob: StoredBlob = state.storage.blobs.store(&account.did, body, limit, content_type).await.map_err(|e| match e {
-        UploadError::TooLarge(n) => XrpcError::too_large(format!("blob is larger than this server's limit of {n} bytes")),
-        UploadError::Body(m) => XrpcError::invalid_request(format!("could not read the upload: {m}")),
-        UploadError::Storage(s) => s.into(),
-    })?;
+    let blob: StoredBlob = state
+        .storage
+        .blobs
+        .store(&account.did, body, limit, content_type)
+        .await
+        .map_err(|e| match e {
+            UploadError::TooLarge(n) => XrpcError::too_large(format!(
+                "blob is larger than this server's limit of {n} bytes"
+            )),
+            UploadError::Body(m) => {
+                XrpcError::invalid_request(format!("could not read the upload: {m}"))
+            }
+            UploadError::Storage(s) => s.into(),
+        })?;
     let (did, stored) = (account.did.clone(), blob.clone());
-    state.storage.write(move |conn| Ok::<_, XrpcError>(db::insert_blob(conn, &did, &stored, unix_now())?)).await?;
+    state
+        .storage
+        .write(move |conn| Ok::<_, XrpcError>(db::insert_blob(conn, &did, &stored, unix_now())?))
+        .await?;
     Ok(json!({
         "blob": {
             "$type": "blob",

@@ -24,31 +24,53 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
     let bad = |m: String| XrpcError::invalid_request(format!("importRepo: {m}"));
     let (roots, blocks) = read_car(car).map_err(|e| bad(e.to_string()))?;
     let [root] = roots[..] else {
-        return Err(bad(format!("a repo CAR has exactly one root, this one has {}", roots.len())));
+        return Err(bad(format!(
+            "a repo CAR has exactly one root, this one has {}",
+            roots.len()
+        )));
     };
     let summary = verify_repo(&blocks, root, None).map_err(|e| bad(e.to_string()))?;
     if summary.commit.did != account.did {
-        return Err(bad(format!("the CAR is the repo of {}, not of {}", summary.commit.did, account.did)));
+        return Err(bad(format!(
+            "the CAR is the repo of {}, not of {}",
+            summary.commit.did, account.did
+        )));
     }
     let mut writes = Vec::with_capacity(summary.records.len());
     let mut refs = Vec::with_capacity(summary.records.len());
     for (path, cid) in &summary.records {
-        let bytes = blocks.get(cid).ok_or_else(|| bad(format!("record {path} is missing")))?;
+        let bytes = blocks
+            .get(cid)
+            .ok_or_else(|| bad(format!("record {path} is missing")))?;
         let record = decode_cbor(bytes).map_err(|e| bad(format!("record {path}: {e}")))?;
-        let (collection, rkey) = path.split_once('/').expect("verified keys are collection/rkey");
+        let (collection, rkey) = path
+            .split_once('/')
+            .expect("verified keys are collection/rkey");
         let collection = Nsid::new(collection).map_err(|e| bad(e.to_string()))?;
         let rkey = RecordKey::new(rkey).map_err(|e| bad(e.to_string()))?;
         let mut found = Vec::new();
         blob_refs(&record, &mut found);
-        refs.push((path.clone(), found.into_iter().map(|(c, _, _)| c).collect::<Vec<_>>()));
-        writes.push(PreparedWrite { write: Write::Create { collection, rkey, record: Ipld::clone(&record) }, swap_record: None });
+        refs.push((
+            path.clone(),
+            found.into_iter().map(|b| b.cid).collect::<Vec<_>>(),
+        ));
+        writes.push(PreparedWrite {
+            write: Write::Create {
+                collection,
+                rkey,
+                record: Ipld::clone(&record),
+            },
+            swap_record: None,
+        });
     }
     let key = signing_key(&account)?;
     let did = Did::new(account.did.as_str())?;
     let tid_now = state.tids.next_tid();
     let commit = apply_writes(&BlockMap::new(), &did, None, &writes, &key, tid_now.clone())?;
     if commit.data != summary.commit.data {
-        return Err(XrpcError::internal("re-committing the imported records gave a different tree"));
+        return Err(XrpcError::internal(
+            "re-committing the imported records gave a different tree",
+        ));
     }
     let job_did = account.did.clone();
     state
@@ -57,7 +79,9 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
             let old = repos::head(conn, &job_did)?;
             let rev_ok = old.as_ref().is_none_or(|h| h.rev < commit.rev);
             if !rev_ok {
-                return Err(XrpcError::invalid_request("the server clock is behind the repo's current revision; try again"));
+                return Err(XrpcError::invalid_request(
+                    "the server clock is behind the repo's current revision; try again",
+                ));
             }
             repos::delete_repo(conn, &job_did)?;
             repos::save_commit(conn, &job_did, None, &commit)?;

@@ -90,7 +90,12 @@ impl AppState {
         self.find_account(repo)
             .await?
             .filter(|_| !repo.contains('@'))
-            .ok_or_else(|| XrpcError::named("RepoNotFound", format!("could not find repo {repo:?} on this server")))
+            .ok_or_else(|| {
+                XrpcError::named(
+                    "RepoNotFound",
+                    format!("could not find repo {repo:?} on this server"),
+                )
+            })
     }
 
     /// Like [`repo_account`](Self::repo_account), but the repo must also be active
@@ -99,16 +104,26 @@ impl AppState {
         let account = self.repo_account(repo).await?;
         match account.status {
             AccountStatus::Active => Ok(account),
-            AccountStatus::Deactivated => Err(XrpcError::named("RepoDeactivated", format!("repo {repo} is deactivated"))),
-            AccountStatus::Takendown => Err(XrpcError::named("RepoTakendown", format!("repo {repo} has been taken down"))),
+            AccountStatus::Deactivated => Err(XrpcError::named(
+                "RepoDeactivated",
+                format!("repo {repo} is deactivated"),
+            )),
+            AccountStatus::Takendown => Err(XrpcError::named(
+                "RepoTakendown",
+                format!("repo {repo} has been taken down"),
+            )),
         }
     }
 }
 
 /// The account's repo signing key.
 pub fn signing_key(account: &Account) -> XrpcResult<Keypair> {
-    Keypair::from_private_bytes(KeyType::K256, &account.signing_key)
-        .map_err(|e| XrpcError::internal(format!("stored signing key of {} is unreadable: {e}", account.did)))
+    Keypair::from_private_bytes(KeyType::K256, &account.signing_key).map_err(|e| {
+        XrpcError::internal(format!(
+            "stored signing key of {} is unreadable: {e}",
+            account.did
+        ))
+    })
 }
 
 /// Seconds since the Unix epoch.

@@ -40,8 +40,23 @@ pub struct WriteOutcome {
     pub results: Vec<(WriteAction, String, Option<Cid>, Option<Validation>)>,
 }
 
+/// A blob a record refers to, with the type and size the record claims for it.
+#[derive(Debug, Clone)]
+pub struct BlobRef {
+    pub cid: Cid,
+    pub mime_type: Option<String>,
+    pub size: Option<i128>,
+}
+
+/// A write that passed the checks that need no database.
+struct CheckedWrite {
+    write: PreparedWrite,
+    validation: Option<Validation>,
+    blobs: Vec<BlobRef>,
+}
+
 /// Blob references in a record: `{"$type": "blob", "ref": <link>, ...}` anywhere.
-pub fn blob_refs(value: &Ipld, out: &mut Vec<(Cid, Option<String>, Option<i128>)>) {
+pub fn blob_refs(value: &Ipld, out: &mut Vec<BlobRef>) {
     match value {
         Ipld::Map(m) => {
             if let (Some(Ipld::String(t)), Some(Ipld::Link(cid))) = (m.get("$type"), m.get("ref")) {
@@ -54,7 +69,11 @@ pub fn blob_refs(value: &Ipld, out: &mut Vec<(Cid, Option<String>, Option<i128>)
                         Some(Ipld::Integer(n)) => Some(*n),
                         _ => None,
                     };
-                    out.push((*cid, mime, size));
+                    out.push(BlobRef {
+                        cid: *cid,
+                        mime_type: mime,
+                        size,
+                    });
                     return;
                 }
             }
@@ -66,52 +85,85 @@ pub fn blob_refs(value: &Ipld, out: &mut Vec<(Cid, Option<String>, Option<i128>)
 }
 
 /// Checks a record against its lexicon; `validate` is the client's flag.
-fn validate_record(state: &AppState, collection: &Nsid, record: &Ipld, validate: Option<bool>) -> XrpcResult<Option<Validation>> {
+fn validate_record(
+    state: &AppState,
+    collection: &Nsid,
+    record: &Ipld,
+    validate: Option<bool>,
+) -> XrpcResult<Option<Validation>> {
     if validate == Some(false) {
         return Ok(None);
     }
-    let result = state.lexicons.validate_record(collection, record).map_err(|e| XrpcError::invalid_request(format!("Invalid {collection} record: {e}")))?;
+    let result = state
+        .lexicons
+        .validate_record(collection, record)
+        .map_err(|e| XrpcError::invalid_request(format!("Invalid {collection} record: {e}")))?;
     if result == Validation::Unknown && validate == Some(true) {
-        return Err(XrpcError::invalid_request(format!("Lexicon not found: {collection} (pass validate=false to store it anyway)")));
+        return Err(XrpcError::invalid_request(format!(
+            "Lexicon not found: {collection} (pass validate=false to store it anyway)"
+        )));
     }
     Ok(Some(result))
 }
 
 fn check_rkey(state: &AppState, collection: &Nsid, rkey: &RecordKey) -> XrpcResult<()> {
     match state.lexicons.record_key_type(collection.as_str()) {
-        Some("tid") if Tid::new(rkey.as_str()).is_err() => {
-            Err(XrpcError::invalid_request(format!("{collection} records use TID record keys; {rkey:?} is not one")))
-        }
+        Some("tid") if Tid::new(rkey.as_str()).is_err() => Err(XrpcError::invalid_request(
+            format!("{collection} records use TID record keys; {rkey:?} is not one"),
+        )),
         Some(key) if key.starts_with("literal:") && &key["literal:".len()..] != rkey.as_str() => {
-            Err(XrpcError::invalid_request(format!("{collection} records have the record key {:?}", &key["literal:".len()..])))
+            Err(XrpcError::invalid_request(format!(
+                "{collection} records have the record key {:?}",
+                &key["literal:".len()..]
+            )))
         }
         _ => Ok(()),
     }
 }
 
 /// Turns client writes into checked repo writes.
-fn prepare(state: &AppState, requests: Vec<WriteRequest>, validate: Option<bool>) -> XrpcResult<Vec<(PreparedWrite, Option<Validation>, Vec<(Cid, Option<String>, Option<i128>)>)>> {
+fn prepare(
+    state: &AppState,
+    requests: Vec<WriteRequest>,
+    validate: Option<bool>,
+) -> XrpcResult<Vec<CheckedWrite>> {
     let mut out = Vec::with_capacity(requests.len());
     for req in requests {
-        let collection = Nsid::new(req.collection.as_str()).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
-        let rkey = match (&req.rkey, req.action) {
-            (Some(r), _) => RecordKey::new(r.as_str()).map_err(|e| XrpcError::invalid_request(e.to_string()))?,
-            (None, WriteAction::Create) => RecordKey::new(state.tids.next_tid().into_string()).expect("TIDs are record keys"),
-            (None, _) => return Err(XrpcError::invalid_request("rkey is required for updates and deletes")),
-        };
+        let collection = Nsid::new(req.collection.as_str())
+            .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+        let rkey =
+            match (&req.rkey, req.action) {
+                (Some(r), _) => RecordKey::new(r.as_str())
+                    .map_err(|e| XrpcError::invalid_request(e.to_string()))?,
+                (None, WriteAction::Create) => RecordKey::new(state.tids.next_tid().into_string())
+                    .expect("TIDs are record keys"),
+                (None, _) => {
+                    return Err(XrpcError::invalid_request(
+                        "rkey is required for updates and deletes",
+                    ))
+                }
+            };
         let swap_record = match req.swap_record {
             None => None,
             Some(None) => Some(None),
-            Some(Some(c)) => Some(Some(crate::data::parse_cid(&c).map_err(|e| XrpcError::invalid_request(format!("swapRecord: {e}")))?)),
+            Some(Some(c)) => {
+                Some(Some(crate::data::parse_cid(&c).map_err(|e| {
+                    XrpcError::invalid_request(format!("swapRecord: {e}"))
+                })?))
+            }
         };
         let (write, validation, blobs) = match req.action {
             WriteAction::Delete => (Write::Delete { collection, rkey }, None, Vec::new()),
             action => {
-                let mut json = req.record.ok_or_else(|| XrpcError::invalid_request("record is required"))?;
+                let mut json = req
+                    .record
+                    .ok_or_else(|| XrpcError::invalid_request("record is required"))?;
                 if let Some(obj) = json.as_object_mut() {
-                    obj.entry("$type").or_insert_with(|| json!(collection.as_str()));
+                    obj.entry("$type")
+                        .or_insert_with(|| json!(collection.as_str()));
                 }
-                let record = ipld_from_json(&json).map_err(|e| XrpcError::invalid_request(format!("invalid record: {e}")))?;
+                let record = ipld_from_json(&json)
+                    .map_err(|e| XrpcError::invalid_request(format!("invalid record: {e}")))?;
                 let validation = validate_record(state, &collection, &record, validate)?;
                 if validation == Some(Validation::Valid) {
                     check_rkey(state, &collection, &rkey)?;
@@ -119,14 +171,26 @@ fn prepare(state: &AppState, requests: Vec<WriteRequest>, validate: Option<bool>
                 let mut refs = Vec::new();
                 blob_refs(&record, &mut refs);
                 let write = if action == WriteAction::Create {
-                    Write::Create { collection, rkey, record }
+                    Write::Create {
+                        collection,
+                        rkey,
+                        record,
+                    }
                 } else {
-                    Write::Update { collection, rkey, record }
+                    Write::Update {
+                        collection,
+                        rkey,
+                        record,
+                    }
                 };
                 (write, validation, refs)
             }
         };
-        out.push((PreparedWrite { write, swap_record }, validation, blobs));
+        out.push(CheckedWrite {
+            write: PreparedWrite { write, swap_record },
+            validation,
+            blobs,
+        });
     }
     Ok(out)
 }
@@ -146,16 +210,33 @@ pub async fn write(
     }
     match account.status {
         AccountStatus::Active => {}
-        AccountStatus::Deactivated => return Err(XrpcError::named("AccountDeactivated", "the account is deactivated; activate it first")),
-        AccountStatus::Takendown => return Err(XrpcError::named("AccountTakedown", "the account has been taken down")),
+        AccountStatus::Deactivated => {
+            return Err(XrpcError::named(
+                "AccountDeactivated",
+                "the account is deactivated; activate it first",
+            ))
+        }
+        AccountStatus::Takendown => {
+            return Err(XrpcError::named(
+                "AccountTakedown",
+                "the account has been taken down",
+            ))
+        }
     }
     if requests.is_empty() {
         return Err(XrpcError::invalid_request("no writes given"));
     }
     if requests.len() > 200 {
-        return Err(XrpcError::invalid_request("too many writes: 200 at most per call"));
+        return Err(XrpcError::invalid_request(
+            "too many writes: 200 at most per call",
+        ));
     }
-    let swap_commit = swap_commit.map(|c| crate::data::parse_cid(&c).map_err(|e| XrpcError::invalid_request(format!("swapCommit: {e}")))).transpose()?;
+    let swap_commit = swap_commit
+        .map(|c| {
+            crate::data::parse_cid(&c)
+                .map_err(|e| XrpcError::invalid_request(format!("swapCommit: {e}")))
+        })
+        .transpose()?;
     let actions: Vec<WriteAction> = requests.iter().map(|r| r.action).collect();
     let single_delete = requests.len() == 1 && actions[0] == WriteAction::Delete;
     let prepared = prepare(state, requests, validate)?;
@@ -166,7 +247,9 @@ pub async fn write(
     let tid_now = state.tids.next_tid();
     let rev_after = move |head: Option<&Tid>| -> Tid {
         match head {
-            Some(h) if h >= &tid_now => Tid::from_parts(h.timestamp_micros() + 1, (tid_now.to_u64() & 0x3ff) as u16),
+            Some(h) if h >= &tid_now => {
+                Tid::from_parts(h.timestamp_micros() + 1, (tid_now.to_u64() & 0x3ff) as u16)
+            }
             _ => tid_now.clone(),
         }
     };
@@ -180,18 +263,17 @@ pub async fn write(
                     return Err(XrpcError::named("InvalidSwap", "the repo has moved on from swapCommit"));
                 }
             }
-            for (_, _, refs) in &prepared {
-                for (cid, mime, size) in refs {
-                    let (stored_mime, stored_size) = blobs::blob_meta(conn, &job_did, cid)?
-                        .ok_or_else(|| XrpcError::invalid_request(format!("Could not find blob: {cid}; upload it first")))?;
-                    if mime.as_deref().is_some_and(|m| m != stored_mime) || size.is_some_and(|s| s != stored_size as i128) {
-                        return Err(XrpcError::invalid_request(format!(
-                            "blob {cid} is {stored_mime}, {stored_size} bytes: the record says otherwise"
-                        )));
-                    }
+            for blob in prepared.iter().flat_map(|w| &w.blobs) {
+                let cid = blob.cid;
+                let (stored_mime, stored_size) = blobs::blob_meta(conn, &job_did, &cid)?
+                    .ok_or_else(|| XrpcError::invalid_request(format!("Could not find blob: {cid}; upload it first")))?;
+                if blob.mime_type.as_deref().is_some_and(|m| m != stored_mime) || blob.size.is_some_and(|s| s != stored_size as i128) {
+                    return Err(XrpcError::invalid_request(format!(
+                        "blob {cid} is {stored_mime}, {stored_size} bytes: the record says otherwise"
+                    )));
                 }
             }
-            let writes: Vec<PreparedWrite> = prepared.iter().map(|(w, _, _)| w.clone()).collect();
+            let writes: Vec<PreparedWrite> = prepared.iter().map(|w| w.write.clone()).collect();
             let rev = rev_after(head.as_ref().map(|h| &h.rev));
             let blocks = repos::SqlBlocks { conn, did: &job_did };
             let commit = match apply_writes(&blocks, &did, head.as_ref(), &writes, &key, rev) {
@@ -204,8 +286,9 @@ pub async fn write(
             };
             repos::save_commit(conn, &job_did, head.as_ref(), &commit)?;
             let mut results = Vec::with_capacity(prepared.len());
-            for ((w, validation, refs), op) in prepared.iter().zip(&commit.ops) {
-                let cids: Vec<Cid> = refs.iter().map(|(c, _, _)| *c).collect();
+            for (checked, op) in prepared.iter().zip(&commit.ops) {
+                let (w, validation) = (&checked.write, checked.validation);
+                let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
                 blobs::set_record_blobs(conn, &job_did, &op.path, &cids, commit.rev.as_str())?;
                 let uri = format!("at://{job_did}/{}", w.write.path());
                 let action = match w.write {
@@ -213,7 +296,7 @@ pub async fn write(
                     Write::Update { .. } => WriteAction::Update,
                     Write::Delete { .. } => WriteAction::Delete,
                 };
-                results.push((action, uri, op.cid, *validation));
+                results.push((action, uri, op.cid, validation));
             }
             Ok(WriteOutcome { commit: Some(commit), results })
         })
@@ -227,16 +310,34 @@ pub fn commit_meta(commit: &CommitData) -> Value {
 }
 
 /// com.atproto.repo.getRecord
-pub async fn get_record(state: &AppState, repo: &str, collection: &str, rkey: &str, cid: Option<&str>) -> XrpcResult<Value> {
+pub async fn get_record(
+    state: &AppState,
+    repo: &str,
+    collection: &str,
+    rkey: &str,
+    cid: Option<&str>,
+) -> XrpcResult<Value> {
     let account = state.repo_account(repo).await?;
     let (did, c, r) = (account.did.clone(), collection.to_owned(), rkey.to_owned());
-    let found = state.storage.read(move |conn| Ok::<_, XrpcError>(repos::get_record(conn, &did, &c, &r)?)).await?;
-    let not_found = || XrpcError::named("RecordNotFound", format!("Could not locate record: at://{}/{collection}/{rkey}", account.did));
+    let found = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(repos::get_record(conn, &did, &c, &r)?))
+        .await?;
+    let not_found = || {
+        XrpcError::named(
+            "RecordNotFound",
+            format!(
+                "Could not locate record: at://{}/{collection}/{rkey}",
+                account.did
+            ),
+        )
+    };
     let (record_cid, bytes) = found.ok_or_else(not_found)?;
     if cid.is_some_and(|c| c != record_cid.to_string()) {
         return Err(not_found());
     }
-    let value = decode_cbor(&bytes).map_err(|e| XrpcError::internal(format!("stored record is unreadable: {e}")))?;
+    let value = decode_cbor(&bytes)
+        .map_err(|e| XrpcError::internal(format!("stored record is unreadable: {e}")))?;
     Ok(json!({
         "uri": format!("at://{}/{collection}/{rkey}", account.did),
         "cid": record_cid.to_string(),
@@ -245,15 +346,33 @@ pub async fn get_record(state: &AppState, repo: &str, collection: &str, rkey: &s
 }
 
 /// com.atproto.repo.listRecords
-pub async fn list_records(state: &AppState, repo: &str, collection: &str, limit: usize, cursor: Option<String>, reverse: bool) -> XrpcResult<Value> {
+pub async fn list_records(
+    state: &AppState,
+    repo: &str,
+    collection: &str,
+    limit: usize,
+    cursor: Option<String>,
+    reverse: bool,
+) -> XrpcResult<Value> {
     let account = state.repo_account(repo).await?;
     Nsid::new(collection)?;
     let (did, c) = (account.did.clone(), collection.to_owned());
     let rows = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::list_records(conn, &did, &c, limit, cursor.as_deref(), reverse)?))
+        .read(move |conn| {
+            Ok::<_, XrpcError>(repos::list_records(
+                conn,
+                &did,
+                &c,
+                limit,
+                cursor.as_deref(),
+                reverse,
+            )?)
+        })
         .await?;
-    let next = (rows.len() == limit).then(|| rows.last().map(|(rkey, _, _)| rkey.clone())).flatten();
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|(rkey, _, _)| rkey.clone()))
+        .flatten();
     let records: Vec<Value> = rows
         .into_iter()
         .map(|(rkey, cid, bytes)| {
@@ -272,7 +391,10 @@ pub async fn list_records(state: &AppState, repo: &str, collection: &str, limit:
 pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<Value> {
     let account = state.repo_account(repo).await?;
     let did = account.did.clone();
-    let collections = state.storage.read(move |conn| Ok::<_, XrpcError>(repos::collections(conn, &did)?)).await?;
+    let collections = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(repos::collections(conn, &did)?))
+        .await?;
     let doc = super::sync::did_document(state, &account).await;
     let handle_is_correct = doc.handle().as_deref() == Some(account.handle.as_str());
     Ok(json!({

@@ -13,7 +13,12 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 /// A new access/refresh token pair for `did`, with the refresh token recorded.
-pub async fn issue(state: &AppState, did: &str, scope: Scope, app_password: Option<String>) -> XrpcResult<(String, String)> {
+pub async fn issue(
+    state: &AppState,
+    did: &str,
+    scope: Scope,
+    app_password: Option<String>,
+) -> XrpcResult<(String, String)> {
     let access = state.tokens.access_token(did, scope);
     let (refresh, jti, exp) = state.tokens.refresh_token(did);
     let did = did.to_owned();
@@ -45,12 +50,25 @@ pub fn account_view(account: &Account) -> Value {
 }
 
 /// com.atproto.server.createSession
-pub async fn create_session(state: &AppState, client_ip: &str, identifier: &str, pass: &str) -> XrpcResult<Value> {
+pub async fn create_session(
+    state: &AppState,
+    client_ip: &str,
+    identifier: &str,
+    pass: &str,
+) -> XrpcResult<Value> {
     let identifier = identifier.trim().to_ascii_lowercase();
     if !state.login_by_ip.allow(client_ip) || !state.login_by_id.allow(&identifier) {
-        return Err(XrpcError::rate_limited("too many login attempts; wait a few minutes and try again"));
+        return Err(XrpcError::rate_limited(
+            "too many login attempts; wait a few minutes and try again",
+        ));
     }
-    let denied = || XrpcError::new(axum::http::StatusCode::UNAUTHORIZED, "AuthenticationRequired", "Invalid identifier or password");
+    let denied = || {
+        XrpcError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "AuthenticationRequired",
+            "Invalid identifier or password",
+        )
+    };
     let Some(account) = state.find_account(&identifier).await? else {
         // Spend the same time as a real check, so timing does not reveal accounts.
         let _ = password::verify(pass, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0000000000000000000000000000000000000000000");
@@ -61,7 +79,11 @@ pub async fn create_session(state: &AppState, client_ip: &str, identifier: &str,
         None => return Err(denied()),
     };
     if account.status == AccountStatus::Takendown {
-        return Err(XrpcError::new(axum::http::StatusCode::UNAUTHORIZED, "AccountTakedown", "Account has been taken down"));
+        return Err(XrpcError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "AccountTakedown",
+            "Account has been taken down",
+        ));
     }
     let (access, refresh) = issue(state, &account.did, scope, app_password).await?;
     Ok(session_response(&account, access, refresh))
@@ -76,19 +98,33 @@ fn session_response(account: &Account, access: String, refresh: String) -> Value
 }
 
 /// Which credential a password is: the account's own (full access) or an app password.
-async fn check_password(state: &AppState, account: &Account, pass: String) -> XrpcResult<Option<(Scope, Option<String>)>> {
+async fn check_password(
+    state: &AppState,
+    account: &Account,
+    pass: String,
+) -> XrpcResult<Option<(Scope, Option<String>)>> {
     let main_hash = account.password_hash.clone();
     let did = account.did.clone();
-    let app_passwords: Vec<AppPassword> = state.storage.read(move |conn| Ok::<_, XrpcError>(db::app_passwords(conn, &did)?)).await?;
+    let app_passwords: Vec<AppPassword> = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(db::app_passwords(conn, &did)?))
+        .await?;
     // Hashing is deliberately slow: keep it off the async threads.
     tokio::task::spawn_blocking(move || {
         if password::verify(&pass, &main_hash) {
             return Some((Scope::Access, None));
         }
-        app_passwords.into_iter().find(|p| password::verify(&pass, &p.password_hash)).map(|p| {
-            let scope = if p.privileged { Scope::AppPassPrivileged } else { Scope::AppPass };
-            (scope, Some(p.name))
-        })
+        app_passwords
+            .into_iter()
+            .find(|p| password::verify(&pass, &p.password_hash))
+            .map(|p| {
+                let scope = if p.privileged {
+                    Scope::AppPassPrivileged
+                } else {
+                    Scope::AppPass
+                };
+                (scope, Some(p.name))
+            })
     })
     .await
     .map_err(|e| XrpcError::internal(e.to_string()))
@@ -118,7 +154,10 @@ pub async fn refresh_session(state: &AppState, did: &str, jti: &str) -> XrpcResu
     };
     let account = state.repo_account(did).await?;
     if account.status == AccountStatus::Takendown {
-        return Err(XrpcError::named("AccountTakedown", "Account has been taken down"));
+        return Err(XrpcError::named(
+            "AccountTakedown",
+            "Account has been taken down",
+        ));
     }
     let scope = match &app_password {
         None => Scope::Access,
@@ -126,7 +165,13 @@ pub async fn refresh_session(state: &AppState, did: &str, jti: &str) -> XrpcResu
             let (did, name) = (did.to_owned(), name.clone());
             let privileged = state
                 .storage
-                .read(move |conn| Ok::<_, XrpcError>(db::app_passwords(conn, &did)?.into_iter().any(|p| p.name == name && p.privileged)))
+                .read(move |conn| {
+                    Ok::<_, XrpcError>(
+                        db::app_passwords(conn, &did)?
+                            .into_iter()
+                            .any(|p| p.name == name && p.privileged),
+                    )
+                })
                 .await?;
             if privileged {
                 Scope::AppPassPrivileged
@@ -142,79 +187,139 @@ pub async fn refresh_session(state: &AppState, did: &str, jti: &str) -> XrpcResu
 /// com.atproto.server.deleteSession: revokes the refresh token.
 pub async fn delete_session(state: &AppState, jti: &str) -> XrpcResult<()> {
     let jti = jti.to_owned();
-    state.storage.write(move |conn| Ok::<_, XrpcError>(db::take_refresh_token(conn, &jti).map(|_| ())?)).await
+    state
+        .storage
+        .write(move |conn| Ok::<_, XrpcError>(db::take_refresh_token(conn, &jti).map(|_| ())?))
+        .await
 }
 
 /// A fresh app password: four groups of four lowercase letters and digits.
 fn generate_app_password() -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     (0..4)
-        .map(|_| (0..4).map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char).collect::<String>())
+        .map(|_| {
+            (0..4)
+                .map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char)
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("-")
 }
 
 /// com.atproto.server.createAppPassword
-pub async fn create_app_password(state: &AppState, session: &Session, name: &str, privileged: bool) -> XrpcResult<Value> {
+pub async fn create_app_password(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+    privileged: bool,
+) -> XrpcResult<Value> {
     session.require_full()?;
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(XrpcError::invalid_request("an app password needs a name of 1 to 100 characters"));
+        return Err(XrpcError::invalid_request(
+            "an app password needs a name of 1 to 100 characters",
+        ));
     }
     let secret = generate_app_password();
     let hash = {
         let s = secret.clone();
-        tokio::task::spawn_blocking(move || password::hash(&s)).await.map_err(|e| XrpcError::internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || password::hash(&s))
+            .await
+            .map_err(|e| XrpcError::internal(e.to_string()))?
     };
     let created_at = Datetime::now().to_string();
-    let entry = AppPassword { name: name.clone(), password_hash: hash, privileged, created_at: created_at.clone() };
+    let entry = AppPassword {
+        name: name.clone(),
+        password_hash: hash,
+        privileged,
+        created_at: created_at.clone(),
+    };
     let did = session.did.clone();
     state
         .storage
         .write(move |conn| {
-            if db::app_passwords(conn, &did)?.iter().any(|p| p.name == entry.name) {
-                return Err(XrpcError::named("DuplicateName", format!("an app password named {:?} already exists", entry.name)));
+            if db::app_passwords(conn, &did)?
+                .iter()
+                .any(|p| p.name == entry.name)
+            {
+                return Err(XrpcError::named(
+                    "DuplicateName",
+                    format!("an app password named {:?} already exists", entry.name),
+                ));
             }
             db::insert_app_password(conn, &did, &entry)?;
             Ok(())
         })
         .await?;
-    Ok(json!({ "name": name, "password": secret, "createdAt": created_at, "privileged": privileged }))
+    Ok(
+        json!({ "name": name, "password": secret, "createdAt": created_at, "privileged": privileged }),
+    )
 }
 
 /// com.atproto.server.listAppPasswords
 pub async fn list_app_passwords(state: &AppState, session: &Session) -> XrpcResult<Value> {
     let did = session.did.clone();
-    let list = state.storage.read(move |conn| Ok::<_, XrpcError>(db::app_passwords(conn, &did)?)).await?;
-    let passwords: Vec<Value> =
-        list.iter().map(|p| json!({ "name": p.name, "createdAt": p.created_at, "privileged": p.privileged })).collect();
+    let list = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(db::app_passwords(conn, &did)?))
+        .await?;
+    let passwords: Vec<Value> = list
+        .iter()
+        .map(|p| json!({ "name": p.name, "createdAt": p.created_at, "privileged": p.privileged }))
+        .collect();
     Ok(json!({ "passwords": passwords }))
 }
 
 /// com.atproto.server.revokeAppPassword (also revokes its sessions' refresh tokens).
-pub async fn revoke_app_password(state: &AppState, session: &Session, name: &str) -> XrpcResult<()> {
+pub async fn revoke_app_password(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+) -> XrpcResult<()> {
     session.require_full()?;
     let (did, name) = (session.did.clone(), name.to_owned());
-    state.storage.write(move |conn| Ok::<_, XrpcError>(db::delete_app_password(conn, &did, &name).map(|_| ())?)).await
+    state
+        .storage
+        .write(move |conn| {
+            Ok::<_, XrpcError>(db::delete_app_password(conn, &did, &name).map(|_| ())?)
+        })
+        .await
 }
 
 /// com.atproto.server.getServiceAuth: a short-lived JWT, signed with the account's
 /// repo key, that another service (`aud`) accepts as proof the account asked for `lxm`.
-pub async fn get_service_auth(state: &AppState, session: &Session, aud: &str, exp: Option<i64>, lxm: Option<&str>) -> XrpcResult<Value> {
-    crate::syntax::Did::new(aud.split('#').next().unwrap_or(aud)).map_err(|_| XrpcError::invalid_request("aud must be a DID"))?;
+pub async fn get_service_auth(
+    state: &AppState,
+    session: &Session,
+    aud: &str,
+    exp: Option<i64>,
+    lxm: Option<&str>,
+) -> XrpcResult<Value> {
+    crate::syntax::Did::new(aud.split('#').next().unwrap_or(aud))
+        .map_err(|_| XrpcError::invalid_request("aud must be a DID"))?;
     if let Some(lxm) = lxm {
-        crate::syntax::Nsid::new(lxm).map_err(|_| XrpcError::invalid_request("lxm must be an NSID"))?;
+        crate::syntax::Nsid::new(lxm)
+            .map_err(|_| XrpcError::invalid_request("lxm must be an NSID"))?;
     }
     let now = unix_now();
     let exp = exp.unwrap_or(now + 60);
     if exp <= now {
-        return Err(XrpcError::named("BadExpiration", "expiration is in the past"));
+        return Err(XrpcError::named(
+            "BadExpiration",
+            "expiration is in the past",
+        ));
     }
     if exp - now > 60 * 60 {
-        return Err(XrpcError::named("BadExpiration", "expiration may be at most one hour away"));
+        return Err(XrpcError::named(
+            "BadExpiration",
+            "expiration may be at most one hour away",
+        ));
     }
     if lxm.is_none() && exp - now > 60 {
-        return Err(XrpcError::named("BadExpiration", "a token without lxm may live at most 60 seconds"));
+        return Err(XrpcError::named(
+            "BadExpiration",
+            "a token without lxm may live at most 60 seconds",
+        ));
     }
     let account = state.repo_account(&session.did).await?;
     let key = signing_key(&account)?;

@@ -22,7 +22,12 @@ pub async fn did_document(state: &AppState, account: &Account) -> DidDocument {
     }
     let key = super::signing_key(account).map(|k| k.public_key());
     match key {
-        Ok(key) => DidDocument::for_account(&account.did, &account.handle, &key, &state.config.public_url),
+        Ok(key) => DidDocument::for_account(
+            &account.did,
+            &account.handle,
+            &key,
+            &state.config.public_url,
+        ),
         Err(_) => DidDocument(json!({ "id": account.did })),
     }
 }
@@ -31,16 +36,19 @@ pub async fn did_document(state: &AppState, account: &Account) -> DidDocument {
 pub async fn get_repo(state: &AppState, did: &str, since: Option<String>) -> XrpcResult<Vec<u8>> {
     let account = state.active_repo(did).await?;
     if let Some(s) = &since {
-        crate::syntax::Tid::new(s.as_str()).map_err(|e| XrpcError::invalid_request(format!("since: {e}")))?;
+        crate::syntax::Tid::new(s.as_str())
+            .map_err(|e| XrpcError::invalid_request(format!("since: {e}")))?;
     }
     let did = account.did.clone();
     state
         .storage
         .read(move |conn| {
-            let head = repos::head(conn, &did)?.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
+            let head = repos::head(conn, &did)?
+                .ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
             let blocks = repos::blocks_since(conn, &did, since.as_deref())?;
             // The commit first, as streaming readers expect; then everything else.
-            let mut car = CarWriter::new(Vec::new(), &[head.commit]).map_err(|e| XrpcError::internal(e.to_string()))?;
+            let mut car = CarWriter::new(Vec::new(), &[head.commit])
+                .map_err(|e| XrpcError::internal(e.to_string()))?;
             let in_memory = |e: std::io::Error| XrpcError::internal(e.to_string());
             if let Some(commit) = blocks.get(&head.commit) {
                 car.write_block(&head.commit, commit).map_err(in_memory)?;
@@ -57,14 +65,22 @@ pub async fn get_repo(state: &AppState, did: &str, since: Option<String>) -> Xrp
 pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<Value> {
     let account = state.active_repo(did).await?;
     let did = account.did.clone();
-    let head = state.storage.read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &did)?)).await?;
+    let head = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &did)?))
+        .await?;
     let head = head.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
     Ok(json!({ "cid": head.commit.to_string(), "rev": head.rev.as_str() }))
 }
 
 /// com.atproto.sync.getRecord: a CAR proving a record's presence (or absence): the
 /// commit, the MST path and the record.
-pub async fn record_proof(state: &AppState, did: &str, collection: &str, rkey: &str) -> XrpcResult<Vec<u8>> {
+pub async fn record_proof(
+    state: &AppState,
+    did: &str,
+    collection: &str,
+    rkey: &str,
+) -> XrpcResult<Vec<u8>> {
     let account = state.active_repo(did).await?;
     crate::syntax::Nsid::new(collection)?;
     crate::syntax::RecordKey::new(rkey)?;
@@ -72,7 +88,8 @@ pub async fn record_proof(state: &AppState, did: &str, collection: &str, rkey: &
     state
         .storage
         .read(move |conn| {
-            let head = repos::head(conn, &did)?.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
+            let head = repos::head(conn, &did)?
+                .ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
             let store = repos::SqlBlocks { conn, did: &did };
             let mut mst = Mst::load(&store, head.data)?;
             let value = mst.get(&path)?;
@@ -81,7 +98,10 @@ pub async fn record_proof(state: &AppState, did: &str, collection: &str, rkey: &
             extra.extend(value);
             blocks.extend(repos::get_blocks(conn, &did, &extra)?);
             if value.is_none() {
-                return Err(XrpcError::named("RecordNotFound", format!("Could not locate record: at://{did}/{path}")));
+                return Err(XrpcError::named(
+                    "RecordNotFound",
+                    format!("Could not locate record: at://{did}/{path}"),
+                ));
             }
             Ok(write_car(&[head.commit], &blocks))
         })
@@ -91,14 +111,21 @@ pub async fn record_proof(state: &AppState, did: &str, collection: &str, rkey: &
 /// com.atproto.sync.getBlocks
 pub async fn get_blocks(state: &AppState, did: &str, cids: &[String]) -> XrpcResult<Vec<u8>> {
     let account = state.active_repo(did).await?;
-    let cids: Vec<Cid> = cids.iter().map(|c| parse_cid(c)).collect::<Result<_, _>>().map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+    let cids: Vec<Cid> = cids
+        .iter()
+        .map(|c| parse_cid(c))
+        .collect::<Result<_, _>>()
+        .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
     let did = account.did.clone();
     state
         .storage
         .read(move |conn| {
             let blocks = repos::get_blocks(conn, &did, &cids)?;
             if let Some(missing) = cids.iter().find(|c| !blocks.contains(c)) {
-                return Err(XrpcError::named("BlockNotFound", format!("Could not find block: {missing}")));
+                return Err(XrpcError::named(
+                    "BlockNotFound",
+                    format!("Could not find block: {missing}"),
+                ));
             }
             Ok(write_car(&[], &blocks))
         })
@@ -106,13 +133,30 @@ pub async fn get_blocks(state: &AppState, did: &str, cids: &[String]) -> XrpcRes
 }
 
 /// com.atproto.sync.listBlobs
-pub async fn list_blobs(state: &AppState, did: &str, since: Option<String>, limit: usize, cursor: Option<String>) -> XrpcResult<Value> {
+pub async fn list_blobs(
+    state: &AppState,
+    did: &str,
+    since: Option<String>,
+    limit: usize,
+    cursor: Option<String>,
+) -> XrpcResult<Value> {
     let account = state.active_repo(did).await?;
-    let cursor = cursor.map(|c| parse_cid(&c).map(|c| c.to_bytes())).transpose().map_err(|e| XrpcError::invalid_request(format!("cursor: {e}")))?;
+    let cursor = cursor
+        .map(|c| parse_cid(&c).map(|c| c.to_bytes()))
+        .transpose()
+        .map_err(|e| XrpcError::invalid_request(format!("cursor: {e}")))?;
     let did = account.did.clone();
     let cids = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(blobs::list_blobs(conn, &did, since.as_deref(), limit, cursor.as_deref())?))
+        .read(move |conn| {
+            Ok::<_, XrpcError>(blobs::list_blobs(
+                conn,
+                &did,
+                since.as_deref(),
+                limit,
+                cursor.as_deref(),
+            )?)
+        })
         .await?;
     let mut out = json!({ "cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>() });
     if cids.len() == limit {
@@ -124,12 +168,27 @@ pub async fn list_blobs(state: &AppState, did: &str, since: Option<String>, limi
 }
 
 /// com.atproto.repo.listMissingBlobs
-pub async fn missing_blobs(state: &AppState, did: &str, limit: usize, cursor: Option<String>) -> XrpcResult<Value> {
-    let cursor = cursor.map(|c| parse_cid(&c).map(|c| c.to_bytes())).transpose().map_err(|e| XrpcError::invalid_request(format!("cursor: {e}")))?;
+pub async fn missing_blobs(
+    state: &AppState,
+    did: &str,
+    limit: usize,
+    cursor: Option<String>,
+) -> XrpcResult<Value> {
+    let cursor = cursor
+        .map(|c| parse_cid(&c).map(|c| c.to_bytes()))
+        .transpose()
+        .map_err(|e| XrpcError::invalid_request(format!("cursor: {e}")))?;
     let owner = did.to_owned();
     let rows = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(blobs::missing_blobs(conn, &owner, limit, cursor.as_deref())?))
+        .read(move |conn| {
+            Ok::<_, XrpcError>(blobs::missing_blobs(
+                conn,
+                &owner,
+                limit,
+                cursor.as_deref(),
+            )?)
+        })
         .await?;
     let blobs: Vec<Value> = rows.iter().map(|(cid, path)| json!({ "cid": cid.to_string(), "recordUri": format!("at://{did}/{path}") })).collect();
     let mut out = json!({ "blobs": blobs });
@@ -142,11 +201,18 @@ pub async fn missing_blobs(state: &AppState, did: &str, limit: usize, cursor: Op
 }
 
 /// A blob's bytes location and type, for com.atproto.sync.getBlob.
-pub async fn blob(state: &AppState, did: &str, cid: &str) -> XrpcResult<(std::path::PathBuf, String, u64)> {
+pub async fn blob(
+    state: &AppState,
+    did: &str,
+    cid: &str,
+) -> XrpcResult<(std::path::PathBuf, String, u64)> {
     let account = state.active_repo(did).await?;
     let cid = parse_cid(cid).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
     let did = account.did.clone();
-    let meta = state.storage.read(move |conn| Ok::<_, XrpcError>(blobs::blob_meta(conn, &did, &cid)?)).await?;
+    let meta = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(blobs::blob_meta(conn, &did, &cid)?))
+        .await?;
     let (mime, size) = meta.ok_or_else(|| XrpcError::named("BlobNotFound", "Blob not found"))?;
     Ok((state.storage.blobs.path(&account.did, &cid), mime, size))
 }
@@ -162,7 +228,10 @@ fn status_fields(account: &Account, v: &mut Value) {
 pub async fn repo_status(state: &AppState, did: &str) -> XrpcResult<Value> {
     let account = state.repo_account(did).await?;
     let d = account.did.clone();
-    let head = state.storage.read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &d)?)).await?;
+    let head = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &d)?))
+        .await?;
     let mut v = json!({ "did": account.did });
     status_fields(&account, &mut v);
     if let (Some(head), AccountStatus::Active) = (head, account.status) {
@@ -172,7 +241,11 @@ pub async fn repo_status(state: &AppState, did: &str) -> XrpcResult<Value> {
 }
 
 /// com.atproto.sync.listRepos
-pub async fn list_repos(state: &AppState, limit: usize, cursor: Option<String>) -> XrpcResult<Value> {
+pub async fn list_repos(
+    state: &AppState,
+    limit: usize,
+    cursor: Option<String>,
+) -> XrpcResult<Value> {
     let rows = state
         .storage
         .read(move |conn| {
@@ -188,7 +261,8 @@ pub async fn list_repos(state: &AppState, limit: usize, cursor: Option<String>) 
     let repos: Vec<Value> = rows
         .iter()
         .map(|(did, head, account)| {
-            let mut v = json!({ "did": did, "head": head.commit.to_string(), "rev": head.rev.as_str() });
+            let mut v =
+                json!({ "did": did, "head": head.commit.to_string(), "rev": head.rev.as_str() });
             if let Some(a) = account {
                 status_fields(a, &mut v);
             }

@@ -17,9 +17,17 @@ use crate::syntax::{Did, Nsid, RecordKey, Tid};
 #[derive(Debug, Clone)]
 pub enum Write {
     /// Create a record; fails if the key exists.
-    Create { collection: Nsid, rkey: RecordKey, record: Ipld },
+    Create {
+        collection: Nsid,
+        rkey: RecordKey,
+        record: Ipld,
+    },
     /// Create or replace a record.
-    Update { collection: Nsid, rkey: RecordKey, record: Ipld },
+    Update {
+        collection: Nsid,
+        rkey: RecordKey,
+        record: Ipld,
+    },
     /// Delete a record; fails if it does not exist.
     Delete { collection: Nsid, rkey: RecordKey },
 }
@@ -35,8 +43,12 @@ pub struct PreparedWrite {
 impl Write {
     pub fn path(&self) -> String {
         match self {
-            Write::Create { collection, rkey, .. }
-            | Write::Update { collection, rkey, .. }
+            Write::Create {
+                collection, rkey, ..
+            }
+            | Write::Update {
+                collection, rkey, ..
+            }
             | Write::Delete { collection, rkey } => format!("{collection}/{rkey}"),
         }
     }
@@ -102,7 +114,11 @@ pub enum WriteError {
     #[error("record {0} does not exist")]
     NotFound(String),
     #[error("record {path} is {actual:?}, not the expected {expected:?}")]
-    SwapMismatch { path: String, expected: Option<String>, actual: Option<String> },
+    SwapMismatch {
+        path: String,
+        expected: Option<String>,
+        actual: Option<String>,
+    },
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -143,15 +159,29 @@ pub fn apply_writes(
                 let cid = cid_for_cbor(&bytes);
                 blocks.insert(cid, bytes);
                 mst.insert(&path, cid)?;
-                let action = if current.is_some() { Action::Update } else { Action::Create };
-                OpResult { action, path, cid: Some(cid), prev: current }
+                let action = if current.is_some() {
+                    Action::Update
+                } else {
+                    Action::Create
+                };
+                OpResult {
+                    action,
+                    path,
+                    cid: Some(cid),
+                    prev: current,
+                }
             }
             Write::Delete { .. } => {
                 if current.is_none() {
                     return Err(WriteError::NotFound(path));
                 }
                 mst.delete(&path)?;
-                OpResult { action: Action::Delete, path, cid: None, prev: current }
+                OpResult {
+                    action: Action::Delete,
+                    path,
+                    cid: None,
+                    prev: current,
+                }
             }
         };
         ops.push(op);
@@ -160,8 +190,14 @@ pub fn apply_writes(
     // Nodes the new tree dropped: read from the old tree and the new blocks together.
     let removed_nodes = match head {
         Some(h) if h.data != data => {
-            let overlay = super::blockstore::Overlay { upper: &nodes, lower: store };
-            diff(&overlay, Some(h.data), data)?.removed_nodes.into_iter().collect()
+            let overlay = super::blockstore::Overlay {
+                upper: &nodes,
+                lower: store,
+            };
+            diff(&overlay, Some(h.data), data)?
+                .removed_nodes
+                .into_iter()
+                .collect()
         }
         _ => Vec::new(),
     };

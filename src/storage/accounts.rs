@@ -60,33 +60,49 @@ pub fn insert_account(conn: &Connection, a: &Account) -> Result<(), StorageError
         "INSERT INTO account (did, handle, email, password_hash, signing_key, created_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![a.did, a.handle, a.email, a.password_hash, a.signing_key, a.created_at, a.status.as_str()])?;
+    .execute(params![
+        a.did,
+        a.handle,
+        a.email,
+        a.password_hash,
+        a.signing_key,
+        a.created_at,
+        a.status.as_str()
+    ])?;
     Ok(())
 }
 
 pub fn by_did(conn: &Connection, did: &str) -> Result<Option<Account>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE did = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM account WHERE did = ?1"
+        ))?
         .query_row([did], account_from)
         .optional()?)
 }
 
 pub fn by_handle(conn: &Connection, handle: &str) -> Result<Option<Account>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE handle = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM account WHERE handle = ?1"
+        ))?
         .query_row([handle.to_ascii_lowercase()], account_from)
         .optional()?)
 }
 
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<Account>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE email = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM account WHERE email = ?1"
+        ))?
         .query_row([email.to_ascii_lowercase()], account_from)
         .optional()?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Account>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM account ORDER BY created_at"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM account ORDER BY created_at"
+    ))?;
     let rows = stmt.query_map([], account_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -96,16 +112,23 @@ pub fn count(conn: &Connection) -> Result<u64, StorageError> {
 }
 
 pub fn set_handle(conn: &Connection, did: &str, handle: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("UPDATE account SET handle = ?2 WHERE did = ?1")?.execute(params![did, handle])?;
+    conn.prepare_cached("UPDATE account SET handle = ?2 WHERE did = ?1")?
+        .execute(params![did, handle])?;
     Ok(())
 }
 
 pub fn set_password(conn: &Connection, did: &str, hash: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("UPDATE account SET password_hash = ?2 WHERE did = ?1")?.execute(params![did, hash])?;
+    conn.prepare_cached("UPDATE account SET password_hash = ?2 WHERE did = ?1")?
+        .execute(params![did, hash])?;
     Ok(())
 }
 
-pub fn set_status(conn: &Connection, did: &str, status: AccountStatus, at: &str) -> Result<(), StorageError> {
+pub fn set_status(
+    conn: &Connection,
+    did: &str,
+    status: AccountStatus,
+    at: &str,
+) -> Result<(), StorageError> {
     conn.prepare_cached("UPDATE account SET status = ?2, status_changed_at = ?3 WHERE did = ?1")?
         .execute(params![did, status.as_str(), at])?;
     Ok(())
@@ -127,7 +150,11 @@ pub struct AppPassword {
     pub created_at: String,
 }
 
-pub fn insert_app_password(conn: &Connection, did: &str, p: &AppPassword) -> Result<(), StorageError> {
+pub fn insert_app_password(
+    conn: &Connection,
+    did: &str,
+    p: &AppPassword,
+) -> Result<(), StorageError> {
     conn.prepare_cached("INSERT INTO app_password (did, name, password_hash, privileged, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
         .execute(params![did, p.name, p.password_hash, p.privileged, p.created_at])?;
     Ok(())
@@ -137,32 +164,56 @@ pub fn app_passwords(conn: &Connection, did: &str) -> Result<Vec<AppPassword>, S
     let mut stmt =
         conn.prepare_cached("SELECT name, password_hash, privileged, created_at FROM app_password WHERE did = ?1 ORDER BY created_at")?;
     let rows = stmt.query_map([did], |r| {
-        Ok(AppPassword { name: r.get(0)?, password_hash: r.get(1)?, privileged: r.get(2)?, created_at: r.get(3)? })
+        Ok(AppPassword {
+            name: r.get(0)?,
+            password_hash: r.get(1)?,
+            privileged: r.get(2)?,
+            created_at: r.get(3)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn delete_app_password(conn: &Connection, did: &str, name: &str) -> Result<bool, StorageError> {
-    conn.prepare_cached("DELETE FROM refresh_token WHERE did = ?1 AND app_password = ?2")?.execute(params![did, name])?;
-    Ok(conn.prepare_cached("DELETE FROM app_password WHERE did = ?1 AND name = ?2")?.execute(params![did, name])? > 0)
+    conn.prepare_cached("DELETE FROM refresh_token WHERE did = ?1 AND app_password = ?2")?
+        .execute(params![did, name])?;
+    Ok(conn
+        .prepare_cached("DELETE FROM app_password WHERE did = ?1 AND name = ?2")?
+        .execute(params![did, name])?
+        > 0)
 }
 
 // --- refresh tokens ---
 
-pub fn insert_refresh_token(conn: &Connection, id: &str, did: &str, app_password: Option<&str>, expires_at: i64) -> Result<(), StorageError> {
-    conn.prepare_cached("INSERT INTO refresh_token (id, did, app_password, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![id, did, app_password, expires_at])?;
+pub fn insert_refresh_token(
+    conn: &Connection,
+    id: &str,
+    did: &str,
+    app_password: Option<&str>,
+    expires_at: i64,
+) -> Result<(), StorageError> {
+    conn.prepare_cached(
+        "INSERT INTO refresh_token (id, did, app_password, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, did, app_password, expires_at])?;
     Ok(())
 }
 
 /// Removes a refresh token; returns whether it existed (and so was still valid).
 pub fn take_refresh_token(conn: &Connection, id: &str) -> Result<bool, StorageError> {
-    Ok(conn.prepare_cached("DELETE FROM refresh_token WHERE id = ?1")?.execute([id])? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM refresh_token WHERE id = ?1")?
+        .execute([id])?
+        > 0)
 }
 
 /// A live refresh token of `did`: `Some(app password name, if any)`, or `None` if it
 /// was used, revoked or never issued.
-pub fn refresh_token(conn: &Connection, id: &str, did: &str) -> Result<Option<Option<String>>, StorageError> {
+pub fn refresh_token(
+    conn: &Connection,
+    id: &str,
+    did: &str,
+) -> Result<Option<Option<String>>, StorageError> {
     Ok(conn
         .prepare_cached("SELECT app_password FROM refresh_token WHERE id = ?1 AND did = ?2")?
         .query_row([id, did], |r| r.get(0))
@@ -170,7 +221,8 @@ pub fn refresh_token(conn: &Connection, id: &str, did: &str) -> Result<Option<Op
 }
 
 pub fn delete_refresh_tokens(conn: &Connection, did: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM refresh_token WHERE did = ?1")?.execute([did])?;
+    conn.prepare_cached("DELETE FROM refresh_token WHERE did = ?1")?
+        .execute([did])?;
     Ok(())
 }
 
@@ -188,7 +240,14 @@ pub struct InviteCode {
     pub uses: Vec<(String, String)>,
 }
 
-pub fn insert_invite(conn: &Connection, code: &str, uses: i64, for_account: &str, created_by: &str, at: &str) -> Result<(), StorageError> {
+pub fn insert_invite(
+    conn: &Connection,
+    code: &str,
+    uses: i64,
+    for_account: &str,
+    created_by: &str,
+    at: &str,
+) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO invite_code (code, available_uses, for_account, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -219,28 +278,47 @@ pub fn invite(conn: &Connection, code: &str) -> Result<Option<InviteCode>, Stora
 }
 
 fn invite_uses(conn: &Connection, code: &str) -> Result<Vec<(String, String)>, StorageError> {
-    let mut stmt = conn.prepare_cached("SELECT used_by, used_at FROM invite_use WHERE code = ?1 ORDER BY used_at")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT used_by, used_at FROM invite_use WHERE code = ?1 ORDER BY used_at",
+    )?;
     let rows = stmt.query_map([code], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn invites_for(conn: &Connection, for_account: &str) -> Result<Vec<InviteCode>, StorageError> {
     let codes: Vec<String> = {
-        let mut stmt = conn.prepare_cached("SELECT code FROM invite_code WHERE for_account = ?1 ORDER BY created_at")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT code FROM invite_code WHERE for_account = ?1 ORDER BY created_at",
+        )?;
         let rows = stmt.query_map([for_account], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    codes.iter().filter_map(|c| invite(conn, c).transpose()).collect()
+    codes
+        .iter()
+        .filter_map(|c| invite(conn, c).transpose())
+        .collect()
 }
 
-pub fn use_invite(conn: &Connection, code: &str, used_by: &str, at: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("INSERT INTO invite_use (code, used_by, used_at) VALUES (?1, ?2, ?3)")?.execute(params![code, used_by, at])?;
+pub fn use_invite(
+    conn: &Connection,
+    code: &str,
+    used_by: &str,
+    at: &str,
+) -> Result<(), StorageError> {
+    conn.prepare_cached("INSERT INTO invite_use (code, used_by, used_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![code, used_by, at])?;
     Ok(())
 }
 
 // --- one-time tokens (where the reference sends an email) ---
 
-pub fn put_token(conn: &Connection, purpose: &str, did: &str, token: &str, now: i64) -> Result<(), StorageError> {
+pub fn put_token(
+    conn: &Connection,
+    purpose: &str,
+    did: &str,
+    token: &str,
+    now: i64,
+) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO email_token (purpose, did, token, requested_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (purpose, did) DO UPDATE SET token = ?3, requested_at = ?4",
@@ -250,29 +328,46 @@ pub fn put_token(conn: &Connection, purpose: &str, did: &str, token: &str, now: 
 }
 
 /// The pending token for `purpose` and `did`: `(token, requested_at)`.
-pub fn get_token(conn: &Connection, purpose: &str, did: &str) -> Result<Option<(String, i64)>, StorageError> {
+pub fn get_token(
+    conn: &Connection,
+    purpose: &str,
+    did: &str,
+) -> Result<Option<(String, i64)>, StorageError> {
     Ok(conn
-        .prepare_cached("SELECT token, requested_at FROM email_token WHERE purpose = ?1 AND did = ?2")?
+        .prepare_cached(
+            "SELECT token, requested_at FROM email_token WHERE purpose = ?1 AND did = ?2",
+        )?
         .query_row(params![purpose, did], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
 /// Finds the account a token was issued to (for flows that only carry the token).
-pub fn token_owner(conn: &Connection, purpose: &str, token: &str) -> Result<Option<(String, i64)>, StorageError> {
+pub fn token_owner(
+    conn: &Connection,
+    purpose: &str,
+    token: &str,
+) -> Result<Option<(String, i64)>, StorageError> {
     Ok(conn
-        .prepare_cached("SELECT did, requested_at FROM email_token WHERE purpose = ?1 AND token = ?2")?
+        .prepare_cached(
+            "SELECT did, requested_at FROM email_token WHERE purpose = ?1 AND token = ?2",
+        )?
         .query_row(params![purpose, token], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
 pub fn delete_token(conn: &Connection, purpose: &str, did: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM email_token WHERE purpose = ?1 AND did = ?2")?.execute(params![purpose, did])?;
+    conn.prepare_cached("DELETE FROM email_token WHERE purpose = ?1 AND did = ?2")?
+        .execute(params![purpose, did])?;
     Ok(())
 }
 
 /// All pending tokens, for the admin CLI: `(purpose, did, token, requested_at)`.
-pub fn pending_tokens(conn: &Connection) -> Result<Vec<(String, String, String, i64)>, StorageError> {
-    let mut stmt = conn.prepare_cached("SELECT purpose, did, token, requested_at FROM email_token ORDER BY requested_at")?;
+pub fn pending_tokens(
+    conn: &Connection,
+) -> Result<Vec<(String, String, String, i64)>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT purpose, did, token, requested_at FROM email_token ORDER BY requested_at",
+    )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -280,14 +375,23 @@ pub fn pending_tokens(conn: &Connection) -> Result<Vec<(String, String, String, 
 // --- preferences ---
 
 pub fn preferences(conn: &Connection, did: &str) -> Result<Vec<(String, String)>, StorageError> {
-    let mut stmt = conn.prepare_cached("SELECT namespace, value_json FROM preference WHERE did = ?1 ORDER BY namespace")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT namespace, value_json FROM preference WHERE did = ?1 ORDER BY namespace",
+    )?;
     let rows = stmt.query_map([did], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn put_preferences(conn: &Connection, did: &str, prefs: &[(String, String)]) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM preference WHERE did = ?1")?.execute([did])?;
-    let mut put = conn.prepare_cached("INSERT INTO preference (did, namespace, value_json) VALUES (?1, ?2, ?3)")?;
+pub fn put_preferences(
+    conn: &Connection,
+    did: &str,
+    prefs: &[(String, String)],
+) -> Result<(), StorageError> {
+    conn.prepare_cached("DELETE FROM preference WHERE did = ?1")?
+        .execute([did])?;
+    let mut put = conn.prepare_cached(
+        "INSERT INTO preference (did, namespace, value_json) VALUES (?1, ?2, ?3)",
+    )?;
     for (ns, v) in prefs {
         put.execute(params![did, ns, v])?;
     }

@@ -50,7 +50,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl BlobFiles {
     pub fn open(root: &Path) -> Result<BlobFiles, StorageError> {
         create_private_dir(&root.join("tmp"))?;
-        Ok(BlobFiles { root: root.to_owned() })
+        Ok(BlobFiles {
+            root: root.to_owned(),
+        })
     }
 
     pub fn path(&self, did: &str, cid: &Cid) -> PathBuf {
@@ -59,14 +61,25 @@ impl BlobFiles {
 
     /// Streams chunks into a blob file for `did`; returns its CID, size and type.
     /// The declared `content_type` is used only when the bytes do not say what they are.
-    pub async fn store<S, E>(&self, did: &str, mut chunks: S, limit: u64, content_type: Option<&str>) -> Result<StoredBlob, UploadError>
+    pub async fn store<S, E>(
+        &self,
+        did: &str,
+        mut chunks: S,
+        limit: u64,
+        content_type: Option<&str>,
+    ) -> Result<StoredBlob, UploadError>
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         use futures_util::StreamExt;
-        let tmp_path = self.root.join("tmp").join(format!("{}.part", rand::random::<u64>()));
-        let mut file = tokio::fs::File::create(&tmp_path).await.map_err(StorageError::from)?;
+        let tmp_path = self
+            .root
+            .join("tmp")
+            .join(format!("{}.part", rand::random::<u64>()));
+        let mut file = tokio::fs::File::create(&tmp_path)
+            .await
+            .map_err(StorageError::from)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut head: Vec<u8> = Vec::with_capacity(8192);
@@ -94,7 +107,8 @@ impl BlobFiles {
             return Err(e);
         }
         let digest = hasher.finalize();
-        let hash = cid::multihash::Multihash::<64>::wrap(crate::data::MULTIHASH_SHA2_256, &digest).expect("32 bytes fit");
+        let hash = cid::multihash::Multihash::<64>::wrap(crate::data::MULTIHASH_SHA2_256, &digest)
+            .expect("32 bytes fit");
         let cid = Cid::new_v1(crate::data::CODEC_RAW, hash);
         let mime_type = sniff_mime(&head, content_type);
         let dir = self.root.join(did_dir(did));
@@ -109,7 +123,11 @@ impl BlobFiles {
         })
         .await
         .map_err(|e| StorageError::Io(e.to_string()))??;
-        Ok(StoredBlob { cid, size, mime_type })
+        Ok(StoredBlob {
+            cid,
+            size,
+            mime_type,
+        })
     }
 
     /// Deletes a blob file (missing is fine).
@@ -135,33 +153,63 @@ pub fn sniff_mime(head: &[u8], declared: Option<&str>) -> String {
     if let Some(kind) = infer::get(head) {
         return kind.mime_type().to_owned();
     }
-    match declared.map(|d| d.split(';').next().unwrap_or("").trim().to_ascii_lowercase()) {
+    match declared.map(|d| {
+        d.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    }) {
         Some(d) if !d.is_empty() && d != "*/*" && d.contains('/') => d,
         _ => "application/octet-stream".into(),
     }
 }
 
 /// Records a blob's metadata (idempotent: re-uploading refreshes its timestamp).
-pub fn insert_blob(conn: &Connection, did: &str, blob: &StoredBlob, now: i64) -> Result<(), StorageError> {
+pub fn insert_blob(
+    conn: &Connection,
+    did: &str,
+    blob: &StoredBlob,
+    now: i64,
+) -> Result<(), StorageError> {
     conn.prepare_cached(
         "INSERT INTO blob (did, cid, mime_type, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (did, cid) DO UPDATE SET created_at = ?5",
     )?
-    .execute(params![did, blob.cid.to_bytes(), blob.mime_type, blob.size as i64, now])?;
+    .execute(params![
+        did,
+        blob.cid.to_bytes(),
+        blob.mime_type,
+        blob.size as i64,
+        now
+    ])?;
     Ok(())
 }
 
 /// A blob's metadata: `(mime_type, size)`.
-pub fn blob_meta(conn: &Connection, did: &str, cid: &Cid) -> Result<Option<(String, u64)>, StorageError> {
+pub fn blob_meta(
+    conn: &Connection,
+    did: &str,
+    cid: &Cid,
+) -> Result<Option<(String, u64)>, StorageError> {
     Ok(conn
         .prepare_cached("SELECT mime_type, size FROM blob WHERE did = ?1 AND cid = ?2")?
-        .query_row(params![did, cid.to_bytes()], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .query_row(params![did, cid.to_bytes()], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })
         .optional()?)
 }
 
 /// Replaces the blob references of a record (on create/update/delete).
-pub fn set_record_blobs(conn: &Connection, did: &str, path: &str, blobs: &[Cid], rev: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM record_blob WHERE did = ?1 AND record_path = ?2")?.execute(params![did, path])?;
+pub fn set_record_blobs(
+    conn: &Connection,
+    did: &str,
+    path: &str,
+    blobs: &[Cid],
+    rev: &str,
+) -> Result<(), StorageError> {
+    conn.prepare_cached("DELETE FROM record_blob WHERE did = ?1 AND record_path = ?2")?
+        .execute(params![did, path])?;
     let mut put = conn.prepare_cached("INSERT OR IGNORE INTO record_blob (did, record_path, blob_cid, rev) VALUES (?1, ?2, ?3, ?4)")?;
     for cid in blobs {
         put.execute(params![did, path, cid.to_bytes(), rev])?;
@@ -170,53 +218,82 @@ pub fn set_record_blobs(conn: &Connection, did: &str, path: &str, blobs: &[Cid],
 }
 
 /// CIDs of blobs referenced by records, optionally only those referenced since `since`.
-pub fn list_blobs(conn: &Connection, did: &str, since: Option<&str>, limit: usize, cursor: Option<&[u8]>) -> Result<Vec<Cid>, StorageError> {
+pub fn list_blobs(
+    conn: &Connection,
+    did: &str,
+    since: Option<&str>,
+    limit: usize,
+    cursor: Option<&[u8]>,
+) -> Result<Vec<Cid>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT blob_cid FROM record_blob WHERE did = ?1 AND (?2 IS NULL OR rev > ?2)
          AND (?3 IS NULL OR blob_cid > ?3) ORDER BY blob_cid LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![did, since, cursor, limit as i64], |r| r.get::<_, Vec<u8>>(0))?;
-    rows.map(|r| Cid::try_from(r?).map_err(|e| StorageError::Corrupt(e.to_string()))).collect()
+    let rows = stmt.query_map(params![did, since, cursor, limit as i64], |r| {
+        r.get::<_, Vec<u8>>(0)
+    })?;
+    rows.map(|r| Cid::try_from(r?).map_err(|e| StorageError::Corrupt(e.to_string())))
+        .collect()
 }
 
 /// Blobs referenced by records but not uploaded (after importRepo): `(cid, record path)`.
-pub fn missing_blobs(conn: &Connection, did: &str, limit: usize, cursor: Option<&[u8]>) -> Result<Vec<(Cid, String)>, StorageError> {
+pub fn missing_blobs(
+    conn: &Connection,
+    did: &str,
+    limit: usize,
+    cursor: Option<&[u8]>,
+) -> Result<Vec<(Cid, String)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT rb.blob_cid, MIN(rb.record_path) FROM record_blob rb
          LEFT JOIN blob b ON b.did = rb.did AND b.cid = rb.blob_cid
          WHERE rb.did = ?1 AND b.cid IS NULL AND (?2 IS NULL OR rb.blob_cid > ?2)
          GROUP BY rb.blob_cid ORDER BY rb.blob_cid LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![did, cursor, limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map(params![did, cursor, limit as i64], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+    })?;
     rows.map(|r| {
         let (c, p) = r?;
-        Ok((Cid::try_from(c).map_err(|e| StorageError::Corrupt(e.to_string()))?, p))
+        Ok((
+            Cid::try_from(c).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            p,
+        ))
     })
     .collect()
 }
 
 /// Unreferenced blobs uploaded before `older_than` (unix seconds): to be removed.
-pub fn expired_unreferenced(conn: &Connection, older_than: i64) -> Result<Vec<(String, Cid)>, StorageError> {
+pub fn expired_unreferenced(
+    conn: &Connection,
+    older_than: i64,
+) -> Result<Vec<(String, Cid)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT b.did, b.cid FROM blob b WHERE b.created_at < ?1
          AND NOT EXISTS (SELECT 1 FROM record_blob rb WHERE rb.did = b.did AND rb.blob_cid = b.cid)",
     )?;
-    let rows = stmt.query_map([older_than], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let rows = stmt.query_map([older_than], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
     rows.map(|r| {
         let (did, c) = r?;
-        Ok((did, Cid::try_from(c).map_err(|e| StorageError::Corrupt(e.to_string()))?))
+        Ok((
+            did,
+            Cid::try_from(c).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        ))
     })
     .collect()
 }
 
 /// Forgets a blob's metadata.
 pub fn delete_blob(conn: &Connection, did: &str, cid: &Cid) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM blob WHERE did = ?1 AND cid = ?2")?.execute(params![did, cid.to_bytes()])?;
+    conn.prepare_cached("DELETE FROM blob WHERE did = ?1 AND cid = ?2")?
+        .execute(params![did, cid.to_bytes()])?;
     Ok(())
 }
 
 /// Forgets all of an account's blob metadata (account deletion).
 pub fn delete_all(conn: &Connection, did: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM blob WHERE did = ?1")?.execute([did])?;
+    conn.prepare_cached("DELETE FROM blob WHERE did = ?1")?
+        .execute([did])?;
     Ok(())
 }

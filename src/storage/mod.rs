@@ -59,7 +59,9 @@ const DB_FILE: &str = "atbox.sqlite";
 fn open_connection(path: &Path) -> Result<Connection, StorageError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(
@@ -75,7 +77,10 @@ fn open_connection(path: &Path) -> Result<Connection, StorageError> {
 /// Creates `dir` (and parents) readable by the owner only.
 pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
@@ -90,7 +95,12 @@ impl Storage {
         restrict_file(&db_path)?;
         schema::migrate(&mut conn)?;
         let blobs = blobs::BlobFiles::open(&data_dir.join("blobs"))?;
-        Ok(Storage { writer: Writer::start(conn), readers: Arc::new(Mutex::new(Vec::new())), db_path, blobs })
+        Ok(Storage {
+            writer: Writer::start(conn),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            db_path,
+            blobs,
+        })
     }
 
     /// Runs `f` on a read connection, off the async runtime.

@@ -52,14 +52,23 @@ pub fn head(conn: &Connection, did: &str) -> Result<Option<Head>, StorageError> 
 
 /// Persists a commit: new blocks, dropped nodes and records, the head, the index.
 /// `expected` is the head the commit was built on (compare-and-set).
-pub fn save_commit(conn: &Connection, did: &str, expected: Option<&Head>, commit: &CommitData) -> Result<(), StorageError> {
+pub fn save_commit(
+    conn: &Connection,
+    did: &str,
+    expected: Option<&Head>,
+    commit: &CommitData,
+) -> Result<(), StorageError> {
     let current = head(conn, did)?;
     if current.as_ref().map(|h| h.commit) != expected.map(|h| h.commit) {
-        return Err(StorageError::Corrupt("the repo head moved during a write".into()));
+        return Err(StorageError::Corrupt(
+            "the repo head moved during a write".into(),
+        ));
     }
     let rev = commit.rev.as_str();
     {
-        let mut put = conn.prepare_cached("INSERT OR IGNORE INTO repo_block (did, cid, rev, bytes) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut put = conn.prepare_cached(
+            "INSERT OR IGNORE INTO repo_block (did, cid, rev, bytes) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for (cid, bytes) in commit.blocks.iter() {
             put.execute(params![did, cid.to_bytes(), rev, bytes])?;
         }
@@ -75,11 +84,19 @@ pub fn save_commit(conn: &Connection, did: &str, expected: Option<&Head>, commit
         "INSERT INTO repo_root (did, commit_cid, data_cid, rev) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (did) DO UPDATE SET commit_cid = ?2, data_cid = ?3, rev = ?4",
     )?
-    .execute(params![did, commit.commit_cid.to_bytes(), commit.data.to_bytes(), rev])?;
+    .execute(params![
+        did,
+        commit.commit_cid.to_bytes(),
+        commit.data.to_bytes(),
+        rev
+    ])?;
 
     let now = crate::syntax::Datetime::now().to_string();
     for op in &commit.ops {
-        let (collection, rkey) = op.path.split_once('/').expect("repo paths are collection/rkey");
+        let (collection, rkey) = op
+            .path
+            .split_once('/')
+            .expect("repo paths are collection/rkey");
         match op.action {
             Action::Create | Action::Update => {
                 let cid = op.cid.expect("creates and updates carry a CID");
@@ -90,8 +107,10 @@ pub fn save_commit(conn: &Connection, did: &str, expected: Option<&Head>, commit
                 .execute(params![did, collection, rkey, cid.to_bytes(), rev, now])?;
             }
             Action::Delete => {
-                conn.prepare_cached("DELETE FROM record WHERE did = ?1 AND collection = ?2 AND rkey = ?3")?
-                    .execute(params![did, collection, rkey])?;
+                conn.prepare_cached(
+                    "DELETE FROM record WHERE did = ?1 AND collection = ?2 AND rkey = ?3",
+                )?
+                .execute(params![did, collection, rkey])?;
             }
         }
         // The replaced record's block goes unless another key still points at it.
@@ -109,7 +128,12 @@ pub fn save_commit(conn: &Connection, did: &str, expected: Option<&Head>, commit
 }
 
 /// A record as stored: its CID and DAG-CBOR bytes.
-pub fn get_record(conn: &Connection, did: &str, collection: &str, rkey: &str) -> Result<Option<(Cid, Vec<u8>)>, StorageError> {
+pub fn get_record(
+    conn: &Connection,
+    did: &str,
+    collection: &str,
+    rkey: &str,
+) -> Result<Option<(Cid, Vec<u8>)>, StorageError> {
     let row: Option<(Vec<u8>, Vec<u8>)> = conn
         .prepare_cached(
             "SELECT r.cid, b.bytes FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid
@@ -138,7 +162,11 @@ pub fn list_records(
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params![did, collection, cursor, limit as i64], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
     })?;
     rows.map(|row| {
         let (rkey, cid, bytes) = row?;
@@ -149,14 +177,18 @@ pub fn list_records(
 
 /// The collections a repo has records in.
 pub fn collections(conn: &Connection, did: &str) -> Result<Vec<String>, StorageError> {
-    let mut stmt = conn.prepare_cached("SELECT DISTINCT collection FROM record WHERE did = ?1 ORDER BY collection")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT collection FROM record WHERE did = ?1 ORDER BY collection",
+    )?;
     let rows = stmt.query_map([did], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Number of records in a repo.
 pub fn record_count(conn: &Connection, did: &str) -> Result<u64, StorageError> {
-    Ok(conn.prepare_cached("SELECT COUNT(*) FROM record WHERE did = ?1")?.query_row([did], |r| r.get::<_, i64>(0))? as u64)
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM record WHERE did = ?1")?
+        .query_row([did], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// Blocks by CID (those the repo has; missing ones are skipped).
@@ -164,7 +196,10 @@ pub fn get_blocks(conn: &Connection, did: &str, cids: &[Cid]) -> Result<BlockMap
     let store = SqlBlocks { conn, did };
     let mut out = BlockMap::new();
     for cid in cids {
-        if let Some(b) = store.get_block(cid).map_err(|e| StorageError::Sqlite(e.to_string()))? {
+        if let Some(b) = store
+            .get_block(cid)
+            .map_err(|e| StorageError::Sqlite(e.to_string()))?
+        {
             out.insert(*cid, b);
         }
     }
@@ -172,9 +207,17 @@ pub fn get_blocks(conn: &Connection, did: &str, cids: &[Cid]) -> Result<BlockMap
 }
 
 /// Every block of the repo, or with `since`, those written in later revisions.
-pub fn blocks_since(conn: &Connection, did: &str, since: Option<&str>) -> Result<BlockMap, StorageError> {
-    let mut stmt = conn.prepare_cached("SELECT cid, bytes FROM repo_block WHERE did = ?1 AND (?2 IS NULL OR rev > ?2)")?;
-    let rows = stmt.query_map(params![did, since], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+pub fn blocks_since(
+    conn: &Connection,
+    did: &str,
+    since: Option<&str>,
+) -> Result<BlockMap, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT cid, bytes FROM repo_block WHERE did = ?1 AND (?2 IS NULL OR rev > ?2)",
+    )?;
+    let rows = stmt.query_map(params![did, since], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
     let mut out = BlockMap::new();
     for row in rows {
         let (cid, bytes) = row?;
@@ -184,12 +227,21 @@ pub fn blocks_since(conn: &Connection, did: &str, since: Option<&str>) -> Result
 }
 
 /// All repos hosted here with their heads, in DID order after `cursor`.
-pub fn list_repos(conn: &Connection, limit: usize, cursor: Option<&str>) -> Result<Vec<(String, Head)>, StorageError> {
+pub fn list_repos(
+    conn: &Connection,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Vec<(String, Head)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT did, commit_cid, data_cid, rev FROM repo_root WHERE (?1 IS NULL OR did > ?1) ORDER BY did LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![cursor, limit as i64], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?, r.get::<_, String>(3)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, String>(3)?,
+        ))
     })?;
     rows.map(|row| {
         let (did, c, d, rev) = row?;

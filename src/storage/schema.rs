@@ -119,7 +119,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
-    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(StorageError::Corrupt(format!(
             "the database has schema version {current}, newer than this atbox understands ({}); upgrade atbox",

@@ -54,7 +54,10 @@ impl Writer {
             });
             (ok, deliver)
         });
-        self.jobs.send(job).await.map_err(|_| E::from(StorageError::NotCommitted))?;
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| E::from(StorageError::NotCommitted))?;
         rx.await.map_err(|_| E::from(StorageError::NotCommitted))?
     }
 }
@@ -82,7 +85,10 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
         return;
     }
     for job in batch.drain(..) {
-        let outcome = conn.execute_batch("SAVEPOINT job").map_err(StorageError::from).map(|()| job(conn));
+        let outcome = conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(StorageError::from)
+            .map(|()| job(conn));
         match outcome {
             Ok((true, deliver)) => {
                 let _ = conn.execute_batch("RELEASE job");

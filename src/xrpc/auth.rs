@@ -36,7 +36,10 @@ impl Session {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -49,7 +52,8 @@ fn token_error(e: TokenError) -> XrpcError {
 }
 
 fn verify(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
-    let token = bearer(headers).ok_or_else(|| XrpcError::auth_required("Authentication Required"))?;
+    let token =
+        bearer(headers).ok_or_else(|| XrpcError::auth_required("Authentication Required"))?;
     state.tokens.verify(token).map_err(token_error)
 }
 
@@ -57,8 +61,14 @@ fn verify(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
 pub fn access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Session> {
     let claims = verify(state, headers)?;
     match claims.scope {
-        Scope::Access | Scope::AppPass | Scope::AppPassPrivileged => Ok(Session { did: claims.sub, scope: claims.scope }),
-        Scope::Refresh => Err(XrpcError::named("InvalidToken", "Bad token scope: a refresh token cannot be used here")),
+        Scope::Access | Scope::AppPass | Scope::AppPassPrivileged => Ok(Session {
+            did: claims.sub,
+            scope: claims.scope,
+        }),
+        Scope::Refresh => Err(XrpcError::named(
+            "InvalidToken",
+            "Bad token scope: a refresh token cannot be used here",
+        )),
     }
 }
 
@@ -74,7 +84,10 @@ pub fn optional_access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Opti
 pub fn refresh(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
     let claims = verify(state, headers)?;
     if claims.scope != Scope::Refresh || claims.jti.is_none() {
-        return Err(XrpcError::named("InvalidToken", "Bad token scope: a refresh token is needed"));
+        return Err(XrpcError::named(
+            "InvalidToken",
+            "Bad token scope: a refresh token is needed",
+        ));
     }
     Ok(claims)
 }
@@ -82,17 +95,28 @@ pub fn refresh(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
 /// Checks the admin's HTTP basic auth (`admin:<admin_password>`).
 pub fn admin(state: &AppState, headers: &HeaderMap) -> XrpcResult<()> {
     let Some(expected) = state.config.admin_password.as_deref() else {
-        return Err(XrpcError::auth_required("admin endpoints are disabled: set admin_password (ATBOX_ADMIN_PASSWORD)"));
+        return Err(XrpcError::auth_required(
+            "admin endpoints are disabled: set admin_password (ATBOX_ADMIN_PASSWORD)",
+        ));
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok());
     match given.as_deref().and_then(|s| s.split_once(':')) {
         Some(("admin", pass)) if constant_time_eq(pass.as_bytes(), expected.as_bytes()) => Ok(()),
-        _ => Err(XrpcError::auth_required("admin authentication required (HTTP basic, user \"admin\")")),
+        _ => Err(XrpcError::auth_required(
+            "admin authentication required (HTTP basic, user \"admin\")",
+        )),
     }
 }
 

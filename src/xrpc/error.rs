@@ -16,7 +16,11 @@ pub struct XrpcError {
 
 impl XrpcError {
     pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
-        XrpcError { status, error: error.to_owned(), message: message.into() }
+        XrpcError {
+            status,
+            error: error.to_owned(),
+            message: message.into(),
+        }
     }
     /// 400 with a lexicon-declared error name.
     pub fn named(error: &str, message: impl Into<String>) -> Self {
@@ -41,10 +45,18 @@ impl XrpcError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded", message)
     }
     pub fn not_implemented(nsid: &str) -> Self {
-        Self::new(StatusCode::NOT_IMPLEMENTED, "MethodNotImplemented", format!("{nsid} is not implemented by this server"))
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("{nsid} is not implemented by this server"),
+        )
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            message,
+        )
     }
     pub fn upstream(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", message)
@@ -53,7 +65,13 @@ impl XrpcError {
 
 impl std::fmt::Display for XrpcError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.error, self.status.as_u16(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.error,
+            self.status.as_u16(),
+            self.message
+        )
     }
 }
 
@@ -64,7 +82,11 @@ impl IntoResponse for XrpcError {
         if self.status.is_server_error() {
             tracing::error!(error = %self.error, "{}", self.message);
         }
-        (self.status, Json(serde_json::json!({ "error": self.error, "message": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.error, "message": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -97,7 +119,9 @@ impl From<crate::repo::writes::WriteError> for XrpcError {
         use crate::repo::writes::WriteError;
         match e {
             WriteError::SwapMismatch { .. } => XrpcError::named("InvalidSwap", e.to_string()),
-            WriteError::AlreadyExists(_) | WriteError::NotFound(_) => XrpcError::invalid_request(e.to_string()),
+            WriteError::AlreadyExists(_) | WriteError::NotFound(_) => {
+                XrpcError::invalid_request(e.to_string())
+            }
             WriteError::Repo(r) => r.into(),
         }
     }

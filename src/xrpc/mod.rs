@@ -48,7 +48,10 @@ async fn front_page(State(ctx): State<Ctx>) -> Html<String> {
 
 /// `/.well-known/atproto-did` on a handle's host: the DID of the account with that handle.
 async fn well_known_did(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
     match ctx.find_account(&host).await {
         Ok(Some(account)) => ([(header::CONTENT_TYPE, "text/plain")], account.did).into_response(),
@@ -73,11 +76,19 @@ async fn well_known_did_json(State(ctx): State<Ctx>) -> Response {
 
 /// Dispatches `/xrpc/<nsid>` by HTTP method and NSID.
 async fn xrpc(State(ctx): State<Ctx>, Path(nsid): Path<String>, req: Request<Body>) -> Response {
-    let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_default();
+    let client_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip().to_string())
+        .unwrap_or_default();
     let result = match *req.method() {
         Method::GET | Method::HEAD => check_kind(&ctx, &nsid, "query"),
         Method::POST => check_kind(&ctx, &nsid, "procedure"),
-        _ => Err(XrpcError::new(StatusCode::METHOD_NOT_ALLOWED, "InvalidRequest", "XRPC uses GET for queries and POST for procedures")),
+        _ => Err(XrpcError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            "XRPC uses GET for queries and POST for procedures",
+        )),
     };
     if let Err(e) = result {
         return e.into_response();
@@ -94,10 +105,12 @@ async fn xrpc(State(ctx): State<Ctx>, Path(nsid): Path<String>, req: Request<Bod
 /// tables answer MethodNotImplemented).
 fn check_kind(ctx: &Ctx, nsid: &str, wanted: &str) -> XrpcResult<()> {
     match ctx.lexicons.main_type(nsid) {
-        Some(kind) if kind != wanted && (kind == "query" || kind == "procedure") => Err(XrpcError::invalid_request(format!(
-            "{nsid} is a {kind}: use {}",
-            if kind == "query" { "GET" } else { "POST" }
-        ))),
+        Some(kind) if kind != wanted && (kind == "query" || kind == "procedure") => {
+            Err(XrpcError::invalid_request(format!(
+                "{nsid} is a {kind}: use {}",
+                if kind == "query" { "GET" } else { "POST" }
+            )))
+        }
         _ => Ok(()),
     }
 }

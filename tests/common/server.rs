@@ -22,7 +22,11 @@ impl Drop for Running {
 
 /// A port nobody is listening on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts the PLC directory stand-in; returns it with its URL.
@@ -35,9 +39,15 @@ pub fn start_plc() -> Running {
         .spawn()
         .expect("node must be installed");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("PLC stand-in said {line:?}: {e}"));
-    Running { url: v["url"].as_str().unwrap().to_owned(), child }
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("PLC stand-in said {line:?}: {e}"));
+    Running {
+        url: v["url"].as_str().unwrap().to_owned(),
+        child,
+    }
 }
 
 /// A running `atbox serve` with its own data directory.
@@ -65,7 +75,10 @@ pub fn start_atbox(plc_url: &str, extra_env: &[(&str, &str)]) -> Atbox {
     let child = cmd.spawn().unwrap();
     let url = format!("http://localhost:{port}");
     wait_healthy(&format!("127.0.0.1:{port}"));
-    Atbox { server: Running { child, url }, data_dir }
+    Atbox {
+        server: Running { child, url },
+        data_dir,
+    }
 }
 
 fn wait_healthy(addr: &str) {
@@ -82,6 +95,9 @@ fn wait_healthy(addr: &str) {
 /// The Python interpreter of the test virtualenv (`.ci/install` creates it).
 pub fn python() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv/bin/python");
-    assert!(venv.exists(), "the Python SDK is not installed: run `bash .ci/install` (it creates tests/python/.venv)");
+    assert!(
+        venv.exists(),
+        "the Python SDK is not installed: run `bash .ci/install` (it creates tests/python/.venv)"
+    );
     venv
 }

@@ -30,7 +30,9 @@ pub async fn query(ctx: &Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Resp
         "com.atproto.server.getServiceAuth" => server::service_auth(ctx, h, p).await,
         "com.atproto.server.checkAccountStatus" => server::check_account_status(ctx, h).await,
         "com.atproto.identity.resolveHandle" => server::resolve_handle(ctx, p).await,
-        "com.atproto.identity.getRecommendedDidCredentials" => server::recommended_credentials(ctx, h).await,
+        "com.atproto.identity.getRecommendedDidCredentials" => {
+            server::recommended_credentials(ctx, h).await
+        }
         "com.atproto.repo.getRecord" => repo::get_record(ctx, p).await,
         "com.atproto.repo.listRecords" => repo::list_records(ctx, p).await,
         "com.atproto.repo.describeRepo" => repo::describe_repo(ctx, p).await,
@@ -49,7 +51,12 @@ pub async fn query(ctx: &Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Resp
 }
 
 /// Serves a procedure (POST).
-pub async fn procedure(ctx: &Ctx, nsid: &str, client_ip: &str, req: Request<Body>) -> XrpcResult<Response> {
+pub async fn procedure(
+    ctx: &Ctx,
+    nsid: &str,
+    client_ip: &str,
+    req: Request<Body>,
+) -> XrpcResult<Response> {
     let headers = req.headers().clone();
     let h = &headers;
     // Streaming bodies first; every other procedure takes (at most) a JSON object.
@@ -60,7 +67,9 @@ pub async fn procedure(ctx: &Ctx, nsid: &str, client_ip: &str, req: Request<Body
     }
     let body = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
         .await
-        .map_err(|_| XrpcError::too_large(format!("request body is larger than {MAX_JSON_BODY} bytes")))?;
+        .map_err(|_| {
+            XrpcError::too_large(format!("request body is larger than {MAX_JSON_BODY} bytes"))
+        })?;
     let b = &body[..];
     match nsid {
         "com.atproto.server.createAccount" => server::create_account(ctx, b).await,
@@ -92,14 +101,17 @@ fn body<T: DeserializeOwned>(bytes: &[u8]) -> XrpcResult<T> {
     if bytes.is_empty() {
         return Err(XrpcError::invalid_request("Request body is required"));
     }
-    serde_json::from_slice(bytes).map_err(|e| XrpcError::invalid_request(format!("Invalid request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| XrpcError::invalid_request(format!("Invalid request body: {e}")))
 }
 
 /// A JSON object body, as a value (for inputs with nullable-vs-absent fields).
 fn body_object(bytes: &[u8]) -> XrpcResult<serde_json::Map<String, Value>> {
     match body::<Value>(bytes)? {
         Value::Object(map) => Ok(map),
-        _ => Err(XrpcError::invalid_request("Request body must be a JSON object")),
+        _ => Err(XrpcError::invalid_request(
+            "Request body must be a JSON object",
+        )),
     }
 }
 
@@ -113,7 +125,11 @@ fn empty() -> XrpcResult<Response> {
 }
 
 fn car(bytes: Vec<u8>) -> XrpcResult<Response> {
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/vnd.ipld.car")], bytes).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/vnd.ipld.car")],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The session of a request whose handler needs one.

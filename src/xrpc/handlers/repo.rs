@@ -17,12 +17,16 @@ fn string(input: &Map<String, Value>, name: &str) -> XrpcResult<Option<String>> 
     match input.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(XrpcError::invalid_request(format!("{name} must be a string"))),
+        Some(_) => Err(XrpcError::invalid_request(format!(
+            "{name} must be a string"
+        ))),
     }
 }
 
 fn required(input: &Map<String, Value>, name: &str) -> XrpcResult<String> {
-    string(input, name)?.ok_or_else(|| XrpcError::invalid_request(format!("Input must have the property \"{name}\"")))
+    string(input, name)?.ok_or_else(|| {
+        XrpcError::invalid_request(format!("Input must have the property \"{name}\""))
+    })
 }
 
 fn validate_flag(input: &Map<String, Value>) -> XrpcResult<Option<bool>> {
@@ -39,12 +43,17 @@ fn swap_record(input: &Map<String, Value>) -> XrpcResult<Option<Option<String>>>
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(XrpcError::invalid_request("swapRecord must be a CID string or null")),
+        Some(_) => Err(XrpcError::invalid_request(
+            "swapRecord must be a CID string or null",
+        )),
     }
 }
 
 fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
-    let commit = outcome.commit.as_ref().ok_or_else(|| XrpcError::internal("a write produced no commit"))?;
+    let commit = outcome
+        .commit
+        .as_ref()
+        .ok_or_else(|| XrpcError::internal("a write produced no commit"))?;
     let (_, uri, cid, validation) = &outcome.results[0];
     let mut out = j!({ "uri": uri, "cid": cid.map(|c| c.to_string()), "commit": records::commit_meta(commit) });
     if let Some(v) = validation {
@@ -53,7 +62,12 @@ fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
     Ok(out)
 }
 
-async fn write_one(ctx: &Ctx, h: &HeaderMap, b: &[u8], action: WriteAction) -> XrpcResult<Response> {
+async fn write_one(
+    ctx: &Ctx,
+    h: &HeaderMap,
+    b: &[u8],
+    action: WriteAction,
+) -> XrpcResult<Response> {
     let s = session(ctx, h)?;
     let input = body_object(b)?;
     let request = WriteRequest {
@@ -62,14 +76,26 @@ async fn write_one(ctx: &Ctx, h: &HeaderMap, b: &[u8], action: WriteAction) -> X
         rkey: string(&input, "rkey")?,
         record: match action {
             WriteAction::Delete => None,
-            _ => Some(input.get("record").cloned().ok_or_else(|| XrpcError::invalid_request("Input must have the property \"record\""))?),
+            _ => Some(input.get("record").cloned().ok_or_else(|| {
+                XrpcError::invalid_request("Input must have the property \"record\"")
+            })?),
         },
         swap_record: swap_record(&input)?,
     };
     if action == WriteAction::Update && request.rkey.is_none() {
-        return Err(XrpcError::invalid_request("Input must have the property \"rkey\""));
+        return Err(XrpcError::invalid_request(
+            "Input must have the property \"rkey\"",
+        ));
     }
-    let outcome = records::write(ctx, &s, &required(&input, "repo")?, vec![request], validate_flag(&input)?, string(&input, "swapCommit")?).await?;
+    let outcome = records::write(
+        ctx,
+        &s,
+        &required(&input, "repo")?,
+        vec![request],
+        validate_flag(&input)?,
+        string(&input, "swapCommit")?,
+    )
+    .await?;
     match action {
         WriteAction::Delete => json(match &outcome.commit {
             Some(c) => j!({ "commit": records::commit_meta(c) }),
@@ -95,19 +121,29 @@ pub async fn apply_writes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Resp
     let s = session(ctx, h)?;
     let input = body_object(b)?;
     let Some(Value::Array(writes)) = input.get("writes") else {
-        return Err(XrpcError::invalid_request("Input must have the property \"writes\" (an array)"));
+        return Err(XrpcError::invalid_request(
+            "Input must have the property \"writes\" (an array)",
+        ));
     };
     let mut requests = Vec::with_capacity(writes.len());
     for w in writes {
-        let Value::Object(w) = w else { return Err(XrpcError::invalid_request("each write must be an object")) };
+        let Value::Object(w) = w else {
+            return Err(XrpcError::invalid_request("each write must be an object"));
+        };
         let action = match w.get("$type").and_then(Value::as_str) {
             Some("com.atproto.repo.applyWrites#create") => WriteAction::Create,
             Some("com.atproto.repo.applyWrites#update") => WriteAction::Update,
             Some("com.atproto.repo.applyWrites#delete") => WriteAction::Delete,
-            other => return Err(XrpcError::invalid_request(format!("unknown write type {other:?}"))),
+            other => {
+                return Err(XrpcError::invalid_request(format!(
+                    "unknown write type {other:?}"
+                )))
+            }
         };
         if action != WriteAction::Create && string(w, "rkey")?.is_none() {
-            return Err(XrpcError::invalid_request("updates and deletes need an rkey"));
+            return Err(XrpcError::invalid_request(
+                "updates and deletes need an rkey",
+            ));
         }
         requests.push(WriteRequest {
             action,
@@ -115,19 +151,33 @@ pub async fn apply_writes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Resp
             rkey: string(w, "rkey")?,
             record: match action {
                 WriteAction::Delete => None,
-                _ => Some(w.get("value").cloned().ok_or_else(|| XrpcError::invalid_request("creates and updates need a value"))?),
+                _ => Some(w.get("value").cloned().ok_or_else(|| {
+                    XrpcError::invalid_request("creates and updates need a value")
+                })?),
             },
             swap_record: None,
         });
     }
-    let outcome = records::write(ctx, &s, &required(&input, "repo")?, requests, validate_flag(&input)?, string(&input, "swapCommit")?).await?;
+    let outcome = records::write(
+        ctx,
+        &s,
+        &required(&input, "repo")?,
+        requests,
+        validate_flag(&input)?,
+        string(&input, "swapCommit")?,
+    )
+    .await?;
     let results: Vec<Value> = outcome
         .results
         .iter()
         .map(|(action, uri, cid, validation)| {
             let mut r = match action {
-                WriteAction::Create => j!({ "$type": "com.atproto.repo.applyWrites#createResult", "uri": uri }),
-                WriteAction::Update => j!({ "$type": "com.atproto.repo.applyWrites#updateResult", "uri": uri }),
+                WriteAction::Create => {
+                    j!({ "$type": "com.atproto.repo.applyWrites#createResult", "uri": uri })
+                }
+                WriteAction::Update => {
+                    j!({ "$type": "com.atproto.repo.applyWrites#updateResult", "uri": uri })
+                }
                 WriteAction::Delete => j!({ "$type": "com.atproto.repo.applyWrites#deleteResult" }),
             };
             if let Some(c) = cid {
@@ -147,13 +197,32 @@ pub async fn apply_writes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Resp
 }
 
 pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(records::get_record(ctx, p.required("repo")?, p.required("collection")?, p.required("rkey")?, p.get("cid")).await?)
+    json(
+        records::get_record(
+            ctx,
+            p.required("repo")?,
+            p.required("collection")?,
+            p.required("rkey")?,
+            p.get("cid"),
+        )
+        .await?,
+    )
 }
 
 pub async fn list_records(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     let limit = p.int("limit", 50, 1, 100)? as usize;
     let reverse = p.bool("reverse")?.unwrap_or(false);
-    json(records::list_records(ctx, p.required("repo")?, p.required("collection")?, limit, p.get("cursor").map(str::to_owned), reverse).await?)
+    json(
+        records::list_records(
+            ctx,
+            p.required("repo")?,
+            p.required("collection")?,
+            limit,
+            p.get("cursor").map(str::to_owned),
+            reverse,
+        )
+        .await?,
+    )
 }
 
 pub async fn describe_repo(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
@@ -174,7 +243,9 @@ pub async fn upload_blob(ctx: &Ctx, h: &HeaderMap, b: Body) -> XrpcResult<Respon
 
 pub async fn import_repo(ctx: &Ctx, h: &HeaderMap, b: Body) -> XrpcResult<Response> {
     let s = session(ctx, h)?;
-    let car = axum::body::to_bytes(b, MAX_IMPORT).await.map_err(|_| XrpcError::too_large(format!("repo CAR is larger than {MAX_IMPORT} bytes")))?;
+    let car = axum::body::to_bytes(b, MAX_IMPORT)
+        .await
+        .map_err(|_| XrpcError::too_large(format!("repo CAR is larger than {MAX_IMPORT} bytes")))?;
     import::import_repo(ctx, &s, &car).await?;
     super::empty()
 }

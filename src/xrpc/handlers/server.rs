@@ -31,7 +31,10 @@ pub async fn get_session(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
 
 pub async fn refresh_session(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
     let claims = auth::refresh(ctx, h)?;
-    json(sessions::refresh_session(ctx, &claims.sub, claims.jti.as_deref().unwrap_or_default()).await?)
+    json(
+        sessions::refresh_session(ctx, &claims.sub, claims.jti.as_deref().unwrap_or_default())
+            .await?,
+    )
 }
 
 pub async fn delete_session(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
@@ -79,7 +82,13 @@ struct InviteInput {
 pub async fn create_invite_code(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
     auth::admin(ctx, h)?;
     let input: InviteInput = body(b)?;
-    let codes = accounts::create_invites(ctx, 1, input.use_count, input.for_account.as_deref().unwrap_or("admin")).await?;
+    let codes = accounts::create_invites(
+        ctx,
+        1,
+        input.use_count,
+        input.for_account.as_deref().unwrap_or("admin"),
+    )
+    .await?;
     json(j!({ "code": codes[0] }))
 }
 
@@ -95,10 +104,15 @@ struct InvitesInput {
 pub async fn create_invite_codes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
     auth::admin(ctx, h)?;
     let input: InvitesInput = body(b)?;
-    let accounts_for = if input.for_accounts.is_empty() { vec!["admin".to_owned()] } else { input.for_accounts };
+    let accounts_for = if input.for_accounts.is_empty() {
+        vec!["admin".to_owned()]
+    } else {
+        input.for_accounts
+    };
     let mut out = Vec::new();
     for account in accounts_for {
-        let codes = accounts::create_invites(ctx, input.code_count, input.use_count, &account).await?;
+        let codes =
+            accounts::create_invites(ctx, input.code_count, input.use_count, &account).await?;
         out.push(j!({ "account": account, "codes": codes }));
     }
     json(j!({ "codes": out }))
@@ -110,7 +124,13 @@ pub async fn account_invites(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
 
 pub async fn service_auth(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
     let s = session(ctx, h)?;
-    let exp = p.get("exp").map(|e| e.parse::<i64>().map_err(|_| XrpcError::invalid_request("exp must be an integer"))).transpose()?;
+    let exp = p
+        .get("exp")
+        .map(|e| {
+            e.parse::<i64>()
+                .map_err(|_| XrpcError::invalid_request("exp must be an integer"))
+        })
+        .transpose()?;
     json(sessions::get_service_auth(ctx, &s, p.required("aud")?, exp, p.get("lxm")).await?)
 }
 

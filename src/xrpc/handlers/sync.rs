@@ -18,20 +18,37 @@ pub async fn latest_commit(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
 }
 
 pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    car(sync::record_proof(ctx, p.required("did")?, p.required("collection")?, p.required("rkey")?).await?)
+    car(sync::record_proof(
+        ctx,
+        p.required("did")?,
+        p.required("collection")?,
+        p.required("rkey")?,
+    )
+    .await?)
 }
 
 pub async fn get_blocks(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     let cids = p.all("cids");
     if cids.is_empty() {
-        return Err(XrpcError::invalid_request("Error: Params must have the property \"cids\""));
+        return Err(XrpcError::invalid_request(
+            "Error: Params must have the property \"cids\"",
+        ));
     }
     car(sync::get_blocks(ctx, p.required("did")?, &cids).await?)
 }
 
 pub async fn list_blobs(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     let limit = p.int("limit", 500, 1, 1000)? as usize;
-    json(sync::list_blobs(ctx, p.required("did")?, p.get("since").map(str::to_owned), limit, p.get("cursor").map(str::to_owned)).await?)
+    json(
+        sync::list_blobs(
+            ctx,
+            p.required("did")?,
+            p.get("since").map(str::to_owned),
+            limit,
+            p.get("cursor").map(str::to_owned),
+        )
+        .await?,
+    )
 }
 
 pub async fn list_repos(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
@@ -56,7 +73,10 @@ fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
             (size.saturating_sub(n), size.checked_sub(1)?)
         }
         (s, "") => (s.parse().ok()?, size.checked_sub(1)?),
-        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
+        (s, e) => (
+            s.parse().ok()?,
+            e.parse::<u64>().ok()?.min(size.checked_sub(1)?),
+        ),
     };
     (start <= end && end < size).then_some((start, end))
 }
@@ -65,37 +85,61 @@ fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
 /// run them (nosniff, a sandboxing CSP), with HTTP range support for video.
 pub async fn get_blob(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
     let (path, mime, size) = sync::blob(ctx, p.required("did")?, p.required("cid")?).await?;
-    let mut file = tokio::fs::File::open(&path).await.map_err(|_| XrpcError::named("BlobNotFound", "Blob not found"))?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| XrpcError::named("BlobNotFound", "Blob not found"))?;
     let range = h.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range {
         None => (StatusCode::OK, 0, size),
         Some(r) => match parse_range(r, size) {
             Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
             None => {
-                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response());
+                return Ok((
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+                )
+                    .into_response());
             }
         },
     };
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| XrpcError::internal(e.to_string()))?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
     let stream = tokio_util_stream(file.take(len));
     let mut res = Response::new(Body::from_stream(stream));
     *res.status_mut() = status;
     let headers = res.headers_mut();
-    let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let value = |s: &str| {
+        HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+    };
     headers.insert(header::CONTENT_TYPE, value(&mime));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
-        headers.insert(header::CONTENT_RANGE, value(&format!("bytes {start}-{}/{size}", start + len - 1)));
+        headers.insert(
+            header::CONTENT_RANGE,
+            value(&format!("bytes {start}-{}/{size}", start + len - 1)),
+        );
     }
     Ok(res)
 }
 
 /// Reads an async reader as a stream of chunks.
-fn tokio_util_stream<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+fn tokio_util_stream<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
     futures_util::stream::unfold(reader, |mut r| async move {
         let mut buf = vec![0u8; 64 * 1024];
         match r.read(&mut buf).await {
