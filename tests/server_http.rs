@@ -1,0 +1,603 @@
+//! `atbox serve` over HTTP: error contract, input limits, durability across restarts,
+//! concurrent writes, atomic batches, blob serving, sessions and the admin CLI.
+
+mod common;
+
+use atbox::repo::car::read_car;
+use atbox::repo::verify::verify_repo;
+use common::server::{start_atbox, start_plc, Atbox};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::process::Command;
+
+struct Api {
+    http: Client,
+    base: String,
+}
+
+impl Api {
+    fn new(atbox: &Atbox) -> Api {
+        Api {
+            http: Client::new(),
+            base: atbox.server.url.clone(),
+        }
+    }
+    async fn post(&self, nsid: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/xrpc/{nsid}", self.base))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+    async fn get(&self, nsid: &str, query: &str) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .get(format!("{}/xrpc/{nsid}?{query}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+    async fn account(&self, handle: &str) -> (String, String, String) {
+        let (s, v) = self
+            .post("com.atproto.server.createAccount", None, json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "correct horse"}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        (
+            v["did"].as_str().unwrap().into(),
+            v["accessJwt"].as_str().unwrap().into(),
+            v["refreshJwt"].as_str().unwrap().into(),
+        )
+    }
+    async fn post_record(&self, did: &str, token: &str, text: &str) -> (StatusCode, Value) {
+        let record = json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"});
+        self.post(
+            "com.atproto.repo.createRecord",
+            Some(token),
+            json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
+        )
+        .await
+    }
+}
+
+fn assert_xrpc_error(status: StatusCode, body: &Value, want_status: u16, want_error: &str) {
+    assert_eq!(status.as_u16(), want_status, "{body}");
+    assert_eq!(body["error"], want_error, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_xrpc_errors_never_500() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("errors.test").await;
+
+    let (s, v) = api
+        .get(
+            "com.atproto.repo.getRecord",
+            "repo=nobody.test&collection=app.bsky.feed.post&rkey=x",
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "RepoNotFound");
+    let (s, v) = api
+        .get(
+            "com.atproto.repo.getRecord",
+            &format!("repo={did}&collection=app.bsky.feed.post"),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "InvalidRequest");
+    let (s, v) = api
+        .get(
+            "com.atproto.repo.listRecords",
+            &format!("repo={did}&collection=app.bsky.feed.post&limit=1000"),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "InvalidRequest");
+    let (s, v) = api.get("com.atproto.server.createSession", "").await;
+    assert_xrpc_error(s, &v, 400, "InvalidRequest");
+    let (s, v) = api.get("com.example.nothing.here", "").await;
+    assert_xrpc_error(s, &v, 501, "MethodNotImplemented");
+
+    // Malformed bodies: not JSON, wrong shapes, wrong types.
+    let raw = api
+        .http
+        .post(format!(
+            "{}/xrpc/com.atproto.server.createSession",
+            api.base
+        ))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    for body in [
+        json!([]),
+        json!({"identifier": 5}),
+        json!({}),
+        json!(null),
+        json!("x"),
+    ] {
+        let (s, v) = api
+            .post("com.atproto.server.createSession", None, body.clone())
+            .await;
+        assert_eq!(s, 400, "{body} → {v}");
+    }
+    // Over the body limit: 413.
+    let big = "x".repeat(3 * 1024 * 1024);
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&token),
+            json!({"repo": did, "collection": "app.bsky.feed.post", "record": {"text": big}}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 413, "PayloadTooLarge");
+    // Records that break the data model or their lexicon.
+    let bad_records = [
+        json!({"$type": "app.bsky.feed.post", "text": "x", "createdAt": "2024-01-01T00:00:00Z", "n": 1.5}),
+        json!({"$type": "app.bsky.feed.post", "text": "x", "createdAt": "yesterday"}),
+        json!({"$type": "app.bsky.feed.like", "createdAt": "2024-01-01T00:00:00Z"}),
+        json!({"$type": "", "text": "x"}),
+        json!({"$type": "app.bsky.feed.post", "text": {"$link": "not a cid"}, "createdAt": "2024-01-01T00:00:00Z"}),
+        json!("a string"),
+    ];
+    for record in bad_records {
+        let (s, v) = api
+            .post(
+                "com.atproto.repo.createRecord",
+                Some(&token),
+                json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
+            )
+            .await;
+        assert_xrpc_error(s, &v, 400, "InvalidRequest");
+    }
+    // Bad identifiers in parameters.
+    for (collection, rkey) in [
+        ("not an nsid", "a"),
+        ("app.bsky.feed.post", "bad/rkey"),
+        ("app.bsky.feed.post", ".."),
+    ] {
+        let (s, v) = api
+            .post("com.atproto.repo.putRecord", Some(&token), json!({"repo": did, "collection": collection, "rkey": rkey, "record": {"text": "x"}}))
+            .await;
+        assert_eq!(s, 400, "{collection} {rkey}: {v}");
+    }
+    // Tokens: none, garbage, refresh-as-access.
+    let (s, v) = api.post_record(&did, "garbage", "x").await;
+    assert_xrpc_error(s, &v, 400, "InvalidToken");
+    let res = api
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.createRecord", api.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // Nothing above left anything behind.
+    let (_, v) = api
+        .get(
+            "com.atproto.repo.listRecords",
+            &format!("repo={did}&collection=app.bsky.feed.post"),
+        )
+        .await;
+    assert_eq!(v["records"].as_array().unwrap().len(), 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batches_leave_nothing_behind_and_swaps_are_checked() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("atomic.test").await;
+    let (_, first) = api.post_record(&did, &token, "first").await;
+    let (_, head) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+
+    let post = json!({"$type": "app.bsky.feed.post", "text": "batch", "createdAt": "2024-01-01T00:00:00Z"});
+    let rkey = first["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let writes = json!([
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2", "value": post},
+        {"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "rkey": rkey, "value": post},
+    ]);
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.applyWrites",
+            Some(&token),
+            json!({"repo": did, "writes": writes}),
+        )
+        .await;
+    assert_eq!(s, 400, "creating an existing record fails the batch: {v}");
+    let (_, after) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+    assert_eq!(after, head, "a failed batch does not move the head");
+    let (s, v) = api
+        .get(
+            "com.atproto.repo.getRecord",
+            &format!("repo={did}&collection=app.bsky.feed.post&rkey=3kaaaaaaaaaa2"),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "RecordNotFound");
+
+    // swapCommit and swapRecord.
+    let stale = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm";
+    let (s, v) = api.post("com.atproto.repo.createRecord", Some(&token), json!({"repo": did, "collection": "app.bsky.feed.post", "record": post, "swapCommit": stale})).await;
+    assert_xrpc_error(s, &v, 400, "InvalidSwap");
+    let (s, v) = api
+        .post("com.atproto.repo.putRecord", Some(&token), json!({"repo": did, "collection": "app.bsky.feed.post", "rkey": rkey, "record": post, "swapRecord": null}))
+        .await;
+    assert_xrpc_error(s, &v, 400, "InvalidSwap");
+    let (s, v) = api
+        .post("com.atproto.repo.putRecord", Some(&token), json!({"repo": did, "collection": "app.bsky.feed.post", "rkey": rkey, "record": post, "swapRecord": first["cid"]}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["validationStatus"], "valid");
+    // Unknown lexicons are stored, marked unknown; validate=true refuses them.
+    let odd = json!({"$type": "com.example.thing", "x": 1});
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&token),
+            json!({"repo": did, "collection": "com.example.thing", "record": odd}),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["validationStatus"].as_str()),
+        (200, Some("unknown")),
+        "{v}"
+    );
+    let (s, _) = api.post("com.atproto.repo.createRecord", Some(&token), json!({"repo": did, "collection": "com.example.thing", "record": odd, "validate": true})).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_all_durable_and_the_repo_verifies() {
+    let plc = start_plc();
+    let mut atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("busy.test").await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (http, base, did, token) = (
+            api.http.clone(),
+            api.base.clone(),
+            did.clone(),
+            token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let api = Api { http, base };
+            api.post_record(&did, &token, &format!("post {i}")).await
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert_eq!(s, 200, "{v}");
+        acked.push(v["uri"].as_str().unwrap().to_owned());
+    }
+
+    // Restart the server on the same data: every acknowledged post is there.
+    let data_dir = atbox.data_dir.path().to_owned();
+    let _ = atbox.server.child.kill();
+    let _ = atbox.server.child.wait();
+    let again = start_atbox_in(&plc.url, &data_dir);
+    let api = Api {
+        http: Client::new(),
+        base: again.url.clone(),
+    };
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, v) = api
+            .get(
+                "com.atproto.repo.listRecords",
+                &format!("repo={did}&collection=app.bsky.feed.post&limit=25{cursor}"),
+            )
+            .await;
+        let records = v["records"].as_array().unwrap();
+        seen.extend(
+            records
+                .iter()
+                .map(|r| r["uri"].as_str().unwrap().to_owned()),
+        );
+        match v["cursor"].as_str() {
+            Some(c) if !records.is_empty() => cursor = format!("&cursor={c}"),
+            _ => break,
+        }
+    }
+    acked.sort();
+    seen.sort();
+    assert_eq!(seen, acked);
+    // Logging in still works, and the export verifies against the DID document's key.
+    let (s, _) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "busy.test", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let car = api
+        .http
+        .get(format!(
+            "{}/xrpc/com.atproto.sync.getRepo?did={did}",
+            api.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let doc: Value = api
+        .http
+        .get(format!("{}/{did}", plc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = atbox::crypto::parse_multikey(
+        doc["verificationMethod"][0]["publicKeyMultibase"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let (roots, blocks) = read_car(&car[..]).unwrap();
+    let summary = verify_repo(&blocks, roots[0], Some(&key)).unwrap();
+    assert_eq!(summary.records.len(), 64);
+    drop(atbox);
+}
+
+/// A second server process on an existing data directory.
+fn start_atbox_in(plc_url: &str, data_dir: &std::path::Path) -> common::server::Running {
+    let port = common::server::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_atbox"))
+        .arg("serve")
+        .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ATBOX_DATA_DIR", data_dir)
+        .env("ATBOX_PLC_URL", plc_url)
+        .env("ATBOX_LOG", "warn")
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    common::server::Running {
+        child,
+        url: format!("http://localhost:{port}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_sniffed_served_safely_and_ranged() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_BLOB_UPLOAD_LIMIT", "100000")]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("blobs.test").await;
+    // A PNG signature then bytes; sent as */* the way the Python SDK does.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend((0..5000u32).map(|i| (i % 251) as u8));
+    let res = api
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.uploadBlob", api.base))
+        .bearer_auth(&token)
+        .header("content-type", "*/*")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let blob: Value = res.json().await.unwrap();
+    assert_eq!(blob["blob"]["mimeType"], "image/png");
+    assert_eq!(blob["blob"]["size"], png.len());
+    let cid = blob["blob"]["ref"]["$link"].as_str().unwrap().to_owned();
+    assert_eq!(cid, atbox::data::cid_for_raw(&png).to_string());
+
+    let url = format!(
+        "{}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}",
+        api.base
+    );
+    let res = api.http.get(&url).send().await.unwrap();
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert!(res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("sandbox"));
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png);
+    let res = api
+        .http
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes 10-19/{}", png.len())
+    );
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png[10..20].to_vec());
+    let res = api
+        .http
+        .get(&url)
+        .header("range", "bytes=999999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 416);
+
+    // Over the limit: 413, and nothing is kept.
+    let res = api
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.uploadBlob", api.base))
+        .bearer_auth(&token)
+        .body(vec![0u8; 100_001])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let leftovers = std::fs::read_dir(atbox.data_dir.path().join("blobs/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "a refused upload leaves no temp file");
+    // A record may only reference an uploaded blob, with its real type and size.
+    let avatar = |mime: &str, size: usize| json!({"$type": "app.bsky.actor.profile", "avatar": {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": size}});
+    let put = |record: Value| {
+        api.post("com.atproto.repo.putRecord", Some(&token), json!({"repo": did, "collection": "app.bsky.actor.profile", "rkey": "self", "record": record}))
+    };
+    let (s, v) = put(avatar("image/png", 1)).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = put(avatar("image/png", png.len())).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = api
+        .get("com.atproto.sync.listBlobs", &format!("did={did}"))
+        .await;
+    assert_eq!(v["cids"], json!([cid]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (_, _, refresh) = api.account("owner.test").await;
+    let (s, v) = api
+        .post(
+            "com.atproto.server.refreshSession",
+            Some(&refresh),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api
+        .post(
+            "com.atproto.server.refreshSession",
+            Some(&refresh),
+            json!(null),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "ExpiredToken");
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
+            .args(args)
+            .env("ATBOX_DATA_DIR", atbox.data_dir.path())
+            .env("ATBOX_PLC_URL", &plc.url)
+            .env("ATBOX_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = cli(&[
+        "account",
+        "create",
+        "--handle",
+        "second.test",
+        "--email",
+        "second@example.com",
+    ]);
+    let password = created
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_owned();
+    let (s, _) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "second.test", "password": password}),
+        )
+        .await;
+    assert_eq!(s, 200, "an account made by the CLI logs in over HTTP");
+    let list = cli(&["account", "list"]);
+    assert!(
+        list.contains("owner.test") && list.contains("second.test"),
+        "{list}"
+    );
+
+    // Password reset: the code the reference would email is shown by the CLI.
+    let (s, _) = api
+        .post(
+            "com.atproto.server.requestPasswordReset",
+            None,
+            json!({"email": "owner.test@example.com"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let tokens = cli(&["account", "tokens"]);
+    let code = tokens
+        .lines()
+        .find(|l| l.starts_with("reset_password"))
+        .unwrap()
+        .split('\t')
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let (s, v) = api
+        .post(
+            "com.atproto.server.resetPassword",
+            None,
+            json!({"token": code, "password": "new secret"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "owner.test", "password": "new secret"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = api
+        .post(
+            "com.atproto.server.resetPassword",
+            None,
+            json!({"token": code, "password": "again"}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "InvalidToken");
+    cli(&[
+        "account",
+        "reset-password",
+        "owner.test",
+        "--password",
+        "cli secret",
+    ]);
+    let (s, _) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "owner.test", "password": "cli secret"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+}
