@@ -601,3 +601,191 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
         .await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_rate_limited_and_secrets_are_private() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    api.account("guarded.test").await;
+    let mut statuses = Vec::new();
+    for _ in 0..31 {
+        let (s, _) = api
+            .post(
+                "com.atproto.server.createSession",
+                None,
+                json!({"identifier": "guarded.test", "password": "guess"}),
+            )
+            .await;
+        statuses.push(s.as_u16());
+    }
+    assert!(statuses[..30].iter().all(|&s| s == 401), "{statuses:?}");
+    assert_eq!(
+        statuses[30], 429,
+        "the 31st attempt in five minutes is refused"
+    );
+    let (s, v) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "guarded.test", "password": "correct horse"}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 429, "RateLimitExceeded");
+
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["secrets.json", "atbox.sqlite"] {
+        let mode = std::fs::metadata(atbox.data_dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file} is {mode:o}");
+    }
+    let mode = std::fs::metadata(atbox.data_dir.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_repo_round_trips_an_export_and_lists_missing_blobs() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("mover.test").await;
+    for i in 0..20 {
+        api.post_record(&did, &token, &format!("post {i}")).await;
+    }
+    // A record pointing at a blob this server never received (as after a migration).
+    let missing = atbox::data::cid_for_raw(b"elsewhere").to_string();
+    let profile = json!({"$type": "app.bsky.actor.profile", "displayName": "Mover",
+        "avatar": {"$type": "blob", "ref": {"$link": missing}, "mimeType": "image/png", "size": 9}});
+    let car_url = format!("{}/xrpc/com.atproto.sync.getRepo?did={did}", api.base);
+    let car = api
+        .http
+        .get(&car_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (roots, mut blocks) = read_car(&car[..]).unwrap();
+    let before = verify_repo(&blocks, roots[0], None).unwrap();
+
+    // Build the imported repo: the export plus the profile record, signed by some key
+    // (importRepo re-signs with the account's own key).
+    let profile_cid = blocks.put_cbor(&atbox::data::ipld_from_json(&profile).unwrap());
+    let mut mst = atbox::repo::Mst::load(blocks.clone(), before.commit.data).unwrap();
+    mst.insert("app.bsky.actor.profile/self", profile_cid)
+        .unwrap();
+    let (data, nodes) = mst.persist();
+    blocks.extend(nodes);
+    let other_key = atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256);
+    let rev = atbox::syntax::Tid::from_parts(
+        before
+            .commit
+            .rev
+            .parse::<atbox::syntax::Tid>()
+            .unwrap()
+            .timestamp_micros()
+            + 1,
+        0,
+    );
+    let commit = atbox::repo::UnsignedCommit::new(
+        &atbox::syntax::Did::new(did.clone()).unwrap(),
+        data,
+        &rev,
+    )
+    .sign(&other_key);
+    let root = blocks.put_cbor(&commit);
+    let import = atbox::repo::car::write_car(&[root], &blocks);
+    let res = api
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.importRepo", api.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/vnd.ipld.car")
+        .body(import)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    let (_, v) = api
+        .get(
+            "com.atproto.repo.getRecord",
+            &format!("repo={did}&collection=app.bsky.actor.profile&rkey=self"),
+        )
+        .await;
+    assert_eq!(v["value"]["displayName"], "Mover");
+    let res = api
+        .http
+        .get(format!(
+            "{}/xrpc/com.atproto.repo.listMissingBlobs",
+            api.base
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["blobs"][0]["cid"], missing.as_str(), "{v}");
+    assert_eq!(
+        v["blobs"][0]["recordUri"],
+        format!("at://{did}/app.bsky.actor.profile/self")
+    );
+    // The repo now holds 21 records and verifies under the account's own key.
+    let car = api
+        .http
+        .get(&car_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let doc: Value = api
+        .http
+        .get(format!("{}/{did}", plc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = atbox::crypto::parse_multikey(
+        doc["verificationMethod"][0]["publicKeyMultibase"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let (roots, blocks) = read_car(&car[..]).unwrap();
+    assert_eq!(
+        verify_repo(&blocks, roots[0], Some(&key))
+            .unwrap()
+            .records
+            .len(),
+        21
+    );
+
+    // A CAR of another DID, or a broken one, is refused and changes nothing.
+    let res = api
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.importRepo", api.base))
+        .bearer_auth(&token)
+        .body(car[..car.len() - 3].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let (_, v) = api
+        .get(
+            "com.atproto.repo.listRecords",
+            &format!("repo={did}&collection=app.bsky.feed.post&limit=100"),
+        )
+        .await;
+    assert_eq!(v["records"].as_array().unwrap().len(), 20);
+}

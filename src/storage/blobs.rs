@@ -88,6 +88,15 @@ impl BlobFiles {
                 let chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
                 size += chunk.len() as u64;
                 if size > limit {
+                    // Read (and drop) a bounded remainder so the client hears the 413
+                    // instead of a reset connection.
+                    let mut drained = size;
+                    while let Some(Ok(more)) = chunks.next().await {
+                        drained += more.len() as u64;
+                        if drained > limit.saturating_mul(2).max(64 << 20) {
+                            break;
+                        }
+                    }
                     return Err(UploadError::TooLarge(limit));
                 }
                 if head.len() < 8192 {

@@ -96,6 +96,34 @@ pub async fn procedure(
     }
 }
 
+/// Reads a body of at most `limit` bytes. Past the limit the rest is read and dropped
+/// (up to a bound) before answering 413, so that clients still sending see the error
+/// rather than a reset connection.
+pub async fn read_limited(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
+    use futures_util::StreamExt;
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            XrpcError::invalid_request(format!("could not read the request body: {e}"))
+        })?;
+        total += chunk.len();
+        if total <= limit {
+            out.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(XrpcError::too_large(format!(
+            "request body is larger than {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
 /// Parses a JSON request body into `T`.
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> XrpcResult<T> {
     if bytes.is_empty() {
