@@ -65,11 +65,7 @@ pub async fn procedure(
         "com.atproto.repo.importRepo" => return repo::import_repo(ctx, h, req.into_body()).await,
         _ => {}
     }
-    let body = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
-        .await
-        .map_err(|_| {
-            XrpcError::too_large(format!("request body is larger than {MAX_JSON_BODY} bytes"))
-        })?;
+    let body = read_limited(req.into_body(), MAX_JSON_BODY).await?;
     let b = &body[..];
     match nsid {
         "com.atproto.server.createAccount" => server::create_account(ctx, b).await,

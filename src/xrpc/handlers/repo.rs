@@ -243,9 +243,7 @@ pub async fn upload_blob(ctx: &Ctx, h: &HeaderMap, b: Body) -> XrpcResult<Respon
 
 pub async fn import_repo(ctx: &Ctx, h: &HeaderMap, b: Body) -> XrpcResult<Response> {
     let s = session(ctx, h)?;
-    let car = axum::body::to_bytes(b, MAX_IMPORT)
-        .await
-        .map_err(|_| XrpcError::too_large(format!("repo CAR is larger than {MAX_IMPORT} bytes")))?;
+    let car = super::read_limited(b, MAX_IMPORT).await?;
     import::import_repo(ctx, &s, &car).await?;
     super::empty()
 }
