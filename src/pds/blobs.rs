@@ -53,10 +53,9 @@ where
     }))
 }
 
-/// Removes blobs that no record references and that are past the grace period.
-/// Returns how many were removed.
-pub async fn collect_garbage(state: &AppState) -> XrpcResult<usize> {
-    let cutoff = unix_now() - UNREFERENCED_GRACE_SECS;
+/// Removes blobs that no record references and that were uploaded before `cutoff`
+/// (unix seconds). Returns how many were removed.
+pub async fn collect_garbage(state: &AppState, cutoff: i64) -> XrpcResult<usize> {
     let removed: Vec<(String, Cid)> = state
         .storage
         .write(move |conn| {
@@ -79,7 +78,7 @@ pub async fn collect_garbage(state: &AppState) -> XrpcResult<usize> {
 pub async fn garbage_collector(state: super::Ctx) {
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
-        match collect_garbage(&state).await {
+        match collect_garbage(&state, unix_now() - UNREFERENCED_GRACE_SECS).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("removed {n} unreferenced blobs"),
             Err(e) => tracing::warn!("blob clean-up failed: {e}"),
