@@ -2,9 +2,9 @@
 //! blobs a record references are kept. Runs the PDS operations in-process.
 
 use atbox::auth::tokens::Scope;
+use atbox::auth::Session;
 use atbox::pds::records::{WriteAction, WriteRequest};
 use atbox::pds::{blobs, records, AppState};
-use atbox::xrpc::auth::Session;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,12 +21,21 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
         handle: "gc.test".into(),
         email: None,
         password_hash: atbox::auth::password::hash("x"),
-        signing_key: atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256).private_bytes().to_vec(),
+        signing_key: atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256)
+            .private_bytes()
+            .to_vec(),
         created_at: "2024-01-01T00:00:00Z".into(),
         status: atbox::storage::accounts::AccountStatus::Active,
     };
-    state.storage.write(move |conn| atbox::storage::accounts::insert_account(conn, &account)).await.unwrap();
-    let session = Session { did: did.into(), scope: Scope::Access };
+    state
+        .storage
+        .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
+        .await
+        .unwrap();
+    let session = Session {
+        did: did.into(),
+        scope: Scope::Access,
+    };
 
     let png = |n: u8| {
         let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -43,7 +52,9 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
         record: Some(profile),
         swap_record: None,
     };
-    records::write(&state, &session, did, vec![write], None, None).await.unwrap();
+    records::write(&state, &session, did, vec![write], None, None)
+        .await
+        .unwrap();
 
     let path = |b: &serde_json::Value| {
         let cid = atbox::data::parse_cid(b["blob"]["ref"]["$link"].as_str().unwrap()).unwrap();
@@ -51,8 +62,21 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
     };
     assert!(path(&kept).exists() && path(&dropped).exists());
     // Within the grace period nothing goes.
-    assert_eq!(blobs::collect_garbage(&state, atbox::pds::unix_now() - 3600).await.unwrap(), 0);
-    assert_eq!(blobs::collect_garbage(&state, atbox::pds::unix_now() + 1).await.unwrap(), 1);
+    assert_eq!(
+        blobs::collect_garbage(&state, atbox::pds::unix_now() - 3600)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        blobs::collect_garbage(&state, atbox::pds::unix_now() + 1)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(path(&kept).exists(), "a referenced blob stays");
-    assert!(!path(&dropped).exists(), "an unreferenced blob's file is gone");
+    assert!(
+        !path(&dropped).exists(),
+        "an unreferenced blob's file is gone"
+    );
 }

@@ -7,6 +7,7 @@ use super::sessions::issue;
 use super::{signing_key, unix_now, AppState};
 use crate::auth::password;
 use crate::auth::tokens::Scope;
+use crate::auth::Session;
 use crate::crypto::{KeyType, Keypair};
 use crate::identity::plc::PlcOperation;
 use crate::identity::DidDocument;
@@ -14,7 +15,6 @@ use crate::repo::writes::apply_writes;
 use crate::storage::accounts::{self as db, Account, AccountStatus};
 use crate::storage::repos;
 use crate::syntax::{Datetime, Did, Handle};
-use crate::xrpc::auth::Session;
 use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 

@@ -1,9 +1,9 @@
 //! Blobs: uploads, and the clean-up of blobs no record came to reference.
 
 use super::{unix_now, AppState};
+use crate::auth::Session;
 use crate::data::Cid;
 use crate::storage::blobs::{self as db, StoredBlob, UploadError};
-use crate::xrpc::auth::Session;
 use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 use std::time::Duration;

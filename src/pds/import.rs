@@ -8,6 +8,7 @@
 
 use super::records::blob_refs;
 use super::{signing_key, AppState};
+use crate::auth::Session;
 use crate::data::{decode_cbor, Ipld};
 use crate::repo::car::read_car;
 use crate::repo::verify::verify_repo;
@@ -15,7 +16,6 @@ use crate::repo::writes::{apply_writes, PreparedWrite, Write};
 use crate::repo::BlockMap;
 use crate::storage::{blobs, repos};
 use crate::syntax::{Did, Nsid, RecordKey};
-use crate::xrpc::auth::Session;
 use crate::xrpc::error::{XrpcError, XrpcResult};
 
 pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> XrpcResult<()> {

@@ -6,13 +6,13 @@
 //! index and blob references — acknowledged once durable.
 
 use super::{signing_key, AppState};
+use crate::auth::Session;
 use crate::data::{decode_cbor, ipld_from_json, ipld_to_json, Cid, Ipld};
 use crate::lexicon::Validation;
 use crate::repo::writes::{apply_writes, CommitData, PreparedWrite, Write, WriteError};
 use crate::storage::accounts::AccountStatus;
 use crate::storage::{blobs, repos};
 use crate::syntax::{Did, Nsid, RecordKey, Tid};
-use crate::xrpc::auth::Session;
 use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 

@@ -4,9 +4,9 @@
 use super::{signing_key, unix_now, AppState};
 use crate::auth::password;
 use crate::auth::tokens::Scope;
+use crate::auth::Session;
 use crate::storage::accounts::{self as db, Account, AccountStatus, AppPassword};
 use crate::syntax::Datetime;
-use crate::xrpc::auth::Session;
 use crate::xrpc::error::{XrpcError, XrpcResult};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -4,36 +4,10 @@
 
 use super::error::{XrpcError, XrpcResult};
 use crate::auth::tokens::{Claims, Scope, TokenError};
+pub use crate::auth::Session;
 use crate::pds::AppState;
 use axum::http::HeaderMap;
 use base64::Engine;
-
-/// A verified access session.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub did: String,
-    pub scope: Scope,
-}
-
-impl Session {
-    /// Whether the session may change account settings (not an app password).
-    pub fn is_full(&self) -> bool {
-        self.scope == Scope::Access
-    }
-
-    /// Refuses app-password sessions (account settings need the real password).
-    pub fn require_full(&self) -> XrpcResult<()> {
-        if self.is_full() {
-            Ok(())
-        } else {
-            Err(XrpcError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "InvalidToken",
-                "an app password cannot do this; log in with the account password",
-            ))
-        }
-    }
-}
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers
