@@ -55,19 +55,10 @@ fn typescript_client_with_invites_required() {
     let plc = start_plc();
     let atbox = start_atbox(&plc.url, &[("ATBOX_INVITE_REQUIRED", "true")]);
     // The admin CLI makes the invite, on the running server's data directory.
-    let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
-        .args(["invite", "create", "--uses", "1"])
-        .env("ATBOX_DATA_DIR", atbox.data_dir.path())
-        .env("ATBOX_PLC_URL", &plc.url)
-        .env("ATBOX_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let code = atbox
+        .cli(&plc.url, &["invite", "create", "--uses", "1"])
+        .trim()
+        .to_owned();
     assert!(code.starts_with("localhost-"), "{code}");
     let mut cmd = Command::new("node");
     cmd.arg(common::interop_dir().join("client-scenario.mjs"))

@@ -8,7 +8,6 @@ use atbox::repo::verify::verify_repo;
 use common::server::{start_atbox, start_plc, Atbox};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use std::process::Command;
 
 struct Api {
     http: Client,
@@ -63,6 +62,37 @@ impl Api {
             json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
         )
         .await
+    }
+}
+
+impl Api {
+    /// The account's repo export, verified against the key in its DID document.
+    async fn export_verified(&self, did: &str, plc_url: &str) -> atbox::repo::verify::RepoSummary {
+        let url = format!("{}/xrpc/com.atproto.sync.getRepo?did={did}", self.base);
+        let car = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let doc: Value = self
+            .http
+            .get(format!("{plc_url}/{did}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let multikey = doc["verificationMethod"][0]["publicKeyMultibase"]
+            .as_str()
+            .unwrap();
+        let key = atbox::crypto::parse_multikey(multikey).unwrap();
+        let (roots, blocks) = read_car(&car[..]).unwrap();
+        verify_repo(&blocks, roots[0], Some(&key)).unwrap()
     }
 }
 
@@ -297,7 +327,7 @@ async fn concurrent_writes_are_all_durable_and_the_repo_verifies() {
     let data_dir = atbox.data_dir.path().to_owned();
     let _ = atbox.server.child.kill();
     let _ = atbox.server.child.wait();
-    let again = start_atbox_in(&plc.url, &data_dir);
+    let again = common::server::spawn_atbox(&plc.url, &data_dir, &[]);
     let api = Api {
         http: Client::new(),
         base: again.url.clone(),
@@ -334,60 +364,9 @@ async fn concurrent_writes_are_all_durable_and_the_repo_verifies() {
         )
         .await;
     assert_eq!(s, 200);
-    let car = api
-        .http
-        .get(format!(
-            "{}/xrpc/com.atproto.sync.getRepo?did={did}",
-            api.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let doc: Value = api
-        .http
-        .get(format!("{}/{did}", plc.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = atbox::crypto::parse_multikey(
-        doc["verificationMethod"][0]["publicKeyMultibase"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let (roots, blocks) = read_car(&car[..]).unwrap();
-    let summary = verify_repo(&blocks, roots[0], Some(&key)).unwrap();
+    let summary = api.export_verified(&did, &plc.url).await;
     assert_eq!(summary.records.len(), 64);
     drop(atbox);
-}
-
-/// A second server process on an existing data directory.
-fn start_atbox_in(plc_url: &str, data_dir: &std::path::Path) -> common::server::Running {
-    let port = common::server::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_atbox"))
-        .arg("serve")
-        .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ATBOX_DATA_DIR", data_dir)
-        .env("ATBOX_PLC_URL", plc_url)
-        .env("ATBOX_LOG", "warn")
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    common::server::Running {
-        child,
-        url: format!("http://localhost:{port}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,21 +480,7 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
         .await;
     assert_xrpc_error(s, &v, 400, "ExpiredToken");
 
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
-            .args(args)
-            .env("ATBOX_DATA_DIR", atbox.data_dir.path())
-            .env("ATBOX_PLC_URL", &plc.url)
-            .env("ATBOX_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| atbox.cli(&plc.url, args);
     let created = cli(&[
         "account",
         "create",
@@ -738,38 +703,7 @@ async fn import_repo_round_trips_an_export_and_lists_missing_blobs() {
         format!("at://{did}/app.bsky.actor.profile/self")
     );
     // The repo now holds 21 records and verifies under the account's own key.
-    let car = api
-        .http
-        .get(&car_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let doc: Value = api
-        .http
-        .get(format!("{}/{did}", plc.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = atbox::crypto::parse_multikey(
-        doc["verificationMethod"][0]["publicKeyMultibase"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let (roots, blocks) = read_car(&car[..]).unwrap();
-    assert_eq!(
-        verify_repo(&blocks, roots[0], Some(&key))
-            .unwrap()
-            .records
-            .len(),
-        21
-    );
+    assert_eq!(api.export_verified(&did, &plc.url).await.records.len(), 21);
 
     // A CAR of another DID, or a broken one, is refused and changes nothing.
     let res = api

@@ -59,11 +59,21 @@ pub struct Atbox {
 /// Starts `atbox serve` against `plc_url` with extra `ATBOX_*` settings.
 pub fn start_atbox(plc_url: &str, extra_env: &[(&str, &str)]) -> Atbox {
     let data_dir = tempfile::tempdir().unwrap();
+    let server = spawn_atbox(plc_url, data_dir.path(), extra_env);
+    Atbox { server, data_dir }
+}
+
+/// Starts `atbox serve` on an existing data directory (e.g. again, after a kill).
+pub fn spawn_atbox(
+    plc_url: &str,
+    data_dir: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> Running {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atbox"));
     cmd.arg("serve")
         .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ATBOX_DATA_DIR", data_dir.path())
+        .env("ATBOX_DATA_DIR", data_dir)
         .env("ATBOX_PLC_URL", plc_url)
         .env("ATBOX_HOSTNAME", "localhost")
         .env("ATBOX_LOG", "atbox=warn")
@@ -73,11 +83,30 @@ pub fn start_atbox(plc_url: &str, extra_env: &[(&str, &str)]) -> Atbox {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
-    let url = format!("http://localhost:{port}");
     wait_healthy(&format!("127.0.0.1:{port}"));
-    Atbox {
-        server: Running { child, url },
-        data_dir,
+    Running {
+        child,
+        url: format!("http://localhost:{port}"),
+    }
+}
+
+impl Atbox {
+    /// Runs an admin command (`atbox account ...`) on this server's data directory;
+    /// returns its stdout, failing the test if it fails.
+    pub fn cli(&self, plc_url: &str, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
+            .args(args)
+            .env("ATBOX_DATA_DIR", self.data_dir.path())
+            .env("ATBOX_PLC_URL", plc_url)
+            .env("ATBOX_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "atbox {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
