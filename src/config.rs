@@ -31,6 +31,8 @@ pub struct Config {
     pub relays: Vec<String>,
     pub appview_url: Option<String>,
     pub appview_did: Option<String>,
+    /// How long firehose events stay available to cursors.
+    pub firehose_backfill_hours: u64,
 }
 
 /// The file form: every key optional, unknown keys refused (a typo should not pass
@@ -50,6 +52,7 @@ struct ConfigFile {
     relays: Option<StringOrList>,
     appview_url: Option<String>,
     appview_did: Option<String>,
+    firehose_backfill_hours: Option<u64>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
@@ -226,7 +229,17 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             "appview_url and appview_did go together: set both or neither",
         ));
     }
+    let firehose_backfill_hours = match env("ATBOX_FIREHOSE_BACKFILL_HOURS") {
+        Some(s) => s.parse().map_err(|_| {
+            bad(
+                "firehose_backfill_hours",
+                format!("{s:?} is not a number of hours"),
+            )
+        })?,
+        None => file.firehose_backfill_hours.unwrap_or(72),
+    };
     Ok(Config {
+        firehose_backfill_hours,
         hostname,
         public_url,
         listen,

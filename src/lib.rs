@@ -20,6 +20,7 @@ pub mod pds;
 pub mod repo;
 pub mod server;
 pub mod storage;
+pub mod sync;
 pub mod syntax;
 pub mod xrpc;
 

@@ -38,6 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir.display()
     );
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
+    tokio::spawn(crate::sync::firehose::trim_log(state.clone()));
     let app = crate::xrpc::router(state);
     axum::serve(
         listener,

@@ -165,7 +165,8 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
     let stored = account.clone();
     state
         .storage
-        .write(move |conn| {
+        .writer
+        .write_with_events(move |conn, outbox| {
             if db::by_handle(conn, &stored.handle)?.is_some() {
                 return Err(XrpcError::named(
                     "HandleNotAvailable",
@@ -195,6 +196,9 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
                 rev,
             )?;
             repos::save_commit(conn, &stored.did, None, &commit)?;
+            crate::sync::emit::identity(conn, outbox, &stored.did, Some(&stored.handle))?;
+            crate::sync::emit::account(conn, outbox, &stored.did, true, None)?;
+            crate::sync::emit::commit(conn, outbox, &stored.did, &commit)?;
             Ok(())
         })
         .await?;
@@ -402,7 +406,8 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
     };
     state
         .storage
-        .write(move |conn| {
+        .writer
+        .write_with_events(move |conn, outbox| {
             let account = db::by_did(conn, &did)?
                 .ok_or_else(|| XrpcError::invalid_request("account not found"))?;
             if account.status == AccountStatus::Takendown {
@@ -412,6 +417,8 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
                 ));
             }
             db::set_status(conn, &did, status, Datetime::now().as_str())?;
+            let shown = (status != AccountStatus::Active).then(|| status.as_str());
+            crate::sync::emit::account(conn, outbox, &did, status == AccountStatus::Active, shown)?;
             Ok(())
         })
         .await
@@ -537,11 +544,13 @@ pub async fn delete_account(
     let blob_did = did.clone();
     state
         .storage
-        .write(move |conn| {
+        .writer
+        .write_with_events(move |conn, outbox| {
             consume_token(conn, "delete_account", &did, &token)?;
             repos::delete_repo(conn, &did)?;
             crate::storage::blobs::delete_all(conn, &did)?;
             db::delete_account(conn, &did)?;
+            crate::sync::emit::account(conn, outbox, &did, false, Some("deleted"))?;
             Ok::<_, XrpcError>(())
         })
         .await?;
@@ -625,7 +634,8 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
     let did = account.did.clone();
     state
         .storage
-        .write(move |conn| {
+        .writer
+        .write_with_events(move |conn, outbox| {
             if db::by_handle(conn, &handle)?.is_some_and(|a| a.did != did) {
                 return Err(XrpcError::named(
                     "HandleNotAvailable",
@@ -633,6 +643,7 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
                 ));
             }
             db::set_handle(conn, &did, &handle)?;
+            crate::sync::emit::identity(conn, outbox, &did, Some(&handle))?;
             Ok(())
         })
         .await

@@ -75,7 +75,8 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
     let job_did = account.did.clone();
     state
         .storage
-        .write(move |conn| {
+        .writer
+        .write_with_events(move |conn, outbox| {
             let old = repos::head(conn, &job_did)?;
             let rev_ok = old.as_ref().is_none_or(|h| h.rev < commit.rev);
             if !rev_ok {
@@ -88,6 +89,15 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
             for (path, cids) in &refs {
                 blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
             }
+            let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
+            crate::sync::emit::sync(
+                conn,
+                outbox,
+                &job_did,
+                commit.commit_cid,
+                commit_block,
+                commit.rev.as_str(),
+            )?;
             Ok(())
         })
         .await?;

@@ -256,7 +256,8 @@ pub async fn write(
     let job_did = account.did.clone();
     let outcome = state
         .storage
-        .write(move |conn| {
+        .writer
+        .write_with_events(move |conn, outbox| {
             let head = repos::head(conn, &job_did)?;
             if let Some(expected) = swap_commit {
                 if head.as_ref().map(|h| h.commit) != Some(expected) {
@@ -285,6 +286,7 @@ pub async fn write(
                 Err(e) => return Err(e.into()),
             };
             repos::save_commit(conn, &job_did, head.as_ref(), &commit)?;
+            crate::sync::emit::commit(conn, outbox, &job_did, &commit)?;
             let mut results = Vec::with_capacity(prepared.len());
             for (checked, op) in prepared.iter().zip(&commit.ops) {
                 let (w, validation) = (&checked.write, checked.validation);

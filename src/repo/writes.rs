@@ -103,6 +103,9 @@ pub struct CommitData {
     pub blocks: BlockMap,
     /// MST nodes of the old tree that the new tree no longer has.
     pub removed_nodes: Vec<Cid>,
+    /// Unchanged MST nodes that, with `blocks`, let a relay invert every op
+    /// (the ops' covering proofs, sync v1.1). Already stored; sent, not saved.
+    pub proof: BlockMap,
     pub ops: Vec<OpResult>,
 }
 
@@ -201,6 +204,14 @@ pub fn apply_writes(
         }
         _ => Vec::new(),
     };
+    let mut proof = BlockMap::new();
+    for op in &ops {
+        for (cid, bytes) in mst.covering_proof(&op.path)?.iter() {
+            if !nodes.contains(cid) {
+                proof.insert(*cid, bytes.to_vec());
+            }
+        }
+    }
     blocks.extend(nodes);
     let commit = UnsignedCommit::new(did, data, &rev).sign(key);
     let commit_cid = commit.put_into(&mut blocks);
@@ -212,6 +223,7 @@ pub fn apply_writes(
         prev_data: head.map(|h| h.data),
         blocks,
         removed_nodes,
+        proof,
         ops,
     })
 }

@@ -8,9 +8,10 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod events;
 pub mod repos;
 mod schema;
-mod writer;
+pub mod writer;
 
 pub use writer::Writer;
 

@@ -7,6 +7,8 @@ pub mod error;
 mod handlers;
 mod params;
 
+pub use params::Params;
+
 use crate::pds::Ctx;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -23,6 +25,10 @@ pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
 /// All of atbox's HTTP routes.
 pub fn router(ctx: Ctx) -> Router {
     Router::new()
+        .route(
+            "/xrpc/com.atproto.sync.subscribeRepos",
+            get(crate::sync::firehose::subscribe_repos),
+        )
         .route("/xrpc/{nsid}", any(xrpc))
         .route("/xrpc/_health", get(health))
         .route("/.well-known/atproto-did", get(well_known_did))

@@ -1,0 +1,154 @@
+//! Serving `com.atproto.sync.subscribeRepos` over WebSocket.
+//!
+//! A subscriber first registers for live events, then replays the log after its cursor
+//! (in pages, so a long backlog costs little memory), then follows the live feed,
+//! skipping what the replay already sent: no gap, no duplicate. The live feed is a
+//! bounded broadcast buffer; a consumer that falls more than that far behind gets a
+//! `ConsumerTooSlow` error frame and is disconnected, so memory stays bounded whatever
+//! consumers do.
+
+use super::frames::{error_frame, info_frame};
+use crate::pds::Ctx;
+use crate::storage::events::{self, SeqEvent};
+use crate::xrpc::error::XrpcError;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Events read from the log per page while replaying.
+const REPLAY_PAGE: usize = 500;
+
+/// `GET /xrpc/com.atproto.sync.subscribeRepos[?cursor=N]`
+pub async fn subscribe_repos(
+    State(ctx): State<Ctx>,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let params = crate::xrpc::Params::parse(query.as_deref());
+    let cursor = match params.get("cursor").map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(c)) if c >= 0 => Some(c),
+        Some(_) => {
+            return XrpcError::invalid_request("cursor must be a non-negative integer")
+                .into_response()
+        }
+    };
+    let Ok(ws) = ws else {
+        return XrpcError::invalid_request(
+            "subscribeRepos is a WebSocket endpoint: connect with ws:// or wss://",
+        )
+        .into_response();
+    };
+    ws.max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = stream(ctx, socket, cursor).await {
+                tracing::debug!("firehose subscriber left: {e}");
+            }
+        })
+}
+
+async fn send(socket: &mut WebSocket, frame: Vec<u8>) -> Result<(), axum::Error> {
+    socket.send(Message::Binary(frame.into())).await
+}
+
+async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<(), axum::Error> {
+    let mut live = ctx.storage.writer.subscribe();
+    let mut last = 0i64;
+    if let Some(cursor) = cursor {
+        let bounds = ctx
+            .storage
+            .read(|conn| Ok::<_, XrpcError>(events::bounds(conn)?))
+            .await;
+        let (oldest, newest) = match bounds {
+            Ok(b) => b.unwrap_or((1, 0)),
+            Err(e) => {
+                send(&mut socket, error_frame("InternalServerError", &e.message)).await?;
+                return Ok(());
+            }
+        };
+        if cursor > newest {
+            send(
+                &mut socket,
+                error_frame("FutureCursor", "Cursor in the future."),
+            )
+            .await?;
+            return socket.close().await;
+        }
+        if cursor + 1 < oldest {
+            send(
+                &mut socket,
+                info_frame(
+                    "OutdatedCursor",
+                    "Requested cursor exceeded limit. Possibly missing events",
+                ),
+            )
+            .await?;
+        }
+        last = cursor;
+        loop {
+            let page = ctx
+                .storage
+                .read(move |conn| Ok::<_, XrpcError>(events::after(conn, last, REPLAY_PAGE)?))
+                .await;
+            let page: Vec<SeqEvent> = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    send(&mut socket, error_frame("InternalServerError", &e.message)).await?;
+                    return Ok(());
+                }
+            };
+            let done = page.len() < REPLAY_PAGE;
+            for event in page {
+                last = event.seq;
+                send(&mut socket, event.frame).await?;
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            event = live.recv() => match event {
+                Ok(event) if event.seq <= last => {}
+                Ok(event) => {
+                    last = event.seq;
+                    send(&mut socket, event.frame.clone()).await?;
+                }
+                Err(RecvError::Lagged(_)) => {
+                    send(&mut socket, error_frame("ConsumerTooSlow", "Stream consumer too slow")).await?;
+                    return socket.close().await;
+                }
+                Err(RecvError::Closed) => return socket.close().await,
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => socket.send(Message::Ping(Vec::new().into())).await?,
+        }
+    }
+}
+
+/// Drops events older than the backfill window, hourly.
+pub async fn trim_log(ctx: Ctx) {
+    loop {
+        let window_ms = ctx.config.firehose_backfill_hours as i64 * 3600 * 1000;
+        let before = crate::pds::unix_now() * 1000 - window_ms;
+        match ctx
+            .storage
+            .write(move |conn| Ok::<_, XrpcError>(events::trim(conn, before)?))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("dropped {n} firehose events older than the backfill window"),
+            Err(e) => tracing::warn!("trimming the event log failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
