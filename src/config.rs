@@ -33,6 +33,9 @@ pub struct Config {
     pub appview_did: Option<String>,
     /// How long firehose events stay available to cursors.
     pub firehose_backfill_hours: u64,
+    /// Let proxying reach private and loopback addresses (development and tests only:
+    /// otherwise a crafted DID document could aim the PDS at the owner's LAN).
+    pub proxy_allow_private: bool,
 }
 
 /// The file form: every key optional, unknown keys refused (a typo should not pass
@@ -53,6 +56,7 @@ struct ConfigFile {
     appview_url: Option<String>,
     appview_did: Option<String>,
     firehose_backfill_hours: Option<u64>,
+    proxy_allow_private: Option<bool>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
@@ -238,7 +242,13 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         })?,
         None => file.firehose_backfill_hours.unwrap_or(72),
     };
+    let proxy_allow_private = match env("ATBOX_PROXY_ALLOW_PRIVATE") {
+        Some(s) => parse_bool(&s)
+            .ok_or_else(|| bad("proxy_allow_private", format!("{s:?} is not true or false")))?,
+        None => file.proxy_allow_private.unwrap_or(false),
+    };
     Ok(Config {
+        proxy_allow_private,
         firehose_backfill_hours,
         hostname,
         public_url,

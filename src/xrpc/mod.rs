@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 mod params;
+pub mod proxy;
 
 pub use params::Params;
 
@@ -98,6 +99,11 @@ async fn xrpc(State(ctx): State<Ctx>, Path(nsid): Path<String>, req: Request<Bod
     };
     if let Err(e) = result {
         return e.into_response();
+    }
+    if proxy::should_proxy(&nsid, req.headers()) {
+        return proxy::forward(&ctx, &nsid, req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
     }
     let outcome: XrpcResult<Response> = if req.method() == Method::POST {
         handlers::procedure(&ctx, &nsid, &client_ip, req).await

@@ -1,0 +1,214 @@
+//! Proxying to AppViews and other services (`specs/xrpc#service-proxying`).
+//!
+//! `app.bsky.*`, `chat.bsky.*` and `com.atproto.moderation.createReport` (and any method
+//! named with an `atproto-proxy: <did>#<service>` header) are forwarded to the service
+//! the header names — its endpoint read from its DID document — or to the configured
+//! default AppView. An authenticated caller's request carries a short-lived service-auth
+//! JWT signed with the account's repo key (`iss` the account, `aud` the service DID,
+//! `lxm` the method). Only endpoints that resolve to public addresses are contacted
+//! unless `proxy_allow_private` is set, so a crafted DID document cannot aim the box at
+//! the owner's LAN.
+
+use super::error::{XrpcError, XrpcResult};
+use crate::pds::{sessions::sign_jwt, signing_key, unix_now, AppState};
+use crate::syntax::Did;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::Response;
+use serde_json::json;
+use std::net::IpAddr;
+
+/// Largest request body forwarded.
+const MAX_PROXY_BODY: usize = 10 * 1024 * 1024;
+/// Methods of proxied namespaces that the PDS answers itself.
+const SERVED_LOCALLY: &[&str] = &[
+    "app.bsky.actor.getPreferences",
+    "app.bsky.actor.putPreferences",
+];
+const REQUEST_HEADERS: &[&str] = &[
+    "accept-language",
+    "atproto-accept-labelers",
+    "content-type",
+    "if-none-match",
+];
+const RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "content-language",
+    "atproto-content-labelers",
+    "atproto-repo-rev",
+    "etag",
+    "cache-control",
+];
+
+/// Whether a call goes to another service rather than being answered here.
+pub fn should_proxy(nsid: &str, headers: &axum::http::HeaderMap) -> bool {
+    if SERVED_LOCALLY.contains(&nsid) {
+        return false;
+    }
+    nsid.starts_with("app.bsky.")
+        || nsid.starts_with("chat.bsky.")
+        || nsid == "com.atproto.moderation.createReport"
+        || (headers.contains_key("atproto-proxy") && !nsid.starts_with("com.atproto."))
+}
+
+/// Where to send a call: the service's DID and its endpoint URL.
+async fn target(state: &AppState, headers: &axum::http::HeaderMap) -> XrpcResult<(String, String)> {
+    if let Some(value) = headers.get("atproto-proxy") {
+        let value = value
+            .to_str()
+            .map_err(|_| XrpcError::invalid_request("atproto-proxy is not text"))?;
+        let (did, fragment) = value.split_once('#').ok_or_else(|| {
+            XrpcError::invalid_request("atproto-proxy must be <did>#<service id>")
+        })?;
+        let parsed =
+            Did::new(did).map_err(|e| XrpcError::invalid_request(format!("atproto-proxy: {e}")))?;
+        let doc = state.resolver.resolve_did(&parsed).await.map_err(|e| {
+            XrpcError::invalid_request(format!("could not resolve the proxy target: {e}"))
+        })?;
+        let endpoint = doc
+            .service_endpoint(&format!("#{fragment}"))
+            .ok_or_else(|| {
+                XrpcError::invalid_request(format!("{did} has no service #{fragment}"))
+            })?;
+        return Ok((did.to_owned(), endpoint));
+    }
+    match (&state.config.appview_did, &state.config.appview_url) {
+        (Some(did), Some(url)) => Ok((did.clone(), url.trim_end_matches('/').to_owned())),
+        _ => Err(XrpcError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            "no AppView is configured: set appview_url and appview_did (ATBOX_APPVIEW_URL, ATBOX_APPVIEW_DID)",
+        )),
+    }
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // carrier-grade NAT
+                || v4.is_multicast())
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80) // link local
+                && v6.to_ipv4_mapped().is_none_or(|v4| is_public(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Refuses endpoints that are not https or that resolve to non-public addresses.
+async fn check_endpoint(state: &AppState, endpoint: &str) -> XrpcResult<()> {
+    if state.config.proxy_allow_private {
+        return Ok(());
+    }
+    let url = reqwest::Url::parse(endpoint)
+        .map_err(|_| XrpcError::upstream(format!("service endpoint {endpoint:?} is not a URL")))?;
+    if url.scheme() != "https" {
+        return Err(XrpcError::upstream("service endpoints must use https"));
+    }
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| XrpcError::upstream(format!("cannot resolve {host}: {e}")))?
+        .map(|a| a.ip())
+        .collect();
+    if addrs.is_empty() || !addrs.iter().copied().all(is_public) {
+        return Err(XrpcError::upstream(format!(
+            "refusing to contact {host}: it resolves to a private address"
+        )));
+    }
+    Ok(())
+}
+
+/// Forwards the call and relays the answer.
+pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcResult<Response> {
+    let session = super::auth::optional_access(state, req.headers())?;
+    let (service_did, endpoint) = target(state, req.headers()).await?;
+    check_endpoint(state, &endpoint).await?;
+    let mut url = format!("{endpoint}/xrpc/{nsid}");
+    if let Some(q) = req.uri().query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut out = state.http.request(req.method().clone(), &url);
+    for name in REQUEST_HEADERS {
+        if let Some(v) = req.headers().get(*name) {
+            out = out.header(*name, v);
+        }
+    }
+    if let Some(session) = &session {
+        if nsid.starts_with("chat.bsky.") && session.scope == crate::auth::tokens::Scope::AppPass {
+            return Err(XrpcError::forbidden(
+                "direct messages need the account password or a privileged app password",
+            ));
+        }
+        let account = state.repo_account(&session.did).await?;
+        let key = signing_key(&account)?;
+        let now = unix_now();
+        let claims = json!({
+            "iss": account.did,
+            "aud": service_did,
+            "lxm": nsid,
+            "iat": now,
+            "exp": now + 60,
+            "jti": format!("{:032x}", rand::random::<u128>()),
+        });
+        out = out.bearer_auth(sign_jwt(&key, &claims));
+    }
+    if req.method() == axum::http::Method::POST {
+        let body = super::handlers::read_limited(req.into_body(), MAX_PROXY_BODY).await?;
+        out = out.body(body);
+    }
+    let upstream = out
+        .send()
+        .await
+        .map_err(|e| XrpcError::upstream(format!("{service_did} did not answer: {e}")))?;
+    let mut res = Response::builder().status(upstream.status().as_u16());
+    for name in RESPONSE_HEADERS {
+        if let Some(v) = upstream.headers().get(*name) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(v.as_bytes()),
+            ) {
+                res = res.header(n, v);
+            }
+        }
+    }
+    if !upstream.headers().contains_key(header::CONTENT_TYPE) {
+        res = res.header(header::CONTENT_TYPE, "application/json");
+    }
+    res.body(Body::from_stream(upstream.bytes_stream()))
+        .map_err(|e| XrpcError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn private_addresses_are_refused() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}
