@@ -36,6 +36,8 @@ pub struct Config {
     /// Let proxying reach private and loopback addresses (development and tests only:
     /// otherwise a crafted DID document could aim the PDS at the owner's LAN).
     pub proxy_allow_private: bool,
+    /// How often the relay watchdog checks each relay (seconds).
+    pub relay_check_interval_secs: u64,
 }
 
 /// The file form: every key optional, unknown keys refused (a typo should not pass
@@ -57,6 +59,7 @@ struct ConfigFile {
     appview_did: Option<String>,
     firehose_backfill_hours: Option<u64>,
     proxy_allow_private: Option<bool>,
+    relay_check_interval_secs: Option<u64>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
@@ -247,7 +250,17 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             .ok_or_else(|| bad("proxy_allow_private", format!("{s:?} is not true or false")))?,
         None => file.proxy_allow_private.unwrap_or(false),
     };
+    let relay_check_interval_secs = match env("ATBOX_RELAY_CHECK_INTERVAL_SECS") {
+        Some(s) => s.parse().map_err(|_| {
+            bad(
+                "relay_check_interval_secs",
+                format!("{s:?} is not a number of seconds"),
+            )
+        })?,
+        None => file.relay_check_interval_secs.unwrap_or(300),
+    };
     Ok(Config {
+        relay_check_interval_secs,
         proxy_allow_private,
         firehose_backfill_hours,
         hostname,

@@ -39,6 +39,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     tokio::spawn(crate::sync::firehose::trim_log(state.clone()));
+    tokio::spawn(crate::sync::relays::run(state.clone()));
     let app = crate::xrpc::router(state);
     axum::serve(
         listener,

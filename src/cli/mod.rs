@@ -4,6 +4,7 @@
 
 mod admin;
 mod repo;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,6 +35,11 @@ enum Command {
     /// Manage invite codes.
     #[command(subcommand)]
     Invite(admin::InviteCommand),
+    /// Show accounts, the firehose and what the relays report.
+    Status,
+    /// Talk to relays.
+    #[command(subcommand)]
+    Relay(status::RelayCommand),
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
@@ -58,6 +64,8 @@ pub fn main() -> ExitCode {
         }),
         Command::Account(cmd) => with_config(cli.config, |config| admin::account(config, cmd)),
         Command::Invite(cmd) => with_config(cli.config, |config| admin::invite(config, cmd)),
+        Command::Status => with_config(cli.config, status::status),
+        Command::Relay(cmd) => with_config(cli.config, |config| status::relay(config, cmd)),
     };
     match result {
         Ok(code) => code,

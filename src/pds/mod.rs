@@ -40,6 +40,8 @@ pub struct AppState {
     /// Login attempts per client address and per account identifier.
     pub login_by_ip: RateLimiter,
     pub login_by_id: RateLimiter,
+    /// When the last repo write happened (wakes the relay crawl requester).
+    pub relay_clock: crate::sync::relays::WriteClock,
 }
 
 pub type Ctx = Arc<AppState>;
@@ -61,6 +63,7 @@ impl AppState {
             lexicons: Lexicons::embedded(),
             login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
             login_by_id: RateLimiter::new(30, Duration::from_secs(5 * 60)),
+            relay_clock: Default::default(),
             config,
             storage,
             secrets,

@@ -303,6 +303,9 @@ pub async fn write(
             Ok(WriteOutcome { commit: Some(commit), results })
         })
         .await?;
+    if outcome.commit.is_some() {
+        state.relay_clock.note_write();
+    }
     Ok(outcome)
 }
 

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod blobs;
 pub mod events;
+pub mod relays;
 pub mod repos;
 mod schema;
 pub mod writer;

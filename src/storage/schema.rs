@@ -115,6 +115,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX repo_event_time ON repo_event(sequenced_at);
     "#,
+    // 2: what each relay reported at the watchdog's last look (for `atbox status`).
+    r#"
+    CREATE TABLE relay_status (
+        relay           TEXT PRIMARY KEY,
+        state           TEXT NOT NULL,           -- ok | lagging | not crawling | unreachable
+        detail          TEXT NOT NULL,
+        checked_at      INTEGER NOT NULL,        -- unix seconds
+        last_crawl_request INTEGER               -- unix seconds
+    );
+    "#,
 ];
 
 /// Brings the schema up to date.

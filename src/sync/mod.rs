@@ -9,3 +9,4 @@
 pub mod emit;
 pub mod firehose;
 pub mod frames;
+pub mod relays;

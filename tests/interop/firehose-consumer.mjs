@@ -237,26 +237,23 @@ let warningsTotal = 0
 let lastSeq = null
 const gaps = []
 let sawOutdatedCursor = false
-let seenSeqEvent = false
 
 function checkSeq(seq, ev) {
   if (!Number.isSafeInteger(seq)) return
   if (lastSeq === null) {
-    if (opts.cursor !== undefined && !seenSeqEvent) {
+    // first event: with a cursor, the replay must start right after it
+    // (unless the server said #info OutdatedCursor)
+    if (opts.cursor !== undefined) {
       if (seq <= opts.cursor) {
         ev.problem(`first seq ${seq} is not after the requested cursor ${opts.cursor}`)
-      } else if (seq > opts.cursor + 1 && opts.cursor > 0 && !sawOutdatedCursor) {
+      } else if (seq > opts.cursor + 1 && !sawOutdatedCursor) {
         gaps.push({ after: opts.cursor, next: seq, missing: seq - opts.cursor - 1 })
-        ev.warn(`seq gap: ${seq - opts.cursor - 1} seq(s) missing after the cursor ${opts.cursor}`)
-      } else if (seq > opts.cursor + 1 && opts.cursor === 0) {
-        gaps.push({ after: 0, next: seq, missing: seq - 1 })
-        ev.warn(`seq gap: replay from cursor 0 starts at ${seq}`)
+        ev.warn(`seq gap: the replay from cursor ${opts.cursor} starts at ${seq}`)
       }
     }
     lastSeq = seq
   } else if (seq <= lastSeq) {
     ev.problem(`seq ${seq} is not greater than the previous seq ${lastSeq}`)
-    return
   } else {
     if (seq > lastSeq + 1) {
       gaps.push({ after: lastSeq, next: seq, missing: seq - lastSeq - 1 })
@@ -264,7 +261,6 @@ function checkSeq(seq, ev) {
     }
     lastSeq = seq
   }
-  seenSeqEvent = true
 }
 
 // ---------------------------------------------------------------------------
@@ -372,13 +368,15 @@ async function handleCommit(evt, ev) {
     ev.problem('prevData is missing (required by sync 1.1 on every commit after the first)')
   }
 
+  // later events of this repo are compared with this one (with its commit
+  // block once that could be read), so one bad event is reported once
+  Object.assign(st, { rev: evt.rev, data: undefined, commit: evt.commit })
   const loaded = await loadCarCommit(evt.blocks, evt.commit, ev)
   if (!loaded) return
   const { car, store, commit } = loaded
   if (commit.did !== did) ev.problem(`commit block did ${commit.did} != repo ${did}`)
   if (commit.rev !== evt.rev) ev.problem(`commit block rev ${commit.rev} != event rev ${evt.rev}`)
-  // from here on, later events of this repo are compared with this commit
-  Object.assign(st, { rev: evt.rev, data: commit.data, commit: car.root })
+  Object.assign(st, { rev: commit.rev, data: commit.data, commit: car.root })
 
   const key = await checkSignature(did, commit, ev)
 
@@ -421,7 +419,7 @@ async function handleCommit(evt, ev) {
   // sync 1.1 inversion
   let target = evt.prevData
   if (target === undefined && evt.since === null) {
-    emptyTreeCid ??= await MST.create(new MemoryBlockstore()).getPointer()
+    emptyTreeCid ??= await (await MST.create(new MemoryBlockstore())).getPointer()
     target = emptyTreeCid // genesis commit: undoing its ops must give the empty tree
   }
   if (isCid(target)) {
@@ -467,6 +465,9 @@ async function handleSync(evt, ev) {
   } catch (err) {
     ev.problem(`@atproto/sync parseSync: ${errMessage(err)}`)
   }
+  const st = repoState(did)
+  const before = { ...st }
+  Object.assign(st, { rev: evt.rev, data: undefined, commit: undefined })
   const loaded = await loadCarCommit(evt.blocks, undefined, ev)
   if (!loaded) return
   const { car, commit } = loaded
@@ -475,14 +476,15 @@ async function handleSync(evt, ev) {
   if (commit.did !== did) ev.problem(`commit block did ${commit.did} != did ${did}`)
   if (commit.rev !== evt.rev) ev.problem(`commit block rev ${commit.rev} != event rev ${evt.rev}`)
   await checkSignature(did, commit, ev)
-  const st = repoState(did)
-  if (st.rev !== undefined) {
-    if (evt.rev < st.rev) ev.problem(`rev ${evt.rev} is older than the repo's previous rev ${st.rev}`)
-    else if (evt.rev === st.rev && st.commit && !sameCid(st.commit, car.root)) {
-      ev.problem(`rev ${evt.rev} equals the previous rev but names another commit (${car.root}, was ${st.commit})`)
+  // a #sync may repeat the current rev (the reference PDS sends one right
+  // after the genesis #commit, with the same commit) but must not go back
+  if (before.rev !== undefined) {
+    if (commit.rev < before.rev) ev.problem(`rev ${commit.rev} is older than the repo's previous rev ${before.rev}`)
+    else if (commit.rev === before.rev && before.commit && !sameCid(before.commit, car.root)) {
+      ev.problem(`rev ${commit.rev} equals the previous rev but names another commit (${car.root}, was ${before.commit})`)
     }
   }
-  Object.assign(st, { rev: evt.rev, data: commit.data, commit: car.root })
+  Object.assign(st, { rev: commit.rev, data: commit.data, commit: car.root })
 }
 
 async function handleIdentity(evt, ev) {
@@ -594,7 +596,7 @@ async function handleFrame(bytes) {
   if (extraHeader.length) ev.warn(`frame header has unexpected keys ${extraHeader.join(',')}`)
   if (frame.isError()) {
     ev.out.type = 'error'
-    ev.out.error_name = frame.code
+    ev.out.name = frame.code
     if (frame.message !== undefined) ev.out.message = frame.message
     if ('t' in header) ev.warn('error frame header carries t')
     ev.problem(`error frame: ${frame.code}${frame.message ? `: ${frame.message}` : ''}`)
@@ -687,7 +689,7 @@ ws.on('message', (data, isBinary) => {
     appendFileSync(opts.saveFrames, JSON.stringify({ frame: Buffer.from(bytes).toString('base64') }) + '\n')
   }
   chain = chain.then(async () => {
-    if (stopped && endReason !== 'closed') return
+    if (endReason === 'until-seq') return
     if (!isBinary) {
       const ev = new EventReport()
       ev.out.seq = null
