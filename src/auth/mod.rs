@@ -4,6 +4,7 @@
 pub mod password;
 pub mod ratelimit;
 pub mod secrets;
+pub mod service_jwt;
 pub mod tokens;
 
 use crate::xrpc::error::{XrpcError, XrpcResult};

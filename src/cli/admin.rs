@@ -34,6 +34,49 @@ pub enum AccountCommand {
 }
 
 #[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Put a rotation key that you hold above the server's, so you can recover or move
+    /// your DID without this box. Without --key, one is generated and printed once.
+    AddRecoveryKey {
+        /// The account (handle or DID).
+        account: String,
+        /// Your own key, as did:key:z...
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+pub async fn identity(config: Config, cmd: IdentityCommand) -> anyhow::Result<()> {
+    crate::server::restrict_umask();
+    let state = AppState::open(config)?;
+    let IdentityCommand::AddRecoveryKey { account, key } = cmd;
+    let found = state
+        .find_account(&account)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let Some(found) = found else {
+        bail!("no account {account:?} on this server (see `atbox account list`)")
+    };
+    let (did_key, generated) = crate::pds::identity::add_recovery_key(&state, &found.did, key)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!(
+        "{} now has the recovery key {did_key} above this server's.",
+        found.did
+    );
+    if let Some(kp) = generated {
+        let hex: String = kp
+            .private_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        println!("private key (secp256k1, hex): {hex}");
+        println!("Store it offline now: atbox keeps no copy and will not show it again.");
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum InviteCommand {
     /// Create an invite code.
     Create {
@@ -67,7 +110,7 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
                 password: Some(password.clone()),
                 ..Default::default()
             };
-            let created = crate::pds::accounts::create_account(&state, input)
+            let created = crate::pds::accounts::create_account(&state, input, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!(

@@ -35,6 +35,9 @@ enum Command {
     /// Manage invite codes.
     #[command(subcommand)]
     Invite(admin::InviteCommand),
+    /// Manage an account's identity (did:plc).
+    #[command(subcommand)]
+    Identity(admin::IdentityCommand),
     /// Show accounts, the firehose and what the relays report.
     Status,
     /// Talk to relays.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Account(cmd) => with_config(cli.config, |config| admin::account(config, cmd)),
         Command::Invite(cmd) => with_config(cli.config, |config| admin::invite(config, cmd)),
         Command::Status => with_config(cli.config, status::status),
+        Command::Identity(cmd) => with_config(cli.config, |config| admin::identity(config, cmd)),
         Command::Relay(cmd) => with_config(cli.config, |config| status::relay(config, cmd)),
     };
     match result {

@@ -111,7 +111,13 @@ fn check_email(email: &str) -> XrpcResult<String> {
 }
 
 /// com.atproto.server.createAccount
-pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<Value> {
+/// `service_auth` is the bearer token of the request: for an existing did:plc (an
+/// account moving here) it must be a service-auth JWT signed with the DID's current key.
+pub async fn create_account(
+    state: &AppState,
+    input: NewAccount,
+    service_auth: Option<&str>,
+) -> XrpcResult<Value> {
     let handle = check_new_handle(state, &input.handle, None).await?;
     let email = match &input.email {
         Some(e) => Some(check_email(e)?),
@@ -143,9 +149,12 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
     }
 
     let signing = Keypair::generate(KeyType::K256);
-    let did = match input.did.as_deref() {
-        None => register_plc(state, &signing, &handle, input.recovery_key.as_deref()).await?,
-        Some(did) => check_existing_did(state, did).await?,
+    let (did, migrating) = match input.did.as_deref() {
+        None => (
+            register_plc(state, &signing, &handle, input.recovery_key.as_deref()).await?,
+            false,
+        ),
+        Some(did) => check_existing_did(state, did, service_auth).await?,
     };
     let pass_hash = tokio::task::spawn_blocking(move || password::hash(&pass))
         .await
@@ -157,7 +166,13 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
         password_hash: pass_hash,
         signing_key: signing.private_bytes().to_vec(),
         created_at: Datetime::now().to_string(),
-        status: AccountStatus::Active,
+        // An account moving here stays deactivated until its identity points here
+        // and the owner activates it (the migration flow of the official tools).
+        status: if migrating {
+            AccountStatus::Deactivated
+        } else {
+            AccountStatus::Active
+        },
     };
     let rev = state.tids.next_tid();
     let did_parsed = Did::new(did.as_str())?;
@@ -197,7 +212,9 @@ pub async fn create_account(state: &AppState, input: NewAccount) -> XrpcResult<V
             )?;
             repos::save_commit(conn, &stored.did, None, &commit)?;
             crate::sync::emit::identity(conn, outbox, &stored.did, Some(&stored.handle))?;
-            crate::sync::emit::account(conn, outbox, &stored.did, true, None)?;
+            let active = stored.status == AccountStatus::Active;
+            let shown = (!active).then(|| stored.status.as_str());
+            crate::sync::emit::account(conn, outbox, &stored.did, active, shown)?;
             crate::sync::emit::commit(conn, outbox, &stored.did, &commit)?;
             Ok(())
         })
@@ -247,18 +264,41 @@ async fn register_plc(
 }
 
 /// An existing DID brought to this server: a did:web whose document names us.
-async fn check_existing_did(state: &AppState, did: &str) -> XrpcResult<String> {
+async fn check_existing_did(
+    state: &AppState,
+    did: &str,
+    service_auth: Option<&str>,
+) -> XrpcResult<(String, bool)> {
     let parsed = Did::new(did)?;
-    if parsed.method() != "web" {
-        return Err(XrpcError::invalid_request(
-            "creating an account for an existing did:plc (account migration) is not supported yet; omit `did` to get a new one",
-        ));
-    }
     let doc = state
         .resolver
         .resolve_did(&parsed)
         .await
         .map_err(|e| XrpcError::named("UnresolvableDid", e.to_string()))?;
+    if parsed.method() == "plc" {
+        // Moving an account here: its current PDS vouches with a service-auth token
+        // signed by the account's key.
+        let token = service_auth.ok_or_else(|| {
+            XrpcError::auth_required("bringing an existing did:plc here needs a service-auth token from its current PDS (getServiceAuth)")
+        })?;
+        let key = doc.signing_key().ok_or_else(|| {
+            XrpcError::named("IncompatibleDidDoc", "the DID document has no #atproto key")
+        })?;
+        let claims = crate::auth::service_jwt::verify(
+            token,
+            &key,
+            &state.config.service_did(),
+            "com.atproto.server.createAccount",
+            super::unix_now(),
+        )
+        .map_err(|e| XrpcError::auth_required(format!("service-auth token refused: {e}")))?;
+        if claims.iss.split('#').next() != Some(did) {
+            return Err(XrpcError::auth_required(
+                "the service-auth token was issued for another account",
+            ));
+        }
+        return Ok((did.to_owned(), true));
+    }
     if doc.pds_endpoint().as_deref() != Some(state.config.public_url.as_str()) {
         return Err(XrpcError::named(
             "IncompatibleDidDoc",
@@ -268,7 +308,7 @@ async fn check_existing_did(state: &AppState, did: &str) -> XrpcResult<String> {
             ),
         ));
     }
-    Ok(did.to_owned())
+    Ok((did.to_owned(), false))
 }
 
 async fn check_invite(state: &AppState, code: &str) -> XrpcResult<()> {

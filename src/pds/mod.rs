@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod identity;
 pub mod import;
 pub mod records;
 pub mod sessions;

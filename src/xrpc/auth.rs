@@ -9,7 +9,8 @@ use crate::pds::AppState;
 use axum::http::HeaderMap;
 use base64::Engine;
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()

@@ -68,7 +68,7 @@ pub async fn procedure(
     let body = read_limited(req.into_body(), MAX_JSON_BODY).await?;
     let b = &body[..];
     match nsid {
-        "com.atproto.server.createAccount" => server::create_account(ctx, b).await,
+        "com.atproto.server.createAccount" => server::create_account(ctx, h, b).await,
         "com.atproto.server.createSession" => server::create_session(ctx, client_ip, b).await,
         "com.atproto.server.refreshSession" => server::refresh_session(ctx, h).await,
         "com.atproto.server.deleteSession" => server::delete_session(ctx, h).await,
@@ -83,6 +83,11 @@ pub async fn procedure(
         "com.atproto.server.requestPasswordReset" => server::request_password_reset(ctx, b).await,
         "com.atproto.server.resetPassword" => server::reset_password(ctx, b).await,
         "com.atproto.identity.updateHandle" => server::update_handle(ctx, h, b).await,
+        "com.atproto.identity.requestPlcOperationSignature" => {
+            server::request_plc_signature(ctx, h).await
+        }
+        "com.atproto.identity.signPlcOperation" => server::sign_plc_operation(ctx, h, b).await,
+        "com.atproto.identity.submitPlcOperation" => server::submit_plc_operation(ctx, h, b).await,
         "com.atproto.repo.createRecord" => repo::create_record(ctx, h, b).await,
         "com.atproto.repo.putRecord" => repo::put_record(ctx, h, b).await,
         "com.atproto.repo.deleteRecord" => repo::delete_record(ctx, h, b).await,

@@ -10,8 +10,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json as j, Value};
 
-pub async fn create_account(ctx: &Ctx, b: &[u8]) -> XrpcResult<Response> {
-    json(accounts::create_account(ctx, body(b)?).await?)
+pub async fn create_account(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
+    json(accounts::create_account(ctx, body(b)?, auth::bearer(h)).await?)
 }
 
 #[derive(Deserialize)]
@@ -215,5 +215,25 @@ pub async fn put_preferences(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<R
     let mut input = body_object(b)?;
     let prefs = input.remove("preferences").unwrap_or(Value::Null);
     accounts::put_preferences(ctx, &s, prefs).await?;
+    empty()
+}
+
+pub async fn request_plc_signature(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
+    crate::pds::identity::request_signature(ctx, &session(ctx, h)?).await?;
+    empty()
+}
+
+pub async fn sign_plc_operation(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
+    let s = session(ctx, h)?;
+    json(crate::pds::identity::sign_operation(ctx, &s, body(b)?).await?)
+}
+
+pub async fn submit_plc_operation(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
+    let s = session(ctx, h)?;
+    let mut input = body_object(b)?;
+    let op = input
+        .remove("operation")
+        .ok_or_else(|| XrpcError::invalid_request("Input must have the property \"operation\""))?;
+    crate::pds::identity::submit_operation(ctx, &s, op).await?;
     empty()
 }
