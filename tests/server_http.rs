@@ -5,96 +5,10 @@ mod common;
 
 use atbox::repo::car::read_car;
 use atbox::repo::verify::verify_repo;
-use common::server::{start_atbox, start_plc, Atbox};
+use common::api::Api;
+use common::server::{start_atbox, start_plc};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-
-struct Api {
-    http: Client,
-    base: String,
-}
-
-impl Api {
-    fn new(atbox: &Atbox) -> Api {
-        Api {
-            http: Client::new(),
-            base: atbox.server.url.clone(),
-        }
-    }
-    async fn post(&self, nsid: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}/xrpc/{nsid}", self.base))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-    async fn get(&self, nsid: &str, query: &str) -> (StatusCode, Value) {
-        let res = self
-            .http
-            .get(format!("{}/xrpc/{nsid}?{query}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-    async fn account(&self, handle: &str) -> (String, String, String) {
-        let (s, v) = self
-            .post("com.atproto.server.createAccount", None, json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "correct horse"}))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        (
-            v["did"].as_str().unwrap().into(),
-            v["accessJwt"].as_str().unwrap().into(),
-            v["refreshJwt"].as_str().unwrap().into(),
-        )
-    }
-    async fn post_record(&self, did: &str, token: &str, text: &str) -> (StatusCode, Value) {
-        let record = json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"});
-        self.post(
-            "com.atproto.repo.createRecord",
-            Some(token),
-            json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
-        )
-        .await
-    }
-}
-
-impl Api {
-    /// The account's repo export, verified against the key in its DID document.
-    async fn export_verified(&self, did: &str, plc_url: &str) -> atbox::repo::verify::RepoSummary {
-        let url = format!("{}/xrpc/com.atproto.sync.getRepo?did={did}", self.base);
-        let car = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let doc: Value = self
-            .http
-            .get(format!("{plc_url}/{did}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let multikey = doc["verificationMethod"][0]["publicKeyMultibase"]
-            .as_str()
-            .unwrap();
-        let key = atbox::crypto::parse_multikey(multikey).unwrap();
-        let (roots, blocks) = read_car(&car[..]).unwrap();
-        verify_repo(&blocks, roots[0], Some(&key)).unwrap()
-    }
-}
 
 fn assert_xrpc_error(status: StatusCode, body: &Value, want_status: u16, want_error: &str) {
     assert_eq!(status.as_u16(), want_status, "{body}");

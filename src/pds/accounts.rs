@@ -118,13 +118,17 @@ pub async fn create_account(
     input: NewAccount,
     service_auth: Option<&str>,
 ) -> XrpcResult<Value> {
-    let handle = check_new_handle(state, &input.handle, None).await?;
+    let handle = check_new_handle(state, &input.handle, input.did.as_deref()).await?;
     let email = match &input.email {
         Some(e) => Some(check_email(e)?),
         None => return Err(XrpcError::invalid_request("an email address is required")),
     };
     if let Some(e) = &email {
-        if state.find_account(e).await?.is_some() {
+        if state
+            .find_account(e)
+            .await?
+            .is_some_and(|a| Some(a.did.as_str()) != input.did.as_deref())
+        {
             return Err(XrpcError::invalid_request(format!(
                 "email {e} is already used by an account"
             )));
@@ -156,6 +160,11 @@ pub async fn create_account(
         ),
         Some(did) => check_existing_did(state, did, service_auth).await?,
     };
+    if migrating {
+        if let Some(existing) = state.find_account(&did).await? {
+            return welcome_back(state, existing, handle, email, pass).await;
+        }
+    }
     let pass_hash = tokio::task::spawn_blocking(move || password::hash(&pass))
         .await
         .map_err(|e| XrpcError::internal(e.to_string()))?;
@@ -229,6 +238,50 @@ pub async fn create_account(
     );
     Ok(
         json!({ "did": account.did, "handle": account.handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
+    )
+}
+
+/// An account that moved away (and is deactivated here) coming back: it keeps its
+/// signing key and record of invites; handle, email and password are the new ones, and
+/// its repo will be replaced by importRepo.
+async fn welcome_back(
+    state: &AppState,
+    existing: Account,
+    handle: String,
+    email: Option<String>,
+    pass: String,
+) -> XrpcResult<Value> {
+    if existing.status != AccountStatus::Deactivated {
+        return Err(XrpcError::invalid_request(format!(
+            "an active account for {} already exists here",
+            existing.did
+        )));
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
+    let (did, h, e) = (existing.did.clone(), handle.clone(), email.clone());
+    state
+        .storage
+        .writer
+        .write_with_events(move |conn, outbox| {
+            db::set_handle(conn, &did, &h)?;
+            db::set_email(conn, &did, e.as_deref())?;
+            db::set_password(conn, &did, &hash)?;
+            db::delete_refresh_tokens(conn, &did)?;
+            crate::sync::emit::identity(conn, outbox, &did, Some(&h))?;
+            Ok::<_, XrpcError>(())
+        })
+        .await?;
+    let (access, refresh) = issue(state, &existing.did, Scope::Access, None).await?;
+    let doc = DidDocument::for_account(
+        &existing.did,
+        &handle,
+        &signing_key(&existing)?.public_key(),
+        &state.config.public_url,
+    );
+    Ok(
+        json!({ "did": existing.did, "handle": handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
     )
 }
 

@@ -117,6 +117,12 @@ pub fn set_handle(conn: &Connection, did: &str, handle: &str) -> Result<(), Stor
     Ok(())
 }
 
+pub fn set_email(conn: &Connection, did: &str, email: Option<&str>) -> Result<(), StorageError> {
+    conn.prepare_cached("UPDATE account SET email = ?2 WHERE did = ?1")?
+        .execute(params![did, email])?;
+    Ok(())
+}
+
 pub fn set_password(conn: &Connection, did: &str, hash: &str) -> Result<(), StorageError> {
     conn.prepare_cached("UPDATE account SET password_hash = ?2 WHERE did = ?1")?
         .execute(params![did, hash])?;

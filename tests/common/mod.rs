@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the fixtures are and how to read them.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod server;
 
 use std::path::PathBuf;

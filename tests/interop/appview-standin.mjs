@@ -282,7 +282,7 @@ async function verifyServiceAuth(opts, authorization, nsid, entry) {
   if (checks.alg !== 'ok') fail(checks.alg, 'BadJwtAlg')
   if (checks.iss !== 'ok') fail(checks.iss, 'BadJwtIss')
   if (checks.iat !== 'ok') fail(checks.iat, 'BadJwtIat')
-  if (checks.exp !== 'ok' && !checks.exp.startsWith('expired')) fail(checks.exp, 'JwtExpTooFar')
+  if (checks.exp !== 'ok' && !checks.exp.startsWith('expired')) fail(checks.exp, 'BadJwtExp')
   if (keyError && keyError.status !== 401) throw keyError
   // the reference verifier (@atproto/xrpc-server verifyJwt): typ, exp, lxm, iss, signature
   try {

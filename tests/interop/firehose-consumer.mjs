@@ -436,6 +436,23 @@ async function handleCommit(evt, ev) {
     }
   }
 
+  // the covering proof of every op path in the new tree (what the reference
+  // PDS puts in the slice: @atproto/repo Repo.formatCommit's relevantBlocks =
+  // MST.getCoveringProof of each written key). @atproto/repo's own inversion
+  // above may need less; other implementations (indigo's, in the Go relay)
+  // can need any of it, so a slice must hold at least this much.
+  if (evt.ops.length) {
+    const tree = MST.load(store, commit.data)
+    for (const op of evt.ops) {
+      try {
+        await tree.getCoveringProof(op.path)
+      } catch (err) {
+        ev.problem(`blocks lacks part of the covering proof of ${op.path}: ${errMessage(err)}`)
+        break
+      }
+    }
+  }
+
   // the official consumer path: every op must come out of it
   if (key && evt.ops.length) {
     try {
@@ -570,7 +587,7 @@ async function handleFrame(bytes) {
   // 1. exactly two DAG-CBOR items, canonically encoded
   let items
   try {
-    items = cborDecodeAll(bytes)
+    items = [...cborDecodeAll(bytes)]
   } catch (err) {
     ev.problem(`frame is not DAG-CBOR: ${errMessage(err)}`)
     return ev.finish()

@@ -67,6 +67,8 @@ const verbose = (msg) => {
 let mode = 'normal'
 /** did -> { did, rev, cid, active, status, handle, host, lastSeq, updatedAt, source } */
 const repos = new Map()
+/** did -> handle from #identity (may precede the account's first #account / #commit) */
+const handles = new Map()
 /** hostname -> host record (see subscribe()) */
 const hosts = new Map()
 const crawls = [] // requestCrawl calls
@@ -87,7 +89,7 @@ const applying = () => mode === 'normal'
 function repoFor(did, host) {
   let r = repos.get(did)
   if (!r) {
-    r = { did, rev: null, cid: null, active: true, status: null, handle: null, host, lastSeq: null, updatedAt: null, source: null }
+    r = { did, rev: null, cid: null, active: true, status: null, handle: handles.get(did) ?? null, host, lastSeq: null, updatedAt: null, source: null }
     repos.set(did, r)
   }
   return r
@@ -226,6 +228,7 @@ function consume(host, header, body) {
       Object.assign(e, { did, handle: body.handle ?? null })
       if (typeof did !== 'string') break
       update = () => {
+        handles.set(did, body.handle ?? null)
         const r = repos.get(did)
         if (r) Object.assign(r, { handle: body.handle ?? null, lastSeq: seq })
       }
@@ -419,6 +422,7 @@ function setMode(next, close) {
   if (next === 'forget') {
     // the relay lost its database: repos, cursors, subscriptions
     repos.clear()
+    handles.clear()
     for (const host of hosts.values()) closeHost(host)
     hosts.clear()
   } else if (next === 'normal' && (prev === 'lagging' || prev === 'down')) {
