@@ -60,10 +60,18 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         None => println!("\nfirehose: no events yet"),
     }
     println!("\nrelays:");
-    if relays_configured.is_empty() {
+    // The configured relays, and any the running server (perhaps configured
+    // differently from this shell) has reported on.
+    let mut relays_shown = relays_configured;
+    for r in &relay_rows {
+        if !relays_shown.contains(&r.relay) {
+            relays_shown.push(r.relay.clone());
+        }
+    }
+    if relays_shown.is_empty() {
         println!("  none configured (set relays / ATBOX_RELAYS, e.g. bsky.network)");
     }
-    for relay in relays_configured {
+    for relay in relays_shown {
         match relay_rows.iter().find(|r| r.relay == relay) {
             None => println!("  {relay:<28} not checked yet"),
             Some(r) => {

@@ -18,8 +18,13 @@ use std::time::Duration;
 
 /// A write after this long without one is a "first write after a quiet period".
 const QUIET_PERIOD_SECS: i64 = 15 * 60;
-/// How long after a write a relay may still be behind before it counts as lagging.
+/// How long after a write a relay may still be behind before it counts as lagging
+/// (shorter when the watchdog is set to look more often).
 const LAG_GRACE_SECS: i64 = 30;
+
+fn lag_grace(state: &AppState) -> i64 {
+    LAG_GRACE_SECS.min(2 * state.config.relay_check_interval_secs as i64)
+}
 
 /// What the watchdog concluded about one relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +234,7 @@ pub async fn check_relay(state: &AppState, relay: &str) -> (RelayState, String) 
             Err(e) => (RelayState::Unreachable, e.to_string()),
         };
     }
-    let recently_written = unix_now() - state.relay_clock.last_write() < LAG_GRACE_SECS;
+    let recently_written = unix_now() - state.relay_clock.last_write() < lag_grace(state);
     let mut worst = (
         RelayState::Ok,
         format!("following all {} accounts", heads.len()),

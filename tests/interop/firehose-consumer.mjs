@@ -689,6 +689,8 @@ function stop(reason) {
   chain.then(summary)
 }
 
+const untilReached = () => opts.untilSeq !== undefined && lastSeq !== null && lastSeq >= opts.untilSeq
+
 function armIdle() {
   if (opts.idleMs === undefined) return
   clearTimeout(idleTimer)
@@ -706,7 +708,7 @@ ws.on('message', (data, isBinary) => {
     appendFileSync(opts.saveFrames, JSON.stringify({ frame: Buffer.from(bytes).toString('base64') }) + '\n')
   }
   chain = chain.then(async () => {
-    if (endReason === 'until-seq') return
+    if (untilReached()) return
     if (!isBinary) {
       const ev = new EventReport()
       ev.out.seq = null
@@ -716,8 +718,12 @@ ws.on('message', (data, isBinary) => {
       return
     }
     await handleFrame(bytes)
-    if (opts.untilSeq !== undefined && lastSeq !== null && lastSeq >= opts.untilSeq) stop('until-seq')
+    if (untilReached()) stop('until-seq')
   })
+})
+ws.on('open', () => {
+  // for live use: start writing only after this line (startup takes ~1 s)
+  process.stderr.write(`firehose-consumer: connected to ${opts.endpoint}\n`)
 })
 ws.on('unexpected-response', (_req, res) => {
   let body = ''

@@ -1,0 +1,221 @@
+//! Federation against stand-ins the test starts on 127.0.0.1: an AppView that verifies
+//! each proxied request's service-auth JWT against the account's DID document, and a
+//! relay whose misbehaviour the relay watchdog must notice and report.
+
+mod common;
+
+use common::api::Api;
+use common::server::{start_atbox, start_plc, Running};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start_standin(script: &str, args: &[&str]) -> (Running, Value) {
+    let mut child = Command::new("node")
+        .arg(common::interop_dir().join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{script} said {line:?}: {e}"));
+    (
+        Running {
+            url: v["url"].as_str().unwrap().to_owned(),
+            child,
+        },
+        v,
+    )
+}
+
+async fn log(http: &reqwest::Client, url: &str) -> Value {
+    http.get(format!("{url}/_standin/log"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appview_calls_are_proxied_with_verified_service_auth() {
+    let plc = start_plc();
+    let (appview, info) = start_standin("appview-standin.mjs", &["--plc", &plc.url]);
+    let appview_did = info["did"].as_str().unwrap().to_owned();
+    let atbox = start_atbox(
+        &plc.url,
+        &[
+            ("ATBOX_APPVIEW_URL", &appview.url),
+            ("ATBOX_APPVIEW_DID", &appview_did),
+            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("viewer.test").await;
+
+    let (s, v) = api
+        .get_auth("app.bsky.actor.getProfile", &format!("actor={did}"), &token)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["did"], did.as_str());
+    let (s, v) = api
+        .get_auth("app.bsky.feed.getTimeline", "limit=5", &token)
+        .await;
+    assert_eq!((s.as_u16(), &v["feed"]), (200, &json!([])));
+    let report = json!({"reasonType": "com.atproto.moderation.defs#reasonSpam", "subject": {"$type": "com.atproto.admin.defs#repoRef", "did": did}});
+    let (s, v) = api
+        .post("com.atproto.moderation.createReport", Some(&token), report)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Preferences stay on the PDS.
+    let (s, _) = api
+        .get_auth("app.bsky.actor.getPreferences", "", &token)
+        .await;
+    assert_eq!(s, 200);
+
+    let seen = log(&api.http, &appview.url).await;
+    let entries: Vec<&Value> = seen
+        .as_array()
+        .or_else(|| seen["requests"].as_array())
+        .unwrap()
+        .iter()
+        .collect();
+    let nsids: Vec<&str> = entries.iter().filter_map(|e| e["nsid"].as_str()).collect();
+    assert!(
+        nsids.contains(&"app.bsky.actor.getProfile")
+            && nsids.contains(&"com.atproto.moderation.createReport"),
+        "{nsids:?}"
+    );
+    assert!(
+        !nsids.contains(&"app.bsky.actor.getPreferences"),
+        "preferences must not be proxied"
+    );
+    for e in &entries {
+        let text = e.to_string();
+        assert!(text.contains(&did), "the JWT's iss is the account: {text}");
+        assert_eq!(
+            e["verdict"], "valid",
+            "the AppView accepted the service auth: {text}"
+        );
+        assert_eq!(e["jwt"]["claims"]["aud"], appview_did.as_str());
+        assert_eq!(e["jwt"]["claims"]["lxm"], e["nsid"]);
+    }
+
+    // A garbage token never reaches the AppView; an AppView on a private address is
+    // refused unless the owner allows it.
+    let (s, _) = api
+        .get_auth("app.bsky.actor.getProfile", "actor=x", "garbage")
+        .await;
+    assert_eq!(s, 400);
+    let strict = start_atbox(
+        &plc.url,
+        &[
+            ("ATBOX_APPVIEW_URL", &appview.url),
+            ("ATBOX_APPVIEW_DID", &appview_did),
+        ],
+    );
+    let strict_api = Api::new(&strict);
+    let (_, token2, _) = strict_api.account("strict.test").await;
+    let (s, v) = strict_api
+        .get_auth("app.bsky.feed.getTimeline", "", &token2)
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (502, Some("UpstreamFailure")),
+        "{v}"
+    );
+}
+
+/// Polls `atbox status` until the relay line shows `state`.
+fn wait_for_relay_state(
+    atbox: &common::server::Atbox,
+    plc: &str,
+    relay: &str,
+    state: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = atbox.cli(plc, &["status"]);
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(relay))
+            .unwrap_or("")
+            .to_owned();
+        if line.contains(&format!(" {state} ")) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay never became {state:?}; status said:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_watchdog_notices_lagging_forgetting_and_outages() {
+    let plc = start_plc();
+    let (relay, _) = start_standin("relay-standin.mjs", &[]);
+    let relay_host = relay.url.trim_start_matches("http://").to_owned();
+    let atbox = start_atbox(
+        &plc.url,
+        &[
+            ("ATBOX_RELAYS", &relay_host),
+            ("ATBOX_RELAY_CHECK_INTERVAL_SECS", "1"),
+        ],
+    );
+    let api = Api::new(&atbox);
+    let http = reqwest::Client::new();
+    let (did, token, _) = api.account("watched.test").await;
+    api.post_record(&did, &token, "hello relay").await;
+
+    // The relay was asked to crawl us at start, and follows along.
+    let crawls = |log: &Value| log["crawls"].as_array().map_or(0, Vec::len);
+    let line = wait_for_relay_state(&atbox, &plc.url, &relay_host, "ok");
+    assert!(line.contains("crawl requested"), "{line}");
+    assert!(crawls(&log(&http, &relay.url).await) >= 1);
+
+    let set_mode = |mode: &'static str| {
+        let http = http.clone();
+        let url = relay.url.clone();
+        async move {
+            let res = http
+                .post(format!("{url}/_standin/mode"))
+                .json(&json!({"mode": mode}))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_success());
+        }
+    };
+    // Lagging: the relay stops applying events while we keep writing.
+    set_mode("lagging").await;
+    api.post_record(&did, &token, "you missed this one").await;
+    let before = crawls(&log(&http, &relay.url).await);
+    wait_for_relay_state(&atbox, &plc.url, &relay_host, "lagging");
+    set_mode("normal").await;
+    wait_for_relay_state(&atbox, &plc.url, &relay_host, "ok");
+    assert!(
+        crawls(&log(&http, &relay.url).await) > before,
+        "the watchdog asked the lagging relay to crawl again"
+    );
+
+    // Forgetting us: not crawling, until the watchdog's crawl request brings it back.
+    set_mode("forget").await;
+    wait_for_relay_state(&atbox, &plc.url, &relay_host, "not crawling");
+    set_mode("normal").await;
+    wait_for_relay_state(&atbox, &plc.url, &relay_host, "ok");
+
+    // Down: unreachable.
+    set_mode("down").await;
+    wait_for_relay_state(&atbox, &plc.url, &relay_host, "unreachable");
+    set_mode("normal").await;
+    wait_for_relay_state(&atbox, &plc.url, &relay_host, "ok");
+}
