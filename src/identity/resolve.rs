@@ -5,14 +5,24 @@
 use super::{DidDocument, IdentityError};
 use crate::syntax::{Did, Handle};
 use hickory_resolver::TokioResolver;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Resolves handles and DIDs over the network.
+/// A cached document is used without asking again for this long...
+const FRESH_FOR: Duration = Duration::from_secs(60 * 60);
+/// ...and, when the network fails, still used up to this age.
+const STALE_FOR: Duration = Duration::from_secs(24 * 60 * 60);
+/// Most documents kept (a PDS resolves its own accounts and the services it talks to).
+const CACHE_SIZE: usize = 10_000;
+
+/// Resolves handles and DIDs over the network, caching DID documents.
 #[derive(Clone)]
 pub struct Resolver {
     http: reqwest::Client,
     plc_url: String,
     dns: Option<TokioResolver>,
+    docs: Arc<Mutex<HashMap<String, (DidDocument, Instant)>>>,
 }
 
 impl Resolver {
@@ -22,6 +32,7 @@ impl Resolver {
             http,
             plc_url: plc_url.trim_end_matches('/').to_owned(),
             dns,
+            docs: Default::default(),
         }
     }
 
@@ -73,8 +84,55 @@ impl Resolver {
         Did::new(text.lines().next()?.trim()).ok()
     }
 
-    /// The DID document for `did`.
+    /// The DID document for `did`, from the cache when it is fresh. If the network
+    /// fails, a document up to a day old is used rather than failing the caller.
     pub async fn resolve_did(&self, did: &Did) -> Result<DidDocument, IdentityError> {
+        let cached = self
+            .docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(did.as_str())
+            .cloned();
+        if let Some((doc, at)) = &cached {
+            if at.elapsed() < FRESH_FOR {
+                return Ok(doc.clone());
+            }
+        }
+        match self.resolve_did_fresh(did).await {
+            Ok(doc) => Ok(doc),
+            Err(e) => match cached {
+                Some((doc, at)) if at.elapsed() < STALE_FOR => {
+                    tracing::warn!(%did, "using a cached DID document: {e}");
+                    Ok(doc)
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Drops a cached document (after this server changed it).
+    pub fn forget(&self, did: &str) {
+        self.docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(did);
+    }
+
+    /// The DID document for `did`, fetched now (and cached).
+    pub async fn resolve_did_fresh(&self, did: &Did) -> Result<DidDocument, IdentityError> {
+        let doc = self.fetch_did(did).await?;
+        let mut docs = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        if docs.len() >= CACHE_SIZE {
+            docs.retain(|_, (_, at)| at.elapsed() < FRESH_FOR);
+            if docs.len() >= CACHE_SIZE {
+                docs.clear();
+            }
+        }
+        docs.insert(did.to_string(), (doc.clone(), Instant::now()));
+        Ok(doc)
+    }
+
+    async fn fetch_did(&self, did: &Did) -> Result<DidDocument, IdentityError> {
         let url = match did.method() {
             "plc" => format!("{}/{did}", self.plc_url),
             "web" => {

@@ -325,7 +325,7 @@ async fn check_existing_did(
     let parsed = Did::new(did)?;
     let doc = state
         .resolver
-        .resolve_did(&parsed)
+        .resolve_did_fresh(&parsed)
         .await
         .map_err(|e| XrpcError::named("UnresolvableDid", e.to_string()))?;
     if parsed.method() == "plc" {
@@ -723,6 +723,7 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
             .submit(&account.did, &op)
             .await
             .map_err(|e| XrpcError::upstream(e.to_string()))?;
+        state.resolver.forget(&account.did);
     }
     let did = account.did.clone();
     state

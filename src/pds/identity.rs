@@ -134,6 +134,7 @@ pub async fn submit_operation(
 }
 
 async fn announce_identity(state: &AppState, did: &str, handle: &str) -> XrpcResult<()> {
+    state.resolver.forget(did);
     let (did, handle) = (did.to_owned(), handle.to_owned());
     state
         .storage

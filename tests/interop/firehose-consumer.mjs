@@ -296,8 +296,10 @@ function checkOps(ops, ev) {
       if (!isCid(op.cid)) (ok = false), ev.problem(`${where}: cid must be the new record's CID`)
       if (!hasPrev) (ok = false), ev.problem(`${where}: an update must carry prev (sync 1.1)`)
       else if (isCid(op.cid) && sameCid(op.cid, op.prev)) {
-        ok = false
-        ev.problem(`${where}: cid == prev (no-op update; indigo's InvertOp rejects it)`)
+        // the reference PDS emits this for an identical applyWrites update
+        // (it skips an identical putRecord); indigo's mst.InvertOp calls it an
+        // invalid operation, which its relay only logs
+        ev.warn(`${where}: cid == prev (no-op update)`)
       }
     } else if (op.action === 'delete') {
       if (op.cid !== null) (ok = false), ev.problem(`${where}: cid must be null for a delete`)
