@@ -33,6 +33,9 @@ pub struct Config {
     pub appview_did: Option<String>,
     /// How long firehose events stay available to cursors.
     pub firehose_backfill_hours: u64,
+    /// How many live events a slow firehose subscriber may fall behind before it is
+    /// cut off (bounds memory whatever subscribers do).
+    pub firehose_buffer_events: usize,
     /// Let proxying reach private and loopback addresses (development and tests only:
     /// otherwise a crafted DID document could aim the PDS at the owner's LAN).
     pub proxy_allow_private: bool,
@@ -58,6 +61,7 @@ struct ConfigFile {
     appview_url: Option<String>,
     appview_did: Option<String>,
     firehose_backfill_hours: Option<u64>,
+    firehose_buffer_events: Option<usize>,
     proxy_allow_private: Option<bool>,
     relay_check_interval_secs: Option<u64>,
 }
@@ -259,7 +263,15 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         })?,
         None => file.relay_check_interval_secs.unwrap_or(300),
     };
+    let firehose_buffer_events = match env("ATBOX_FIREHOSE_BUFFER_EVENTS") {
+        Some(s) => s.parse().map_err(|_| bad("firehose_buffer_events", format!("{s:?} is not a number of events")))?,
+        None => file.firehose_buffer_events.unwrap_or(4096),
+    };
+    if firehose_buffer_events == 0 {
+        return Err(bad("firehose_buffer_events", "must be at least 1"));
+    }
     Ok(Config {
+        firehose_buffer_events,
         relay_check_interval_secs,
         proxy_allow_private,
         firehose_backfill_hours,

@@ -105,12 +105,12 @@ async fn replay_then_live_without_gaps_or_duplicates() {
         created["accessJwt"].as_str().unwrap().to_owned(),
     );
 
-    // Account creation: #identity, #account, then the first #commit.
+    // Account creation: #identity, #account, the first #commit, and #sync.
     let mut live = connect(&base, None).await;
     let mut from_start = connect(&base, Some(0)).await;
-    let first = frames(&mut from_start, 3).await;
+    let first = frames(&mut from_start, 4).await;
     let kinds: Vec<&str> = first.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(kinds, ["#identity", "#account", "#commit"]);
+    assert_eq!(kinds, ["#identity", "#account", "#commit", "#sync"]);
     assert_eq!(
         field(&first[0].1, "handle"),
         &Ipld::String("stream.test".into())
@@ -127,7 +127,7 @@ async fn replay_then_live_without_gaps_or_duplicates() {
         let seqs: Vec<i128> = batch.iter().map(|(_, b)| seq(b)).collect();
         assert_eq!(
             seqs,
-            (4..14).collect::<Vec<_>>(),
+            (5..15).collect::<Vec<_>>(),
             "in order, no gaps, no duplicates"
         );
         assert!(batch.iter().all(|(t, _)| t == "#commit"));
@@ -139,14 +139,14 @@ async fn replay_then_live_without_gaps_or_duplicates() {
     }
 
     // A cursor in the middle replays from there, then continues live.
-    let mut mid = connect(&base, Some(8)).await;
+    let mut mid = connect(&base, Some(9)).await;
     post(&http, &base, &did, &token, "after").await;
     let got: Vec<i128> = frames(&mut mid, 6)
         .await
         .iter()
         .map(|(_, b)| seq(b))
         .collect();
-    assert_eq!(got, (9..15).collect::<Vec<_>>());
+    assert_eq!(got, (10..16).collect::<Vec<_>>());
 
     // A cursor in the future is an error frame.
     let mut future = connect(&base, Some(1000)).await;

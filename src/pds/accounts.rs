@@ -225,6 +225,8 @@ pub async fn create_account(
             let shown = (!active).then(|| stored.status.as_str());
             crate::sync::emit::account(conn, outbox, &stored.did, active, shown)?;
             crate::sync::emit::commit(conn, outbox, &stored.did, &commit)?;
+            let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
+            crate::sync::emit::sync(conn, outbox, &stored.did, commit.commit_cid, commit_block, commit.rev.as_str())?;
             Ok(())
         })
         .await?;
@@ -512,6 +514,15 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
             db::set_status(conn, &did, status, Datetime::now().as_str())?;
             let shown = (status != AccountStatus::Active).then(|| status.as_str());
             crate::sync::emit::account(conn, outbox, &did, status == AccountStatus::Active, shown)?;
+            if status == AccountStatus::Active {
+                // Back online: tell consumers who it is and where its repo stands.
+                crate::sync::emit::identity(conn, outbox, &did, Some(&account.handle))?;
+                if let Some(head) = repos::head(conn, &did)? {
+                    let block = repos::get_blocks(conn, &did, &[head.commit])?;
+                    let commit_block = block.get(&head.commit).unwrap_or_default();
+                    crate::sync::emit::sync(conn, outbox, &did, head.commit, commit_block, head.rev.as_str())?;
+                }
+            }
             Ok(())
         })
         .await
@@ -643,6 +654,8 @@ pub async fn delete_account(
             repos::delete_repo(conn, &did)?;
             crate::storage::blobs::delete_all(conn, &did)?;
             db::delete_account(conn, &did)?;
+            // Its past events carry its records: they go too (as the reference does).
+            crate::storage::events::delete_for(conn, &did)?;
             crate::sync::emit::account(conn, outbox, &did, false, Some("deleted"))?;
             Ok::<_, XrpcError>(())
         })

@@ -50,7 +50,7 @@ pub type Ctx = Arc<AppState>;
 impl AppState {
     /// Opens storage and secrets under the configured data directory.
     pub fn open(config: Config) -> anyhow::Result<AppState> {
-        let storage = Storage::open(&config.data_dir)?;
+        let storage = Storage::open(&config.data_dir, config.firehose_buffer_events)?;
         let secrets = Secrets::load_or_create(&config.data_dir)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))

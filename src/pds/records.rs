@@ -53,6 +53,8 @@ struct CheckedWrite {
     write: PreparedWrite,
     validation: Option<Validation>,
     blobs: Vec<BlobRef>,
+    /// The record's CID (creates and updates).
+    cid: Option<Cid>,
 }
 
 /// Blob references in a record: `{"$type": "blob", "ref": <link>, ...}` anywhere.
@@ -186,11 +188,13 @@ fn prepare(
                 (write, validation, refs)
             }
         };
-        out.push(CheckedWrite {
-            write: PreparedWrite { write, swap_record },
-            validation,
-            blobs,
-        });
+        let cid = match &write {
+            Write::Create { record, .. } | Write::Update { record, .. } => {
+                Some(crate::data::cid_for_cbor(&crate::data::encode_cbor(record)))
+            }
+            Write::Delete { .. } => None,
+        };
+        out.push(CheckedWrite { write: PreparedWrite { write, swap_record }, validation, blobs, cid });
     }
     Ok(out)
 }
@@ -274,7 +278,30 @@ pub async fn write(
                     )));
                 }
             }
-            let writes: Vec<PreparedWrite> = prepared.iter().map(|w| w.write.clone()).collect();
+            // Writing a record exactly as it is changes nothing: no commit, no event
+            // (as the reference PDS does), though the caller still gets its result.
+            let mut unchanged = Vec::with_capacity(prepared.len());
+            for w in &prepared {
+                let same = match &w.write.write {
+                    Write::Update { collection, rkey, .. } => {
+                        repos::record_cid(conn, &job_did, collection.as_str(), rkey.as_str())? == w.cid && w.cid.is_some()
+                    }
+                    _ => false,
+                };
+                unchanged.push(same);
+            }
+            let writes: Vec<PreparedWrite> =
+                prepared.iter().zip(&unchanged).filter(|(_, same)| !**same).map(|(w, _)| w.write.clone()).collect();
+            let action_of = |w: &Write| match w {
+                Write::Create { .. } => WriteAction::Create,
+                Write::Update { .. } => WriteAction::Update,
+                Write::Delete { .. } => WriteAction::Delete,
+            };
+            let uri_of = |w: &Write| format!("at://{job_did}/{}", w.path());
+            if writes.is_empty() {
+                let results = prepared.iter().map(|w| (action_of(&w.write.write), uri_of(&w.write.write), w.cid, w.validation)).collect();
+                return Ok(WriteOutcome { commit: None, results });
+            }
             let rev = rev_after(head.as_ref().map(|h| &h.rev));
             let blocks = repos::SqlBlocks { conn, did: &job_did };
             let commit = match apply_writes(&blocks, &did, head.as_ref(), &writes, &key, rev) {
@@ -287,18 +314,19 @@ pub async fn write(
             };
             repos::save_commit(conn, &job_did, head.as_ref(), &commit)?;
             crate::sync::emit::commit(conn, outbox, &job_did, &commit)?;
+            let mut ops = commit.ops.iter();
             let mut results = Vec::with_capacity(prepared.len());
-            for (checked, op) in prepared.iter().zip(&commit.ops) {
-                let (w, validation) = (&checked.write, checked.validation);
-                let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
-                blobs::set_record_blobs(conn, &job_did, &op.path, &cids, commit.rev.as_str())?;
-                let uri = format!("at://{job_did}/{}", w.write.path());
-                let action = match w.write {
-                    Write::Create { .. } => WriteAction::Create,
-                    Write::Update { .. } => WriteAction::Update,
-                    Write::Delete { .. } => WriteAction::Delete,
+            for (checked, same) in prepared.iter().zip(&unchanged) {
+                let w = &checked.write.write;
+                let cid = if *same {
+                    checked.cid
+                } else {
+                    let op = ops.next().expect("one op per changing write");
+                    let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
+                    blobs::set_record_blobs(conn, &job_did, &op.path, &cids, commit.rev.as_str())?;
+                    op.cid
                 };
-                results.push((action, uri, op.cid, validation));
+                results.push((action_of(w), uri_of(w), cid, checked.validation));
             }
             Ok(WriteOutcome { commit: Some(commit), results })
         })

@@ -70,3 +70,9 @@ pub fn trim(conn: &Connection, before_ms: i64) -> Result<usize, StorageError> {
         .prepare_cached("DELETE FROM repo_event WHERE sequenced_at < ?1 AND seq < (SELECT MAX(seq) FROM repo_event)")?
         .execute([before_ms])?)
 }
+
+/// Drops every event of an account (when the account is deleted).
+pub fn delete_for(conn: &Connection, did: &str) -> Result<(), StorageError> {
+    conn.prepare_cached("DELETE FROM repo_event WHERE did = ?1")?.execute([did])?;
+    Ok(())
+}

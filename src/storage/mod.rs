@@ -89,8 +89,9 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
 
 impl Storage {
     /// Opens (creating if needed) the data directory, migrates the schema and starts
-    /// the writer. Must be called inside a Tokio runtime.
-    pub fn open(data_dir: &Path) -> Result<Storage, StorageError> {
+    /// the writer (see [`Writer::start`] for `live_buffer`). Must be called inside a
+    /// Tokio runtime.
+    pub fn open(data_dir: &Path, live_buffer: usize) -> Result<Storage, StorageError> {
         create_private_dir(data_dir)?;
         let db_path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&db_path)?;
@@ -98,7 +99,7 @@ impl Storage {
         schema::migrate(&mut conn)?;
         let blobs = blobs::BlobFiles::open(&data_dir.join("blobs"))?;
         Ok(Storage {
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, live_buffer),
             readers: Arc::new(Mutex::new(Vec::new())),
             db_path,
             blobs,

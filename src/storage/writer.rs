@@ -18,8 +18,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 256;
-/// Events kept for subscribers that are behind; one further behind is cut off.
-const PUBLISH_BUFFER: usize = 4096;
 
 /// Events a job sequenced; published once its batch is durable.
 #[derive(Default)]
@@ -40,10 +38,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn start(conn: Connection) -> Writer {
+    /// Starts the writer thread on `conn`. `live_buffer` events are kept for firehose
+    /// subscribers that are behind; one further behind is cut off.
+    pub fn start(conn: Connection, live_buffer: usize) -> Writer {
         let (tx, rx) = mpsc::channel::<Job>(1024);
-        let (published, _) = broadcast::channel(PUBLISH_BUFFER);
+        let (published, _) = broadcast::channel(live_buffer.max(1));
         let publisher = published.clone();
         std::thread::Builder::new()
             .name("atbox-writer".into())

@@ -79,7 +79,7 @@ impl std::error::Error for XrpcError {}
 
 impl IntoResponse for XrpcError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self.error, "{}", self.message);
         }
         (

@@ -50,12 +50,12 @@ fn swap_record(input: &Map<String, Value>) -> XrpcResult<Option<Option<String>>>
 }
 
 fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
-    let commit = outcome
-        .commit
-        .as_ref()
-        .ok_or_else(|| XrpcError::internal("a write produced no commit"))?;
-    let (_, uri, cid, validation) = &outcome.results[0];
-    let mut out = j!({ "uri": uri, "cid": cid.map(|c| c.to_string()), "commit": records::commit_meta(commit) });
+    let (_, uri, cid, validation) = outcome.results.first().ok_or_else(|| XrpcError::internal("a write produced no result"))?;
+    let mut out = j!({ "uri": uri, "cid": cid.map(|c| c.to_string()) });
+    // No commit when the record was written exactly as it already was.
+    if let Some(commit) = &outcome.commit {
+        out["commit"] = records::commit_meta(commit);
+    }
     if let Some(v) = validation {
         out["validationStatus"] = j!(v.as_str());
     }
