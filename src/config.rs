@@ -264,7 +264,12 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         None => file.relay_check_interval_secs.unwrap_or(300),
     };
     let firehose_buffer_events = match env("ATBOX_FIREHOSE_BUFFER_EVENTS") {
-        Some(s) => s.parse().map_err(|_| bad("firehose_buffer_events", format!("{s:?} is not a number of events")))?,
+        Some(s) => s.parse().map_err(|_| {
+            bad(
+                "firehose_buffer_events",
+                format!("{s:?} is not a number of events"),
+            )
+        })?,
         None => file.firehose_buffer_events.unwrap_or(4096),
     };
     if firehose_buffer_events == 0 {

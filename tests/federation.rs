@@ -228,26 +228,77 @@ async fn handle_changes_and_recovery_keys_reach_the_plc_directory() {
     let http = reqwest::Client::new();
     let (did, token, _) = api.account("renamer.test").await;
 
-    let (s, v) = api.post("com.atproto.identity.updateHandle", Some(&token), json!({"handle": "renamed.test"})).await;
+    let (s, v) = api
+        .post(
+            "com.atproto.identity.updateHandle",
+            Some(&token),
+            json!({"handle": "renamed.test"}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let doc: Value = http.get(format!("{}/{did}", plc.url)).send().await.unwrap().json().await.unwrap();
+    let doc: Value = http
+        .get(format!("{}/{did}", plc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["alsoKnownAs"], json!(["at://renamed.test"]));
-    let (_, v) = api.get("com.atproto.identity.resolveHandle", "handle=renamed.test").await;
+    let (_, v) = api
+        .get("com.atproto.identity.resolveHandle", "handle=renamed.test")
+        .await;
     assert_eq!(v["did"], did.as_str());
-    let (s, v) = api.get("com.atproto.identity.resolveHandle", "handle=renamer.test").await;
-    assert_eq!((s.as_u16(), v["error"].as_str()), (400, Some("HandleNotFound")));
-    let (s, v) = api.post("com.atproto.identity.updateHandle", Some(&token), json!({"handle": "x.example.com"})).await;
-    assert_eq!(s, 400, "an outside handle that does not resolve to the DID is refused: {v}");
+    let (s, v) = api
+        .get("com.atproto.identity.resolveHandle", "handle=renamer.test")
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (400, Some("HandleNotFound"))
+    );
+    let (s, v) = api
+        .post(
+            "com.atproto.identity.updateHandle",
+            Some(&token),
+            json!({"handle": "x.example.com"}),
+        )
+        .await;
+    assert_eq!(
+        s, 400,
+        "an outside handle that does not resolve to the DID is refused: {v}"
+    );
 
     let out = atbox.cli(&plc.url, &["identity", "add-recovery-key", "renamed.test"]);
-    let key = out.split_whitespace().find(|w| w.starts_with("did:key:")).unwrap().to_owned();
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("did:key:"))
+        .unwrap()
+        .to_owned();
     assert!(out.contains("private key (secp256k1, hex): "), "{out}");
-    let last: Value = http.get(format!("{}/{did}/log/last", plc.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(last["rotationKeys"][0], key.as_str(), "the user's key ranks above the server's");
+    let last: Value = http
+        .get(format!("{}/{did}/log/last", plc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        last["rotationKeys"][0],
+        key.as_str(),
+        "the user's key ranks above the server's"
+    );
     assert_eq!(last["rotationKeys"].as_array().unwrap().len(), 2);
     // The private key printed is the one registered.
-    let hex = out.lines().find_map(|l| l.strip_prefix("private key (secp256k1, hex): ")).unwrap();
-    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-    let kp = atbox::crypto::Keypair::from_private_bytes(atbox::crypto::KeyType::K256, &bytes).unwrap();
+    let hex = out
+        .lines()
+        .find_map(|l| l.strip_prefix("private key (secp256k1, hex): "))
+        .unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let kp =
+        atbox::crypto::Keypair::from_private_bytes(atbox::crypto::KeyType::K256, &bytes).unwrap();
     assert_eq!(kp.public_key().to_did_key(), key);
 }

@@ -192,3 +192,83 @@ async fn a_plain_http_get_gets_an_xrpc_error() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "InvalidRequest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_is_cut_off() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_FIREHOSE_BUFFER_EVENTS", "16")]);
+    let base = atbox.server.url.clone();
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{base}/xrpc/com.atproto.server.createAccount"))
+        .json(&json!({"handle": "slow.test", "email": "slow@example.com", "password": "pw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (did, token) = (
+        created["did"].as_str().unwrap().to_owned(),
+        created["accessJwt"].as_str().unwrap().to_owned(),
+    );
+
+    // A consumer with a tiny receive window that reads nothing.
+    let port = base.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(2048).unwrap();
+    let stream = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let url = format!("ws://127.0.0.1:{port}/xrpc/com.atproto.sync.subscribeRepos");
+    let (mut slow, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+
+    // Far more events than the server keeps for laggards, with records big enough
+    // (9 MB in all) to fill the socket buffers between the two ends.
+    let text = "x".repeat(60_000);
+    for i in 0..150 {
+        let record = json!({"$type": "com.example.big", "n": i, "text": text});
+        let res = http
+            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+            .bearer_auth(&token)
+            .json(&json!({"repo": did, "collection": "com.example.big", "record": record}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // The server is still fine for everyone else...
+    let res = http
+        .get(format!("{base}/xrpc/_health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // ...and the slow consumer, when it finally reads, finds it was cut off.
+    let mut saw_error = false;
+    let mut received = 0;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), slow.next()).await {
+        match msg {
+            Ok(Message::Binary(b)) => {
+                let (t, body) = decode_frame(&b);
+                if t == "error" {
+                    assert_eq!(
+                        field(&body, "error"),
+                        &Ipld::String("ConsumerTooSlow".into())
+                    );
+                    saw_error = true;
+                } else {
+                    received += 1;
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        saw_error,
+        "expected a ConsumerTooSlow error frame after {received} events"
+    );
+    assert!(
+        received < 150,
+        "the consumer was cut off before the end ({received} events)"
+    );
+}

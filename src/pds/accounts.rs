@@ -226,7 +226,14 @@ pub async fn create_account(
             crate::sync::emit::account(conn, outbox, &stored.did, active, shown)?;
             crate::sync::emit::commit(conn, outbox, &stored.did, &commit)?;
             let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
-            crate::sync::emit::sync(conn, outbox, &stored.did, commit.commit_cid, commit_block, commit.rev.as_str())?;
+            crate::sync::emit::sync(
+                conn,
+                outbox,
+                &stored.did,
+                commit.commit_cid,
+                commit_block,
+                commit.rev.as_str(),
+            )?;
             Ok(())
         })
         .await?;
@@ -520,7 +527,14 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
                 if let Some(head) = repos::head(conn, &did)? {
                     let block = repos::get_blocks(conn, &did, &[head.commit])?;
                     let commit_block = block.get(&head.commit).unwrap_or_default();
-                    crate::sync::emit::sync(conn, outbox, &did, head.commit, commit_block, head.rev.as_str())?;
+                    crate::sync::emit::sync(
+                        conn,
+                        outbox,
+                        &did,
+                        head.commit,
+                        commit_block,
+                        head.rev.as_str(),
+                    )?;
                 }
             }
             Ok(())

@@ -194,7 +194,12 @@ fn prepare(
             }
             Write::Delete { .. } => None,
         };
-        out.push(CheckedWrite { write: PreparedWrite { write, swap_record }, validation, blobs, cid });
+        out.push(CheckedWrite {
+            write: PreparedWrite { write, swap_record },
+            validation,
+            blobs,
+            cid,
+        });
     }
     Ok(out)
 }

@@ -73,6 +73,7 @@ pub fn trim(conn: &Connection, before_ms: i64) -> Result<usize, StorageError> {
 
 /// Drops every event of an account (when the account is deleted).
 pub fn delete_for(conn: &Connection, did: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM repo_event WHERE did = ?1")?.execute([did])?;
+    conn.prepare_cached("DELETE FROM repo_event WHERE did = ?1")?
+        .execute([did])?;
     Ok(())
 }

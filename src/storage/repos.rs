@@ -145,7 +145,12 @@ pub fn get_record(
 }
 
 /// The CID a record has now, if it exists.
-pub fn record_cid(conn: &Connection, did: &str, collection: &str, rkey: &str) -> Result<Option<Cid>, StorageError> {
+pub fn record_cid(
+    conn: &Connection,
+    did: &str,
+    collection: &str,
+    rkey: &str,
+) -> Result<Option<Cid>, StorageError> {
     let cid: Option<Vec<u8>> = conn
         .prepare_cached("SELECT cid FROM record WHERE did = ?1 AND collection = ?2 AND rkey = ?3")?
         .query_row(params![did, collection, rkey], |r| r.get(0))

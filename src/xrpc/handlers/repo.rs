@@ -50,7 +50,10 @@ fn swap_record(input: &Map<String, Value>) -> XrpcResult<Option<Option<String>>>
 }
 
 fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
-    let (_, uri, cid, validation) = outcome.results.first().ok_or_else(|| XrpcError::internal("a write produced no result"))?;
+    let (_, uri, cid, validation) = outcome
+        .results
+        .first()
+        .ok_or_else(|| XrpcError::internal("a write produced no result"))?;
     let mut out = j!({ "uri": uri, "cid": cid.map(|c| c.to_string()) });
     // No commit when the record was written exactly as it already was.
     if let Some(commit) = &outcome.commit {
