@@ -164,8 +164,7 @@ async fn a_relay_grade_consumer_finds_every_event_valid() {
         let out = consumer(&ws, &plc.url, &["--cursor", "0", "--idle-ms", "2000"])
             .output()
             .unwrap();
-        let summary = check(out, "replay from cursor 0");
-        summary
+        check(out, "replay from cursor 0")
     };
     assert!(live_summary.ends_with("0 failed") && last_seq.ends_with("0 failed"));
     // Reconnecting with a cursor in the middle picks up from there.

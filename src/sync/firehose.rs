@@ -55,6 +55,25 @@ async fn send(socket: &mut WebSocket, frame: Vec<u8>) -> Result<(), axum::Error>
     socket.send(Message::Binary(frame.into())).await
 }
 
+/// Sends a last error frame, then closes with the full WebSocket handshake: waiting for
+/// the client's close (briefly) lets it read everything sent before, instead of a TCP
+/// reset throwing its unread frames away.
+async fn fail(socket: &mut WebSocket, error: &str, message: &str) -> Result<(), axum::Error> {
+    send(socket, error_frame(error, message)).await?;
+    socket.send(Message::Close(None)).await?;
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return Ok(()),
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
 async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<(), axum::Error> {
     let mut live = ctx.storage.writer.subscribe();
     let mut last = 0i64;
@@ -65,10 +84,7 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
             .await;
         let (oldest, newest) = match bounds {
             Ok(b) => b.unwrap_or((1, 0)),
-            Err(e) => {
-                send(&mut socket, error_frame("InternalServerError", &e.message)).await?;
-                return Ok(());
-            }
+            Err(e) => return fail(&mut socket, "InternalServerError", &e.message).await,
         };
         if cursor > newest {
             send(
@@ -96,10 +112,7 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
                 .await;
             let page: Vec<SeqEvent> = match page {
                 Ok(p) => p,
-                Err(e) => {
-                    send(&mut socket, error_frame("InternalServerError", &e.message)).await?;
-                    return Ok(());
-                }
+                Err(e) => return fail(&mut socket, "InternalServerError", &e.message).await,
             };
             let done = page.len() < REPLAY_PAGE;
             for event in page {
@@ -121,8 +134,7 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
                     send(&mut socket, event.frame.clone()).await?;
                 }
                 Err(RecvError::Lagged(_)) => {
-                    send(&mut socket, error_frame("ConsumerTooSlow", "Stream consumer too slow")).await?;
-                    return socket.close().await;
+                    return fail(&mut socket, "ConsumerTooSlow", "Stream consumer too slow").await;
                 }
                 Err(RecvError::Closed) => return socket.close().await,
             },
