@@ -14,7 +14,7 @@ pub mod repos;
 mod schema;
 pub mod writer;
 
-pub use writer::Writer;
+pub use writer::{Writer, WriterOptions};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -89,9 +89,8 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
 
 impl Storage {
     /// Opens (creating if needed) the data directory, migrates the schema and starts
-    /// the writer (see [`Writer::start`] for `live_buffer`). Must be called inside a
-    /// Tokio runtime.
-    pub fn open(data_dir: &Path, live_buffer: usize) -> Result<Storage, StorageError> {
+    /// the writer. Must be called inside a Tokio runtime.
+    pub fn open(data_dir: &Path, options: WriterOptions) -> Result<Storage, StorageError> {
         create_private_dir(data_dir)?;
         let db_path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&db_path)?;
@@ -99,7 +98,7 @@ impl Storage {
         schema::migrate(&mut conn)?;
         let blobs = blobs::BlobFiles::open(&data_dir.join("blobs"))?;
         Ok(Storage {
-            writer: Writer::start(conn, live_buffer),
+            writer: Writer::start(conn, options)?,
             readers: Arc::new(Mutex::new(Vec::new())),
             db_path,
             blobs,

@@ -9,15 +9,69 @@
 //! that publishes the batch's events, in sequence order, to firehose subscribers.
 //! A caller is never told "done" before its data is durable, and no subscriber sees an
 //! event that could still roll back.
+//!
+//! Checkpoints are the writer's too: SQLite's automatic checkpoint is off, and the WAL
+//! is copied into the database when the writer has been idle for a few seconds or the
+//! WAL passes a size bound — a passive checkpoint that leaves the WAL file in place to
+//! be reused, so the card sees no truncate-and-regrow churn.
 
 use super::events::SeqEvent;
 use super::StorageError;
 use rusqlite::Connection;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Largest number of jobs committed together.
-const MAX_BATCH: usize = 256;
+/// Largest number of jobs committed together by default.
+pub const MAX_BATCH: usize = 256;
+/// Checkpoint once the WAL holds this many pages (4 MiB of 4 KiB pages)...
+const WAL_CHECKPOINT_PAGES: i64 = 1024;
+/// ...or after this long without writes.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(3);
+
+/// Pages in the WAL after the last commit (set by SQLite's WAL hook; one writer
+/// connection per process holds the hook).
+static WAL_PAGES: AtomicI64 = AtomicI64::new(0);
+
+fn on_wal_commit(_: &rusqlite::hooks::Wal, pages: std::os::raw::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.store(i64::from(pages), Ordering::Relaxed);
+    Ok(())
+}
+
+/// How the writer batches: `max_batch` jobs per transaction (1 makes it the naive
+/// one-transaction-per-write mode the storage benchmark compares against), and the
+/// firehose live buffer (see [`Writer::start`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub max_batch: usize,
+    pub live_buffer: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { max_batch: MAX_BATCH, live_buffer: 4096 }
+    }
+}
+
+/// What the writer has done since the process started (for `atbox status` and the
+/// storage benchmark).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Jobs committed (or rolled back in their savepoint).
+    pub jobs: AtomicU64,
+    /// Transactions committed: each is one WAL fsync.
+    pub commits: AtomicU64,
+    /// Passive checkpoints run: each syncs the WAL and the database file.
+    pub checkpoints: AtomicU64,
+}
+
+impl WriterStats {
+    /// fsyncs the writer caused: one per commit, two per checkpoint.
+    pub fn fsyncs(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed) + 2 * self.checkpoints.load(Ordering::Relaxed)
+    }
+}
 
 /// Events a job sequenced; published once its batch is durable.
 #[derive(Default)]
@@ -30,28 +84,37 @@ pub struct Outbox {
 type Deliver = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver, Outbox) + Send>;
 
+enum Command {
+    Write(Job),
+    /// Checkpoint now (tests, benchmarks, shutdown); answers when done.
+    Checkpoint(oneshot::Sender<()>),
+}
+
 /// A handle for sending jobs to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    commands: mpsc::Sender<Command>,
     published: broadcast::Sender<Arc<SeqEvent>>,
+    pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`. `live_buffer` events are kept for firehose
-    /// subscribers that are behind; one further behind is cut off.
-    pub fn start(conn: Connection, live_buffer: usize) -> Writer {
-        let (tx, rx) = mpsc::channel::<Job>(1024);
-        let (published, _) = broadcast::channel(live_buffer.max(1));
-        let publisher = published.clone();
+    /// Starts the writer thread on `conn`. `options.live_buffer` events are kept for
+    /// firehose subscribers that are behind; one further behind is cut off.
+    pub fn start(conn: Connection, options: WriterOptions) -> Result<Writer, StorageError> {
+        // Checkpoints are ours (below), not SQLite's; this pragma also resets the WAL
+        // hook, so it comes first.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.wal_hook(Some(on_wal_commit));
+        let (tx, rx) = mpsc::channel::<Command>(1024);
+        let (published, _) = broadcast::channel(options.live_buffer.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let (publisher, thread_stats) = (published.clone(), stats.clone());
         std::thread::Builder::new()
             .name("atbox-writer".into())
-            .spawn(move || run(conn, rx, publisher))
-            .expect("spawning the writer thread");
-        Writer {
-            jobs: tx,
-            published,
-        }
+            .spawn(move || run(conn, rx, publisher, options.max_batch.max(1), thread_stats))
+            .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer { commands: tx, published, stats })
     }
 
     /// Events as they are committed (for the firehose).
@@ -89,37 +152,77 @@ impl Writer {
             });
             (ok, deliver, outbox)
         });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| E::from(StorageError::NotCommitted))?;
+        self.commands.send(Command::Write(job)).await.map_err(|_| E::from(StorageError::NotCommitted))?;
         rx.await.map_err(|_| E::from(StorageError::NotCommitted))?
+    }
+
+    /// Copies the WAL into the database now.
+    pub async fn checkpoint(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Checkpoint(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
-    publisher: broadcast::Sender<Arc<SeqEvent>>,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+fn checkpoint(conn: &Connection, stats: &WriterStats) {
+    if WAL_PAGES.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+        Ok((_, log, done)) => {
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            if done >= log {
+                WAL_PAGES.store(0, Ordering::Relaxed);
+            }
+        }
+        Err(e) => tracing::warn!("checkpoint failed: {e}"),
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, publisher: broadcast::Sender<Arc<SeqEvent>>, max_batch: usize, stats: Arc<WriterStats>) {
+    // The thread blocks on its own small runtime so that it can wait with a timeout
+    // (for idle checkpoints) without spinning.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime for the writer");
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    loop {
+        let first = rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
+        let command = match first {
+            Err(_) => {
+                checkpoint(&conn, &stats); // idle
+                continue;
+            }
+            Ok(None) => {
+                checkpoint(&conn, &stats); // shutting down
+                return;
+            }
+            Ok(Some(c)) => c,
+        };
+        let mut asked: Vec<oneshot::Sender<()>> = Vec::new();
+        match command {
+            Command::Write(job) => batch.push(job),
+            Command::Checkpoint(done) => asked.push(done),
+        }
+        while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Command::Write(job)) => batch.push(job),
+                Ok(Command::Checkpoint(done)) => asked.push(done),
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, &publisher);
+        if !batch.is_empty() {
+            commit_batch(&mut conn, &mut batch, &publisher, &stats);
+        }
+        if !asked.is_empty() || WAL_PAGES.load(Ordering::Relaxed) >= WAL_CHECKPOINT_PAGES {
+            checkpoint(&conn, &stats);
+        }
+        for done in asked {
+            let _ = done.send(());
+        }
     }
 }
 
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Job>,
-    publisher: &broadcast::Sender<Arc<SeqEvent>>,
-) {
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, publisher: &broadcast::Sender<Arc<SeqEvent>>, stats: &WriterStats) {
     let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
     let mut events: Vec<Arc<SeqEvent>> = Vec::new();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -129,10 +232,8 @@ fn commit_batch(
         return;
     }
     for job in batch.drain(..) {
-        let outcome = conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(StorageError::from)
-            .map(|()| job(conn));
+        let outcome = conn.execute_batch("SAVEPOINT job").map_err(StorageError::from).map(|()| job(conn));
+        stats.jobs.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok((true, deliver, outbox)) => {
                 let _ = conn.execute_batch("RELEASE job");
@@ -154,6 +255,8 @@ fn commit_batch(
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
         events.clear();
+    } else {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
     }
     for deliver in delivers {
         deliver(committed.clone());
