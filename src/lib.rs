@@ -10,6 +10,7 @@
 //! - [`cli`]: the `atbox` command line.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;

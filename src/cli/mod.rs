@@ -43,9 +43,85 @@ enum Command {
     /// Talk to relays.
     #[command(subcommand)]
     Relay(status::RelayCommand),
+    /// Measure atbox on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Record writes through the real write path: throughput, latency, bytes written
+    /// and fsyncs per record.
+    Storage {
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// One transaction (and fsync) per write, for comparison.
+        #[arg(long)]
+        naive: bool,
+        /// Where to write (on the storage to measure; default: a fresh directory
+        /// under the current one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Storage {
+        records,
+        concurrency,
+        naive,
+        dir,
+    } = cmd;
+    let scratch = match &dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("atbox-bench-")
+                .tempdir_in(".")?,
+        ),
+    };
+    let path = dir.unwrap_or_else(|| scratch.as_ref().expect("made above").path().to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let r = runtime.block_on(crate::bench::storage(&path, records, concurrency, naive))?;
+    println!("mode                 {}", r.mode);
+    println!(
+        "records             {} at concurrency {}",
+        r.records, r.concurrency
+    );
+    println!(
+        "throughput          {:.0} records/s ({:.2} s)",
+        r.records_per_sec, r.seconds
+    );
+    println!(
+        "latency             p50 {:.2} ms, p99 {:.2} ms",
+        r.p50_ms, r.p99_ms
+    );
+    println!(
+        "written to storage  {:.0} bytes/record ({} bytes)",
+        r.bytes_per_record, r.bytes_written
+    );
+    println!(
+        "fsyncs              {:.3} per record ({})",
+        r.fsyncs_per_record, r.fsyncs
+    );
+    println!(
+        "average batch       {:.2} writes per transaction",
+        r.avg_batch
+    );
+    println!(
+        "cpu                 {:.3} ms per record",
+        r.cpu_ms_per_record
+    );
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging() {
@@ -62,6 +138,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repo(cmd) => repo::run(cmd),
+        Command::Bench(cmd) => bench(cmd),
         Command::Serve => with_config(cli.config, |config| async move {
             crate::server::serve(config).await
         }),

@@ -50,7 +50,10 @@ pub type Ctx = Arc<AppState>;
 impl AppState {
     /// Opens storage and secrets under the configured data directory.
     pub fn open(config: Config) -> anyhow::Result<AppState> {
-        let options = crate::storage::WriterOptions { live_buffer: config.firehose_buffer_events, ..Default::default() };
+        let options = crate::storage::WriterOptions {
+            live_buffer: config.firehose_buffer_events,
+            ..Default::default()
+        };
         let storage = Storage::open(&config.data_dir, options)?;
         let secrets = Secrets::load_or_create(&config.data_dir)?;
         let http = reqwest::Client::builder()

@@ -50,7 +50,10 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { max_batch: MAX_BATCH, live_buffer: 4096 }
+        WriterOptions {
+            max_batch: MAX_BATCH,
+            live_buffer: 4096,
+        }
     }
 }
 
@@ -114,7 +117,11 @@ impl Writer {
             .name("atbox-writer".into())
             .spawn(move || run(conn, rx, publisher, options.max_batch.max(1), thread_stats))
             .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { commands: tx, published, stats })
+        Ok(Writer {
+            commands: tx,
+            published,
+            stats,
+        })
     }
 
     /// Events as they are committed (for the firehose).
@@ -152,7 +159,10 @@ impl Writer {
             });
             (ok, deliver, outbox)
         });
-        self.commands.send(Command::Write(job)).await.map_err(|_| E::from(StorageError::NotCommitted))?;
+        self.commands
+            .send(Command::Write(job))
+            .await
+            .map_err(|_| E::from(StorageError::NotCommitted))?;
         rx.await.map_err(|_| E::from(StorageError::NotCommitted))?
     }
 
@@ -169,7 +179,13 @@ fn checkpoint(conn: &Connection, stats: &WriterStats) {
     if WAL_PAGES.load(Ordering::Relaxed) == 0 {
         return;
     }
-    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    }) {
         Ok((_, log, done)) => {
             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
             if done >= log {
@@ -180,10 +196,19 @@ fn checkpoint(conn: &Connection, stats: &WriterStats) {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, publisher: broadcast::Sender<Arc<SeqEvent>>, max_batch: usize, stats: Arc<WriterStats>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    publisher: broadcast::Sender<Arc<SeqEvent>>,
+    max_batch: usize,
+    stats: Arc<WriterStats>,
+) {
     // The thread blocks on its own small runtime so that it can wait with a timeout
     // (for idle checkpoints) without spinning.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime for the writer");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a timer runtime for the writer");
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
         let first = rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
@@ -222,7 +247,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, publisher: broadca
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, publisher: &broadcast::Sender<Arc<SeqEvent>>, stats: &WriterStats) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Job>,
+    publisher: &broadcast::Sender<Arc<SeqEvent>>,
+    stats: &WriterStats,
+) {
     let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
     let mut events: Vec<Arc<SeqEvent>> = Vec::new();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -232,7 +262,10 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, publisher: &broadca
         return;
     }
     for job in batch.drain(..) {
-        let outcome = conn.execute_batch("SAVEPOINT job").map_err(StorageError::from).map(|()| job(conn));
+        let outcome = conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(StorageError::from)
+            .map(|()| job(conn));
         stats.jobs.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok((true, deliver, outbox)) => {
