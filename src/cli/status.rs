@@ -21,6 +21,127 @@ fn ago(t: i64) -> String {
     }
 }
 
+fn human(bytes: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// `(free, total)` bytes of the filesystem holding `path`.
+fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: statvfs fills the struct we own from a valid C string.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful call above.
+    let st = unsafe { st.assume_init() };
+    Some((
+        st.f_bavail as u64 * st.f_frsize as u64,
+        st.f_blocks as u64 * st.f_frsize as u64,
+    ))
+}
+
+/// Storage health: sizes, free space, and (from the running server) how much it writes.
+async fn storage_health(config: &Config) {
+    let db: u64 = ["atbox.sqlite", "atbox.sqlite-wal"]
+        .iter()
+        .map(|f| {
+            std::fs::metadata(config.data_dir.join(f))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let blobs = dir_size(&config.data_dir.join("blobs"));
+    println!("\nstorage:");
+    println!("  database            {}", human(db as f64));
+    println!("  blobs               {}", human(blobs as f64));
+    let space = disk_space(&config.data_dir);
+    if let Some((free, total)) = space {
+        println!(
+            "  free space          {} of {}",
+            human(free as f64),
+            human(total as f64)
+        );
+    }
+    let ip = if config.listen.ip().is_unspecified() {
+        [127, 0, 0, 1].into()
+    } else {
+        config.listen.ip()
+    };
+    let url = format!(
+        "http://{}/_atbox/status",
+        std::net::SocketAddr::new(ip, config.listen.port())
+    );
+    let live: Option<serde_json::Value> = async {
+        let res = reqwest::Client::new()
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?;
+        res.json().await.ok()
+    }
+    .await;
+    let Some(live) = live else {
+        println!(
+            "  (the server is not running at {}: no write figures)",
+            config.listen
+        );
+        return;
+    };
+    let up = (unix_now() - live["startedAt"].as_i64().unwrap_or(0)).max(1) as f64;
+    let bytes = live["writeBytes"].as_f64().unwrap_or(0.0);
+    let writes = live["writes"].as_f64().unwrap_or(0.0);
+    let fsyncs = live["fsyncs"].as_f64().unwrap_or(0.0);
+    let per_day = bytes / up * 86400.0;
+    println!(
+        "  written since start {} in {:.1} h ({}/day)",
+        human(bytes),
+        up / 3600.0,
+        human(per_day)
+    );
+    if writes > 0.0 {
+        println!(
+            "  per write           {:.2} fsyncs, {}",
+            fsyncs / writes,
+            human(bytes / writes)
+        );
+    }
+    if let Some((_, total)) = space {
+        // Consumer SD cards are rated for roughly a thousand full writes (wear levelling
+        // spreads them over the card); what this rate would use of that in a year:
+        let per_year = per_day * 365.0;
+        let endurance = total as f64 * 1000.0;
+        println!(
+            "  wear estimate       {}/year: about {:.3}% of this card's life per year (assuming ~1000 full writes)",
+            human(per_year),
+            per_year / endurance * 100.0
+        );
+    }
+}
+
 pub async fn status(config: Config) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     println!(
@@ -29,6 +150,7 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         config.public_url,
         config.data_dir.display()
     );
+    storage_health(&config).await;
     let relays_configured = config.relays.clone();
     let state = AppState::open(config)?;
     let (rows, bounds, relay_rows) = state

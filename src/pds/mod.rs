@@ -43,6 +43,9 @@ pub struct AppState {
     pub login_by_id: RateLimiter,
     /// When the last repo write happened (wakes the relay crawl requester).
     pub relay_clock: crate::sync::relays::WriteClock,
+    /// When this process started (unix seconds) and its storage writes at that moment.
+    pub started_at: i64,
+    pub write_bytes_at_start: u64,
 }
 
 pub type Ctx = Arc<AppState>;
@@ -69,6 +72,8 @@ impl AppState {
             login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
             login_by_id: RateLimiter::new(30, Duration::from_secs(5 * 60)),
             relay_clock: Default::default(),
+            started_at: crate::auth::tokens::now(),
+            write_bytes_at_start: crate::bench::write_bytes(),
             config,
             storage,
             secrets,

@@ -32,6 +32,7 @@ pub fn router(ctx: Ctx) -> Router {
         )
         .route("/xrpc/{nsid}", any(xrpc))
         .route("/xrpc/_health", get(health))
+        .route("/_atbox/status", get(live_status))
         .route("/.well-known/atproto-did", get(well_known_did))
         .route("/.well-known/did.json", get(well_known_did_json))
         .route("/", get(front_page))
@@ -41,6 +42,29 @@ pub fn router(ctx: Ctx) -> Router {
 
 async fn health() -> Response {
     axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })).into_response()
+}
+
+/// The running server's counters, for `atbox status` on the same machine only.
+async fn live_status(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
+    let local = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(a)| a.ip().is_loopback());
+    if !local {
+        return XrpcError::forbidden("only available on the box itself").into_response();
+    }
+    let stats = &ctx.storage.writer.stats;
+    use std::sync::atomic::Ordering::Relaxed;
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "startedAt": ctx.started_at,
+        "writeBytes": crate::bench::write_bytes().saturating_sub(ctx.write_bytes_at_start),
+        "writes": stats.jobs.load(Relaxed),
+        "commits": stats.commits.load(Relaxed),
+        "checkpoints": stats.checkpoints.load(Relaxed),
+        "fsyncs": stats.fsyncs(),
+    }))
+    .into_response()
 }
 
 async fn front_page(State(ctx): State<Ctx>) -> Html<String> {
