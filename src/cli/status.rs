@@ -47,6 +47,7 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 /// `(free, total)` bytes of the filesystem holding `path`.
+#[allow(clippy::unnecessary_cast)] // statvfs field widths differ between targets
 fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
