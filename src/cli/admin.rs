@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::pds::AppState;
 use crate::storage::accounts as db;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -50,16 +50,10 @@ pub async fn identity(config: Config, cmd: IdentityCommand) -> anyhow::Result<()
     crate::server::restrict_umask();
     let state = AppState::open(config)?;
     let IdentityCommand::AddRecoveryKey { account, key } = cmd;
-    let found = state
-        .find_account(&account)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let Some(found) = found else {
-        bail!("no account {account:?} on this server (see `atbox account list`)")
-    };
+    let found = account_named(&state, &account).await?;
     let (did_key, generated) = crate::pds::identity::add_recovery_key(&state, &found.did, key)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        .map_err(plain)?;
     println!(
         "{} now has the recovery key {did_key} above this server's.",
         found.did
@@ -84,6 +78,25 @@ pub enum InviteCommand {
         #[arg(long, default_value_t = 1)]
         uses: i64,
     },
+}
+
+/// An XRPC error as the CLI shows it: just what happened and what to do.
+fn plain(e: crate::xrpc::error::XrpcError) -> anyhow::Error {
+    anyhow::anyhow!(e.message)
+}
+
+/// The account a command names (handle or DID).
+async fn account_named(
+    state: &AppState,
+    account: &str,
+) -> anyhow::Result<crate::storage::accounts::Account> {
+    state
+        .find_account(account)
+        .await
+        .map_err(plain)?
+        .ok_or_else(|| {
+            anyhow::anyhow!("no account {account:?} on this server (see `atbox account list`)")
+        })
 }
 
 fn generated_password() -> String {
@@ -112,7 +125,7 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
             };
             let created = crate::pds::accounts::create_account(&state, input, None)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(plain)?;
             println!(
                 "created {} ({})",
                 created["handle"].as_str().unwrap_or(""),
@@ -142,18 +155,12 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
             }
         }
         AccountCommand::ResetPassword { account, password } => {
-            let found = state
-                .find_account(&account)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let Some(found) = found else {
-                bail!("no account {account:?} on this server (see `atbox account list`)")
-            };
+            let found = account_named(&state, &account).await?;
             let shown = password.is_none();
             let password = password.unwrap_or_else(generated_password);
             crate::pds::accounts::set_password(&state, &found.did, &password)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                .map_err(plain)?;
             println!("password changed for {}", found.handle);
             if shown {
                 println!("password: {password}");
@@ -189,7 +196,7 @@ pub async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
         InviteCommand::Create { uses } => {
             let codes = crate::pds::accounts::create_invites(&state, 1, uses, "admin")
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))
+                .map_err(plain)
                 .context("creating an invite")?;
             println!("{}", codes[0]);
         }
