@@ -213,6 +213,24 @@ async fn the_relay_watchdog_notices_lagging_forgetting_and_outages() {
     set_mode("normal").await;
     wait_for_relay_state(&atbox, &plc.url, &relay_host, "ok");
 
+    // On demand: `atbox relay crawl`.
+    let before = crawls(&log(&http, &relay.url).await);
+    let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
+        .args(["relay", "crawl"])
+        .env("ATBOX_DATA_DIR", atbox.data_dir.path())
+        .env("ATBOX_RELAYS", &relay_host)
+        .env("ATBOX_PLC_URL", &plc.url)
+        .env("ATBOX_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("crawl requested"));
+    assert_eq!(crawls(&log(&http, &relay.url).await), before + 1);
+
     // Down: unreachable.
     set_mode("down").await;
     wait_for_relay_state(&atbox, &plc.url, &relay_host, "unreachable");

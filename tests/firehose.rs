@@ -272,3 +272,32 @@ async fn a_consumer_that_stops_reading_is_cut_off() {
         "the consumer was cut off before the end ({received} events)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_backfill_window_gets_outdated_cursor() {
+    let plc = start_plc();
+    let mut atbox = start_atbox(&plc.url, &[]);
+    let api = common::api::Api::new(&atbox);
+    let (did, token, _) = api.account("old.test").await;
+    for i in 0..3 {
+        api.post_record(&did, &token, &format!("old news {i}"))
+            .await;
+    }
+    // Restart with a zero-hour window: the log is trimmed to its newest event at start.
+    let dir = atbox.data_dir.path().to_owned();
+    let _ = atbox.server.child.kill();
+    let _ = atbox.server.child.wait();
+    let again =
+        common::server::spawn_atbox(&plc.url, &dir, &[("ATBOX_FIREHOSE_BACKFILL_HOURS", "0")]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut socket = connect(&again.url, Some(0)).await;
+    let got = frames(&mut socket, 2).await;
+    assert_eq!(got[0].0, "#info", "{got:?}");
+    assert_eq!(
+        field(&got[0].1, "name"),
+        &Ipld::String("OutdatedCursor".into())
+    );
+    // Then the stream goes on from the oldest event kept.
+    assert_eq!(got[1].0, "#commit");
+    assert_eq!(seq(&got[1].1), 7, "only the newest event survived the trim");
+}

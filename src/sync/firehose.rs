@@ -151,7 +151,7 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
 pub async fn trim_log(ctx: Ctx) {
     loop {
         let window_ms = ctx.config.firehose_backfill_hours as i64 * 3600 * 1000;
-        let before = crate::pds::unix_now() * 1000 - window_ms;
+        let before = chrono::Utc::now().timestamp_millis() - window_ms;
         match ctx
             .storage
             .write(move |conn| Ok::<_, XrpcError>(events::trim(conn, before)?))
