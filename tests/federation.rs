@@ -320,3 +320,87 @@ async fn handle_changes_and_recovery_keys_reach_the_plc_directory() {
         atbox::crypto::Keypair::from_private_bytes(atbox::crypto::KeyType::K256, &bytes).unwrap();
     assert_eq!(kp.public_key().to_did_key(), key);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_atproto_proxy_header_picks_the_service_from_its_did_document() {
+    use atbox::crypto::{KeyType, Keypair};
+    use atbox::identity::plc::{PlcOperation, PlcService};
+    let plc = start_plc();
+    // A service with its own did:plc, whose document names its endpoint.
+    let key = Keypair::generate(KeyType::K256);
+    let mut op = PlcOperation::for_account(
+        vec![key.public_key().to_did_key()],
+        &key.public_key().to_did_key(),
+        "feeds.test",
+        "http://unused",
+        None,
+    );
+    op.services.clear();
+    let port = common::server::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    op.services.insert(
+        "bsky_appview".into(),
+        PlcService {
+            kind: "BskyAppView".into(),
+            endpoint: endpoint.clone(),
+        },
+    );
+    let op = op.sign(&key);
+    let service_did = op.genesis_did();
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/{service_did}", plc.url))
+        .json(&op)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let port_s = port.to_string();
+    let (appview, _) = start_standin(
+        "appview-standin.mjs",
+        &["--plc", &plc.url, "--did", &service_did, "--port", &port_s],
+    );
+
+    // No default AppView: only the header says where to go.
+    let atbox = start_atbox(&plc.url, &[("ATBOX_PROXY_ALLOW_PRIVATE", "true")]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("picker.test").await;
+    let res = http
+        .get(format!(
+            "{}/xrpc/app.bsky.actor.getProfile?actor={did}",
+            api.base
+        ))
+        .bearer_auth(&token)
+        .header("atproto-proxy", format!("{service_did}#bsky_appview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let seen = log(&http, &appview.url).await;
+    let entry = &seen
+        .as_array()
+        .or_else(|| seen["requests"].as_array())
+        .unwrap()[0];
+    assert_eq!(entry["verdict"], "valid", "{entry}");
+    assert_eq!(entry["jwt"]["claims"]["aud"], service_did.as_str());
+    // Without the header (and no default), the PDS says so.
+    let (s, v) = api
+        .get_auth("app.bsky.actor.getProfile", &format!("actor={did}"), &token)
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (501, Some("MethodNotImplemented"))
+    );
+    // A header naming a service the document does not have is refused.
+    let res = http
+        .get(format!(
+            "{}/xrpc/app.bsky.actor.getProfile?actor={did}",
+            api.base
+        ))
+        .bearer_auth(&token)
+        .header("atproto-proxy", format!("{service_did}#nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
