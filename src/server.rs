@@ -37,6 +37,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "atbox is running: {public_url} (listening on {listen}; data in {})",
         data_dir.display()
     );
+    notify_systemd(state.clone());
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     tokio::spawn(crate::sync::firehose::trim_log(state.clone()));
     tokio::spawn(crate::sync::relays::run(state.clone()));
@@ -50,6 +51,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .context("the HTTP server stopped")?;
     tracing::info!("atbox stopped");
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) that the PDS is serving, and keeps its watchdog fed
+/// while the database still answers (a wedged server gets restarted). Does nothing when
+/// not started by systemd.
+fn notify_systemd(state: Ctx) {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("serving"),
+        ],
+    );
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = std::time::Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            loop {
+                let alive = state.storage.read(|conn| {
+                    conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                        .map_err(crate::storage::StorageError::from)
+                });
+                if matches!(tokio::time::timeout(every, alive).await, Ok(Ok(1))) {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 //! and a non-zero exit.
 
 mod admin;
+mod firstboot;
 mod repo;
 mod status;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Talk to relays.
     #[command(subcommand)]
     Relay(status::RelayCommand),
+    /// Apply the boot partition's atbox.toml on the appliance's first boot (run by
+    /// atbox-firstboot.service).
+    Firstboot(firstboot::FirstbootArgs),
     /// Measure atbox on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -139,6 +143,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Repo(cmd) => repo::run(cmd),
         Command::Bench(cmd) => bench(cmd),
+        Command::Firstboot(args) => {
+            init_logging();
+            firstboot::run(args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Serve => with_config(cli.config, |config| async move {
             crate::server::serve(config).await
         }),
