@@ -8,9 +8,11 @@
 //! run, so a regression shows up in CI without a nightly toolchain.
 
 use crate::data::{cid_for_cbor, decode_cbor, encode_cbor, ipld_from_json, ipld_to_json};
+use crate::lexicon::Lexicons;
 use crate::repo::car::{read_car, write_car};
 use crate::repo::mst::node::Node;
 use crate::repo::{BlockMap, Mst};
+use std::sync::LazyLock;
 
 /// DAG-CBOR: a value that decodes re-encodes to the same bytes and survives JSON.
 pub fn cbor_decode(data: &[u8]) {
@@ -61,4 +63,33 @@ pub fn mst_node_decode(data: &[u8]) {
         let _ = mst.delete("app.bsky.feed.post/3k2aa");
         let _ = mst.persist();
     }
+}
+
+static LEXICONS: LazyLock<Lexicons> = LazyLock::new(Lexicons::embedded);
+
+/// JSON request bodies and records: whatever parses as atproto data survives the trip
+/// through DAG-CBOR and back, and lexicon validation answers (valid, unknown or an
+/// error) without panicking, whatever the `$type`.
+pub fn json_body(data: &[u8]) {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(value) = ipld_from_json(&json) else {
+        return;
+    };
+    let bytes = encode_cbor(&value);
+    assert_eq!(
+        decode_cbor(&bytes).as_ref(),
+        Ok(&value),
+        "JSON data re-reads from CBOR"
+    );
+    let collection = match json
+        .get("$type")
+        .and_then(|t| t.as_str())
+        .map(crate::syntax::Nsid::new)
+    {
+        Some(Ok(nsid)) => nsid,
+        _ => crate::syntax::Nsid::new("app.bsky.feed.post").expect("valid NSID"),
+    };
+    let _ = LEXICONS.validate_record(&collection, &value);
 }

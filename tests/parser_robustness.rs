@@ -8,7 +8,7 @@ mod common;
 
 use atbox::crypto::{KeyType, Keypair};
 use atbox::data::{cid_for_cbor, ipld_from_json};
-use atbox::fuzz_targets::{car_read, cbor_decode, mst_node_decode};
+use atbox::fuzz_targets::{car_read, cbor_decode, json_body, mst_node_decode};
 use atbox::repo::car::write_car;
 use atbox::repo::{BlockMap, Mst, UnsignedCommit};
 use atbox::syntax::{Did, Tid};
@@ -162,4 +162,24 @@ fn huge_length_prefixes_do_not_allocate() {
     cbor_decode(&[
         0xa1, 0x61, b'a', 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     ]);
+}
+
+#[test]
+fn json_bodies_survive_mutations() {
+    let seeds: Vec<Vec<u8>> = [
+        common::vector_json("data-model/data-model-valid.json"),
+        common::vector_json("data-model/data-model-fixtures.json"),
+        common::vector_json("lexicon/record-data-valid.json"),
+    ]
+    .iter()
+    .flat_map(|v| v.as_array().unwrap().clone())
+    .map(|case| serde_json::to_vec(case.get("json").or(case.get("data")).unwrap_or(&case)).unwrap())
+    .chain([serde_json::to_vec(&serde_json::json!({
+        "$type": "app.bsky.feed.post", "text": "hello", "createdAt": "2024-01-01T00:00:00Z",
+        "facets": [{"index": {"byteStart": 0, "byteEnd": 5}, "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://x.test"}]}],
+        "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": {"$type": "blob", "ref": {"$link": "bafkreiccldh766hwcnuxnf2wh6jgzepf2nlu2lvcllt63eww5p6chi4ity"}, "mimeType": "image/png", "size": 10}}]}
+    }))
+    .unwrap()])
+    .collect();
+    run("json_body", &seeds, 2000, json_body);
 }

@@ -637,3 +637,85 @@ async fn import_repo_round_trips_an_export_and_lists_missing_blobs() {
         .await;
     assert_eq!(v["records"].as_array().unwrap().len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bodies_to_every_procedure_get_xrpc_errors_not_500s() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", "admin-pw")]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("garbage.test").await;
+    let procedures = [
+        "com.atproto.server.createAccount",
+        "com.atproto.server.createSession",
+        "com.atproto.server.createAppPassword",
+        "com.atproto.server.revokeAppPassword",
+        "com.atproto.server.createInviteCode",
+        "com.atproto.server.createInviteCodes",
+        "com.atproto.server.deleteAccount",
+        "com.atproto.server.requestPasswordReset",
+        "com.atproto.server.resetPassword",
+        "com.atproto.identity.updateHandle",
+        "com.atproto.identity.signPlcOperation",
+        "com.atproto.identity.submitPlcOperation",
+        "com.atproto.repo.createRecord",
+        "com.atproto.repo.putRecord",
+        "com.atproto.repo.deleteRecord",
+        "com.atproto.repo.applyWrites",
+        "com.atproto.repo.importRepo",
+        "com.atproto.repo.uploadBlob",
+        "app.bsky.actor.putPreferences",
+    ];
+    let bodies: Vec<String> = vec![
+        String::new(),
+        "null".into(),
+        "[]".into(),
+        "{}".into(),
+        "{\"repo\": 5}".into(),
+        format!(
+            "{{\"repo\": \"{did}\", \"collection\": \"app.bsky.feed.post\", \"record\": null}}"
+        ),
+        format!("{{\"repo\": \"{did}\", \"collection\": \"\", \"rkey\": [], \"record\": {{}}}}"),
+        format!("{{\"repo\": \"{did}\", \"writes\": [{{\"$type\": 1}}, null, \"x\"]}}"),
+        "{\"handle\": \"\\u0000\", \"email\": {}, \"password\": 3}".into(),
+        "{\"operation\": {\"type\": \"plc_operation\"}, \"preferences\": 4}".into(),
+        "{\"useCount\": -1, \"codeCount\": 100000000000}".into(),
+        "{\"identifier\": \"\", \"password\": \"\"}".into(),
+        "\u{ff}\u{fe}garbage".into(),
+    ];
+    for nsid in procedures {
+        for body in &bodies {
+            for auth in [Some(token.as_str()), None] {
+                let mut req = api
+                    .http
+                    .post(format!("{}/xrpc/{nsid}", api.base))
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                if let Some(t) = auth {
+                    req = req.bearer_auth(t);
+                } else if nsid.contains("InviteCode") {
+                    req = req.basic_auth("admin", Some("admin-pw"));
+                }
+                let res = req.send().await.unwrap();
+                let status = res.status();
+                let text = res.text().await.unwrap();
+                assert!(
+                    status.as_u16() < 500,
+                    "{nsid} with {body:?}: {status} {text}"
+                );
+                if status.as_u16() >= 400 {
+                    let v: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|_| panic!("{nsid}: not JSON: {text}"));
+                    assert!(
+                        v["error"].is_string() && v["message"].is_string(),
+                        "{nsid}: {text}"
+                    );
+                }
+            }
+        }
+    }
+    // And the account is still intact.
+    let (s, _) = api
+        .get("com.atproto.repo.describeRepo", &format!("repo={did}"))
+        .await;
+    assert_eq!(s, 200);
+}
