@@ -84,6 +84,8 @@ fn record_data() {
 fn embedded_lexicons_validate_real_records() {
     let lex = Lexicons::embedded();
     assert!(lex.len() > 250, "{} lexicons embedded", lex.len());
+    lex.check_all()
+        .expect("every embedded lexicon is well-formed and where its id says");
     let post = serde_json::json!({
         "$type": "app.bsky.feed.post",
         "text": "hello from atbox",

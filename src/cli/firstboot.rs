@@ -104,10 +104,7 @@ pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
                 );
             };
             let data_dir = config.data_dir.clone();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let runtime = super::runtime()?;
             runtime.block_on(async {
                 crate::server::restrict_umask();
                 let state = AppState::open(config)?;

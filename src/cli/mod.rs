@@ -90,10 +90,7 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         ),
     };
     let path = dir.unwrap_or_else(|| scratch.as_ref().expect("made above").path().to_owned());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let r = runtime.block_on(crate::bench::storage(&path, records, concurrency, naive))?;
     println!("mode                 {}", r.mode);
     println!(
@@ -126,6 +123,17 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     );
     println!("{}", serde_json::to_string(&r)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The async runtime every command runs on: two workers (a Pi has four cores, and the
+/// writer has a thread of its own) and a small pool for blocking work (SQLite reads,
+/// password hashing), which bounds memory under load.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
 }
 
 fn init_logging() {
@@ -173,10 +181,7 @@ where
 {
     init_logging();
     let config = crate::config::load(path.as_deref(), &|k| std::env::var(k).ok())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     runtime.block_on(f(config))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use crate::syntax::Nsid;
 use include_dir::{include_dir, Dir};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 static EMBEDDED: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/lexicons");
 
@@ -36,9 +37,28 @@ impl Validation {
 }
 
 /// A set of lexicon documents, by NSID.
-#[derive(Debug, Default, Clone)]
+///
+/// Embedded documents stay as their JSON text until first used: parsed all at once they
+/// would hold several MiB of a Raspberry Pi's memory for schemas most requests never
+/// touch.
+#[derive(Debug, Default)]
 pub struct Lexicons {
-    docs: HashMap<String, Value>,
+    docs: HashMap<String, Doc>,
+}
+
+#[derive(Debug)]
+struct Doc {
+    text: &'static [u8],
+    parsed: OnceLock<Value>,
+}
+
+impl Doc {
+    fn get(&self) -> &Value {
+        self.parsed.get_or_init(|| {
+            serde_json::from_slice(self.text)
+                .expect("embedded lexicons are JSON (checked by tests)")
+        })
+    }
 }
 
 /// Why a lexicon document is malformed.
@@ -78,16 +98,23 @@ const DEF_TYPES: &[&str] = &[
 ];
 
 impl Lexicons {
-    /// The lexicons built into atbox.
+    /// The lexicons built into atbox, keyed by the NSID their path spells
+    /// (`com/atproto/repo/getRecord.json` is `com.atproto.repo.getRecord`).
     pub fn embedded() -> Lexicons {
         let mut lex = Lexicons::default();
         let mut stack = vec![&EMBEDDED];
         while let Some(dir) = stack.pop() {
             for file in dir.files() {
-                if file.path().extension().is_some_and(|e| e == "json") {
-                    let doc: Value = serde_json::from_slice(file.contents())
-                        .expect("embedded lexicons are JSON");
-                    lex.add(doc).expect("embedded lexicons are well-formed");
+                let path = file.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    let id = path.with_extension("").to_string_lossy().replace('/', ".");
+                    lex.docs.insert(
+                        id,
+                        Doc {
+                            text: file.contents(),
+                            parsed: OnceLock::new(),
+                        },
+                    );
                 }
             }
             stack.extend(dir.dirs());
@@ -98,7 +125,24 @@ impl Lexicons {
     /// Adds a document after checking its shape.
     pub fn add(&mut self, doc: Value) -> Result<(), SchemaError> {
         let id = check_document(&doc)?;
-        self.docs.insert(id, doc);
+        let parsed = OnceLock::new();
+        let _ = parsed.set(doc);
+        self.docs.insert(id, Doc { text: b"", parsed });
+        Ok(())
+    }
+
+    /// Checks every document's shape (and, for embedded ones, that the id matches the
+    /// path it was stored under). Parses them all: for tests and start-up checks.
+    pub fn check_all(&self) -> Result<(), SchemaError> {
+        for (id, doc) in &self.docs {
+            let checked = check_document(doc.get())?;
+            if &checked != id {
+                return Err(SchemaError {
+                    id: id.clone(),
+                    problem: format!("its id is {checked}"),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -117,7 +161,7 @@ impl Lexicons {
             Some((nsid, name)) => (nsid, name),
             None => (reference, "main"),
         };
-        self.docs.get(nsid)?.get("defs")?.get(name)
+        self.docs.get(nsid)?.get().get("defs")?.get(name)
     }
 
     /// The `main` definition's type for an NSID (`record`, `query`, `procedure`, ...).

@@ -118,7 +118,14 @@ impl Storage {
             let conn = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(c) => c,
-                None => open_connection(&path).map_err(E::from)?,
+                None => {
+                    let c = open_connection(&path).map_err(E::from)?;
+                    // Readers share the OS page cache; a small private cache each keeps
+                    // memory flat on a Pi.
+                    c.pragma_update(None, "cache_size", -1024)
+                        .map_err(|e| E::from(e.into()))?;
+                    c
+                }
             };
             let result = f(&conn);
             let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
