@@ -106,6 +106,7 @@ pub async fn storage(
             .to_vec(),
         created_at: crate::syntax::Datetime::now().to_string(),
         status: AccountStatus::Active,
+        email_confirmed: false,
     };
     state
         .storage

@@ -26,6 +26,7 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
             .to_vec(),
         created_at: "2024-01-01T00:00:00Z".into(),
         status: atbox::storage::accounts::AccountStatus::Active,
+        email_confirmed: false,
     };
     state
         .storage

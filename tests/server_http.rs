@@ -719,3 +719,104 @@ async fn garbage_bodies_to_every_procedure_get_xrpc_errors_not_500s() {
         .await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_confirmation_and_change_and_identity_resolution() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("mailer.test").await;
+    let code = |purpose: &str| {
+        let out = atbox.cli(&plc.url, &["account", "tokens"]);
+        out.lines()
+            .find(|l| l.starts_with(purpose))
+            .unwrap_or_else(|| panic!("no {purpose} code in {out}"))
+            .split('\t')
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        api.post(
+            "com.atproto.server.requestEmailConfirmation",
+            Some(&token),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, v) = api
+        .post(
+            "com.atproto.server.confirmEmail",
+            Some(&token),
+            json!({"email": "other@example.com", "token": code("confirm_email")}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "InvalidEmail");
+    let (s, v) = api
+        .post(
+            "com.atproto.server.confirmEmail",
+            Some(&token),
+            json!({"email": "mailer.test@example.com", "token": code("confirm_email")}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = api
+        .get_auth("com.atproto.server.getSession", "", &token)
+        .await;
+    assert_eq!(v["emailConfirmed"], true);
+
+    let (_, v) = api
+        .post(
+            "com.atproto.server.requestEmailUpdate",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["tokenRequired"], true);
+    let (s, v) = api
+        .post(
+            "com.atproto.server.updateEmail",
+            Some(&token),
+            json!({"email": "new@example.com"}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 400, "TokenRequired");
+    let (s, v) = api
+        .post(
+            "com.atproto.server.updateEmail",
+            Some(&token),
+            json!({"email": "new@example.com", "token": code("update_email")}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = api
+        .get_auth("com.atproto.server.getSession", "", &token)
+        .await;
+    assert_eq!(
+        (v["email"].as_str(), v["emailConfirmed"].as_bool()),
+        (Some("new@example.com"), Some(false))
+    );
+
+    let (_, v) = api
+        .get(
+            "com.atproto.identity.resolveIdentity",
+            "identifier=mailer.test",
+        )
+        .await;
+    assert_eq!(
+        (v["did"].as_str(), v["handle"].as_str()),
+        (Some(did.as_str()), Some("mailer.test")),
+        "{v}"
+    );
+    assert_eq!(v["didDoc"]["id"], did.as_str());
+    let (_, v) = api
+        .get("com.atproto.identity.resolveDid", &format!("did={did}"))
+        .await;
+    assert_eq!(v["didDoc"]["id"], did.as_str());
+    let (_, v) = api
+        .get_auth("com.atproto.temp.checkSignupQueue", "", &token)
+        .await;
+    assert_eq!(v["activated"], true);
+}

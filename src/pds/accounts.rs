@@ -182,6 +182,7 @@ pub async fn create_account(
         } else {
             AccountStatus::Active
         },
+        email_confirmed: false,
     };
     let rev = state.tids.next_tid();
     let did_parsed = Did::new(did.as_str())?;
@@ -809,4 +810,151 @@ pub async fn put_preferences(state: &AppState, session: &Session, prefs: Value) 
             )?)
         })
         .await
+}
+
+/// com.atproto.server.requestEmailConfirmation: a code for confirmEmail (shown by
+/// `atbox account tokens`; home connections often cannot send mail).
+pub async fn request_email_confirmation(state: &AppState, session: &Session) -> XrpcResult<()> {
+    let account = state.repo_account(&session.did).await?;
+    if account.email.is_none() {
+        return Err(XrpcError::invalid_request(
+            "the account has no email address",
+        ));
+    }
+    request_token(state, &account.did, "confirm_email").await
+}
+
+/// com.atproto.server.confirmEmail
+pub async fn confirm_email(
+    state: &AppState,
+    session: &Session,
+    email: &str,
+    token: &str,
+) -> XrpcResult<()> {
+    let (did, email, token) = (
+        session.did.clone(),
+        email.trim().to_ascii_lowercase(),
+        token.to_owned(),
+    );
+    state
+        .storage
+        .write(move |conn| {
+            let account = db::by_did(conn, &did)?
+                .ok_or_else(|| XrpcError::named("AccountNotFound", "account not found"))?;
+            if account.email.as_deref() != Some(email.as_str()) {
+                return Err(XrpcError::named(
+                    "InvalidEmail",
+                    "that is not the account's email address",
+                ));
+            }
+            consume_token(conn, "confirm_email", &did, &token)?;
+            db::set_email_confirmed(conn, &did)?;
+            Ok(())
+        })
+        .await
+}
+
+/// com.atproto.server.requestEmailUpdate: a confirmed address needs a code to change.
+pub async fn request_email_update(state: &AppState, session: &Session) -> XrpcResult<Value> {
+    session.require_full()?;
+    let account = state.repo_account(&session.did).await?;
+    if account.email_confirmed {
+        request_token(state, &account.did, "update_email").await?;
+    }
+    Ok(json!({ "tokenRequired": account.email_confirmed }))
+}
+
+/// com.atproto.server.updateEmail
+pub async fn update_email(
+    state: &AppState,
+    session: &Session,
+    email: &str,
+    token: Option<&str>,
+) -> XrpcResult<()> {
+    session.require_full()?;
+    let email = check_email(email)?;
+    let (did, token) = (session.did.clone(), token.map(str::to_owned));
+    state
+        .storage
+        .write(move |conn| {
+            let account = db::by_did(conn, &did)?
+                .ok_or_else(|| XrpcError::named("AccountNotFound", "account not found"))?;
+            if account.email_confirmed {
+                let token = token.ok_or_else(|| {
+                    XrpcError::named(
+                        "TokenRequired",
+                        "a code from requestEmailUpdate is required",
+                    )
+                })?;
+                consume_token(conn, "update_email", &did, &token)?;
+            }
+            if db::by_email(conn, &email)?.is_some_and(|a| a.did != did) {
+                return Err(XrpcError::invalid_request(
+                    "that email address is used by another account",
+                ));
+            }
+            db::set_email(conn, &did, Some(&email))?;
+            Ok(())
+        })
+        .await
+}
+
+/// com.atproto.identity.resolveDid
+pub async fn resolve_did(state: &AppState, did: &str) -> XrpcResult<Value> {
+    let parsed = Did::new(did)?;
+    let doc = match state.find_account(did).await? {
+        Some(account) => super::sync::did_document(state, &account).await,
+        None => state
+            .resolver
+            .resolve_did(&parsed)
+            .await
+            .map_err(|e| XrpcError::named("DidNotFound", e.to_string()))?,
+    };
+    Ok(json!({ "didDoc": doc }))
+}
+
+/// com.atproto.identity.resolveIdentity (and refreshIdentity with `fresh`): the DID, its
+/// document, and the handle if it resolves back to the DID (else `handle.invalid`).
+pub async fn resolve_identity(
+    state: &AppState,
+    identifier: &str,
+    fresh: bool,
+) -> XrpcResult<Value> {
+    let id = crate::syntax::AtIdentifier::new(identifier.trim())?;
+    let did = match &id {
+        crate::syntax::AtIdentifier::Did(d) => d.clone(),
+        crate::syntax::AtIdentifier::Handle(_) => {
+            let v = resolve_handle(state, id.as_str()).await?;
+            Did::new(v["did"].as_str().unwrap_or_default())?
+        }
+    };
+    if fresh {
+        state.resolver.forget(did.as_str());
+    }
+    let local = state.find_account(did.as_str()).await?;
+    let doc = match &local {
+        Some(account) => super::sync::did_document(state, account).await,
+        None => state
+            .resolver
+            .resolve_did(&did)
+            .await
+            .map_err(|e| XrpcError::named("DidNotFound", e.to_string()))?,
+    };
+    let claimed = doc.handle();
+    let verified = match (&claimed, &local) {
+        (Some(h), Some(a)) if h == &a.handle => Some(h.clone()),
+        (Some(h), None) => match Handle::new(h.as_str()) {
+            Ok(parsed) => state
+                .resolver
+                .resolve_handle(&parsed)
+                .await
+                .filter(|d| d == &did)
+                .map(|_| h.clone()),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    Ok(
+        json!({ "did": did, "handle": verified.unwrap_or_else(|| "handle.invalid".into()), "didDoc": doc }),
+    )
 }

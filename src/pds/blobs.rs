@@ -74,10 +74,26 @@ pub async fn collect_garbage(state: &AppState, cutoff: i64) -> XrpcResult<usize>
     Ok(removed.len())
 }
 
-/// Runs [`collect_garbage`] every ten minutes, for as long as the server runs.
+/// Runs [`collect_garbage`] every ten minutes, for as long as the server runs, and
+/// forgets expired sessions and one-time codes.
 pub async fn garbage_collector(state: super::Ctx) {
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
+        let now = unix_now();
+        let expired = state
+            .storage
+            .write(move |conn| {
+                let codes_before = now - crate::pds::accounts::TOKEN_TTL_SECS;
+                Ok::<_, XrpcError>(crate::storage::accounts::delete_expired_tokens(
+                    conn,
+                    now,
+                    codes_before,
+                )?)
+            })
+            .await;
+        if let Err(e) = expired {
+            tracing::warn!("forgetting expired tokens failed: {e}");
+        }
         match collect_garbage(&state, unix_now() - UNREFERENCED_GRACE_SECS).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("removed {n} unreferenced blobs"),

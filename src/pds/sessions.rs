@@ -37,7 +37,7 @@ pub fn account_view(account: &Account) -> Value {
     let mut v = json!({
         "did": account.did,
         "handle": account.handle,
-        "emailConfirmed": false,
+        "emailConfirmed": account.email_confirmed,
         "active": account.status == AccountStatus::Active,
     });
     if let Some(email) = &account.email {

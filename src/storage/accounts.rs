@@ -14,6 +14,7 @@ pub struct Account {
     pub signing_key: Vec<u8>,
     pub created_at: String,
     pub status: AccountStatus,
+    pub email_confirmed: bool,
 }
 
 /// Whether an account is live.
@@ -41,7 +42,8 @@ impl AccountStatus {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "did, handle, email, password_hash, signing_key, created_at, status";
+const ACCOUNT_COLUMNS: &str =
+    "did, handle, email, password_hash, signing_key, created_at, status, email_confirmed";
 
 fn account_from(r: &Row) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -52,6 +54,7 @@ fn account_from(r: &Row) -> rusqlite::Result<Account> {
         signing_key: r.get(4)?,
         created_at: r.get(5)?,
         status: AccountStatus::parse(&r.get::<_, String>(6)?),
+        email_confirmed: r.get(7)?,
     })
 }
 
@@ -117,9 +120,16 @@ pub fn set_handle(conn: &Connection, did: &str, handle: &str) -> Result<(), Stor
     Ok(())
 }
 
+/// Sets the email address (unconfirmed until confirmEmail).
 pub fn set_email(conn: &Connection, did: &str, email: Option<&str>) -> Result<(), StorageError> {
-    conn.prepare_cached("UPDATE account SET email = ?2 WHERE did = ?1")?
+    conn.prepare_cached("UPDATE account SET email = ?2, email_confirmed = 0 WHERE did = ?1")?
         .execute(params![did, email])?;
+    Ok(())
+}
+
+pub fn set_email_confirmed(conn: &Connection, did: &str) -> Result<(), StorageError> {
+    conn.prepare_cached("UPDATE account SET email_confirmed = 1 WHERE did = ?1")?
+        .execute([did])?;
     Ok(())
 }
 
@@ -224,6 +234,21 @@ pub fn refresh_token(
         .prepare_cached("SELECT app_password FROM refresh_token WHERE id = ?1 AND did = ?2")?
         .query_row([id, did], |r| r.get(0))
         .optional()?)
+}
+
+/// Forgets refresh tokens past their expiry and one-time codes older than `codes_before`.
+pub fn delete_expired_tokens(
+    conn: &Connection,
+    now: i64,
+    codes_before: i64,
+) -> Result<usize, StorageError> {
+    let a = conn
+        .prepare_cached("DELETE FROM refresh_token WHERE expires_at < ?1")?
+        .execute([now])?;
+    let b = conn
+        .prepare_cached("DELETE FROM email_token WHERE requested_at < ?1")?
+        .execute([codes_before])?;
+    Ok(a + b)
 }
 
 pub fn delete_refresh_tokens(conn: &Connection, did: &str) -> Result<(), StorageError> {

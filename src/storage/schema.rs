@@ -125,6 +125,10 @@ const MIGRATIONS: &[&str] = &[
         last_crawl_request INTEGER               -- unix seconds
     );
     "#,
+    // 3: whether the account's email address has been confirmed.
+    r#"
+    ALTER TABLE account ADD COLUMN email_confirmed INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -46,6 +46,9 @@ pub async fn query(ctx: &Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Resp
         "com.atproto.sync.listRepos" => sync::list_repos(ctx, p).await,
         "com.atproto.sync.getRepoStatus" => sync::repo_status(ctx, p).await,
         "app.bsky.actor.getPreferences" => server::get_preferences(ctx, h).await,
+        "com.atproto.identity.resolveDid" => server::resolve_did(ctx, p).await,
+        "com.atproto.identity.resolveIdentity" => server::resolve_identity(ctx, p).await,
+        "com.atproto.temp.checkSignupQueue" => server::check_signup_queue(ctx, h).await,
         _ => Err(XrpcError::not_implemented(nsid)),
     }
 }
@@ -93,6 +96,13 @@ pub async fn procedure(
         "com.atproto.repo.deleteRecord" => repo::delete_record(ctx, h, b).await,
         "com.atproto.repo.applyWrites" => repo::apply_writes(ctx, h, b).await,
         "app.bsky.actor.putPreferences" => server::put_preferences(ctx, h, b).await,
+        "com.atproto.identity.refreshIdentity" => server::refresh_identity(ctx, b).await,
+        "com.atproto.server.requestEmailConfirmation" => {
+            server::request_email_confirmation(ctx, h).await
+        }
+        "com.atproto.server.confirmEmail" => server::confirm_email(ctx, h, b).await,
+        "com.atproto.server.requestEmailUpdate" => server::request_email_update(ctx, h).await,
+        "com.atproto.server.updateEmail" => server::update_email(ctx, h, b).await,
         _ => Err(XrpcError::not_implemented(nsid)),
     }
 }

@@ -237,3 +237,62 @@ pub async fn submit_plc_operation(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcRes
     crate::pds::identity::submit_operation(ctx, &s, op).await?;
     empty()
 }
+
+pub async fn resolve_did(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    json(accounts::resolve_did(ctx, p.required("did")?).await?)
+}
+
+pub async fn resolve_identity(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    json(accounts::resolve_identity(ctx, p.required("identifier")?, false).await?)
+}
+
+#[derive(Deserialize)]
+struct IdentifierInput {
+    identifier: String,
+}
+
+pub async fn refresh_identity(ctx: &Ctx, b: &[u8]) -> XrpcResult<Response> {
+    let input: IdentifierInput = body(b)?;
+    json(accounts::resolve_identity(ctx, &input.identifier, true).await?)
+}
+
+/// Accounts here are never queued: they are active as soon as they exist.
+pub async fn check_signup_queue(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
+    session(ctx, h)?;
+    json(j!({ "activated": true }))
+}
+
+pub async fn request_email_confirmation(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
+    accounts::request_email_confirmation(ctx, &session(ctx, h)?).await?;
+    empty()
+}
+
+#[derive(Deserialize)]
+struct ConfirmInput {
+    email: String,
+    token: String,
+}
+
+pub async fn confirm_email(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
+    let s = session(ctx, h)?;
+    let input: ConfirmInput = body(b)?;
+    accounts::confirm_email(ctx, &s, &input.email, &input.token).await?;
+    empty()
+}
+
+pub async fn request_email_update(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
+    json(accounts::request_email_update(ctx, &session(ctx, h)?).await?)
+}
+
+#[derive(Deserialize)]
+struct UpdateEmailInput {
+    email: String,
+    token: Option<String>,
+}
+
+pub async fn update_email(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
+    let s = session(ctx, h)?;
+    let input: UpdateEmailInput = body(b)?;
+    accounts::update_email(ctx, &s, &input.email, input.token.as_deref()).await?;
+    empty()
+}
