@@ -820,3 +820,155 @@ async fn email_confirmation_and_change_and_identity_resolution() {
         .await;
     assert_eq!(v["activated"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_can_look_up_reset_take_down_and_delete_accounts() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", "admin-pw")]);
+    let api = Api::new(&atbox);
+    let (did, _, _) = api.account("managed.test").await;
+    let admin_get = |nsid: &str, q: String| {
+        api.http
+            .get(format!("{}/xrpc/{nsid}?{q}", api.base))
+            .basic_auth("admin", Some("admin-pw"))
+            .send()
+    };
+    let admin_post = |nsid: &str, body: Value| {
+        api.http
+            .post(format!("{}/xrpc/{nsid}", api.base))
+            .basic_auth("admin", Some("admin-pw"))
+            .json(&body)
+            .send()
+    };
+
+    // Wrong or missing admin credentials.
+    let res = api
+        .http
+        .get(format!(
+            "{}/xrpc/com.atproto.admin.getAccountInfo?did={did}",
+            api.base
+        ))
+        .basic_auth("admin", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let v: Value = admin_get("com.atproto.admin.getAccountInfo", format!("did={did}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["handle"].as_str(), v["email"].as_str()),
+        (Some("managed.test"), Some("managed.test@example.com")),
+        "{v}"
+    );
+    let v: Value = admin_get(
+        "com.atproto.admin.getAccountInfos",
+        format!("dids={did}&dids=did:plc:nobody"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["infos"].as_array().unwrap().len(), 1);
+
+    let res = admin_post(
+        "com.atproto.admin.updateAccountPassword",
+        json!({"did": did, "password": "reset by admin"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let (s, _) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "managed.test", "password": "reset by admin"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // Takedown: no logins, no sync; restoring brings it back.
+    let takedown = |applied: bool| json!({"subject": {"$type": "com.atproto.admin.defs#repoRef", "did": did}, "takedown": {"applied": applied, "ref": "case-1"}});
+    assert_eq!(
+        admin_post("com.atproto.admin.updateSubjectStatus", takedown(true))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let v: Value = admin_get("com.atproto.admin.getSubjectStatus", format!("did={did}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["takedown"]["applied"], true);
+    let (s, v) = api
+        .post(
+            "com.atproto.server.createSession",
+            None,
+            json!({"identifier": "managed.test", "password": "reset by admin"}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 401, "AccountTakedown");
+    let (s, v) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+    assert_xrpc_error(s, &v, 400, "RepoTakendown");
+    assert_eq!(
+        admin_post("com.atproto.admin.updateSubjectStatus", takedown(false))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (s, _) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+    assert_eq!(s, 200);
+
+    // Invites, then deletion.
+    let code: Value = admin_post(
+        "com.atproto.server.createInviteCode",
+        json!({"useCount": 1}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let code = code["code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        admin_post(
+            "com.atproto.admin.disableInviteCodes",
+            json!({"codes": [code]})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    let v: Value = admin_get("com.atproto.admin.getInviteCodes", String::new())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["codes"][0]["disabled"], true, "{v}");
+    assert_eq!(
+        admin_post("com.atproto.admin.deleteAccount", json!({"did": did}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (s, v) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+    assert_xrpc_error(s, &v, 400, "RepoNotFound");
+}

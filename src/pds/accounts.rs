@@ -659,17 +659,25 @@ pub async fn delete_account(
             "Invalid did or password",
         ));
     }
-    let (did, token) = (did.to_owned(), token.to_owned());
+    remove_account(state, did, Some(token.to_owned())).await
+}
+
+/// Deletes an account and everything it has here: repo, blobs, sessions, its past
+/// firehose events (they carry its records), announcing `#account` deleted. With a
+/// `token`, the owner's one-time code must match (deleteAccount); the admin passes none.
+pub async fn remove_account(state: &AppState, did: &str, token: Option<String>) -> XrpcResult<()> {
+    let did = did.to_owned();
     let blob_did = did.clone();
     state
         .storage
         .writer
         .write_with_events(move |conn, outbox| {
-            consume_token(conn, "delete_account", &did, &token)?;
+            if let Some(token) = &token {
+                consume_token(conn, "delete_account", &did, token)?;
+            }
             repos::delete_repo(conn, &did)?;
             crate::storage::blobs::delete_all(conn, &did)?;
             db::delete_account(conn, &did)?;
-            // Its past events carry its records: they go too (as the reference does).
             crate::storage::events::delete_for(conn, &did)?;
             crate::sync::emit::account(conn, outbox, &did, false, Some("deleted"))?;
             Ok::<_, XrpcError>(())

@@ -5,6 +5,7 @@
 //! no SQL (that is `crate::storage`'s) and no HTTP framing (that is `crate::xrpc`'s).
 
 pub mod accounts;
+pub mod admin;
 pub mod blobs;
 pub mod identity;
 pub mod import;

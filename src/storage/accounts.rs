@@ -330,6 +330,38 @@ pub fn invites_for(conn: &Connection, for_account: &str) -> Result<Vec<InviteCod
         .collect()
 }
 
+/// Every invite code.
+pub fn all_invites(conn: &Connection) -> Result<Vec<InviteCode>, StorageError> {
+    let codes: Vec<String> = {
+        let mut stmt =
+            conn.prepare_cached("SELECT code FROM invite_code ORDER BY created_at DESC")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    codes
+        .iter()
+        .filter_map(|c| invite(conn, c).transpose())
+        .collect()
+}
+
+/// Disables the named codes and every code of the named accounts.
+pub fn disable_invites(
+    conn: &Connection,
+    codes: &[String],
+    accounts: &[String],
+) -> Result<(), StorageError> {
+    let mut by_code = conn.prepare_cached("UPDATE invite_code SET disabled = 1 WHERE code = ?1")?;
+    for c in codes {
+        by_code.execute([c])?;
+    }
+    let mut by_account =
+        conn.prepare_cached("UPDATE invite_code SET disabled = 1 WHERE for_account = ?1")?;
+    for a in accounts {
+        by_account.execute([a])?;
+    }
+    Ok(())
+}
+
 pub fn use_invite(
     conn: &Connection,
     code: &str,

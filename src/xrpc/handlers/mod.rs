@@ -1,6 +1,7 @@
 //! The XRPC method tables: which handler serves which NSID, and the helpers they share
 //! for bodies and responses.
 
+mod admin;
 mod repo;
 mod server;
 mod sync;
@@ -49,6 +50,10 @@ pub async fn query(ctx: &Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Resp
         "com.atproto.identity.resolveDid" => server::resolve_did(ctx, p).await,
         "com.atproto.identity.resolveIdentity" => server::resolve_identity(ctx, p).await,
         "com.atproto.temp.checkSignupQueue" => server::check_signup_queue(ctx, h).await,
+        "com.atproto.admin.getAccountInfo" => admin::get_account_info(ctx, h, p).await,
+        "com.atproto.admin.getAccountInfos" => admin::get_account_infos(ctx, h, p).await,
+        "com.atproto.admin.getSubjectStatus" => admin::get_subject_status(ctx, h, p).await,
+        "com.atproto.admin.getInviteCodes" => admin::get_invite_codes(ctx, h).await,
         _ => Err(XrpcError::not_implemented(nsid)),
     }
 }
@@ -97,6 +102,14 @@ pub async fn procedure(
         "com.atproto.repo.applyWrites" => repo::apply_writes(ctx, h, b).await,
         "app.bsky.actor.putPreferences" => server::put_preferences(ctx, h, b).await,
         "com.atproto.identity.refreshIdentity" => server::refresh_identity(ctx, b).await,
+        "com.atproto.admin.updateAccountPassword" => {
+            admin::update_account_password(ctx, h, b).await
+        }
+        "com.atproto.admin.updateAccountEmail" => admin::update_account_email(ctx, h, b).await,
+        "com.atproto.admin.updateAccountHandle" => admin::update_account_handle(ctx, h, b).await,
+        "com.atproto.admin.deleteAccount" => admin::delete_account(ctx, h, b).await,
+        "com.atproto.admin.updateSubjectStatus" => admin::update_subject_status(ctx, h, b).await,
+        "com.atproto.admin.disableInviteCodes" => admin::disable_invite_codes(ctx, h, b).await,
         "com.atproto.server.requestEmailConfirmation" => {
             server::request_email_confirmation(ctx, h).await
         }
