@@ -63,11 +63,16 @@ pub fn bounds(conn: &Connection) -> Result<Option<(i64, i64)>, StorageError> {
         .and_then(|(a, b)| Some((a?, b?))))
 }
 
-/// Drops events older than `before_ms`, always keeping the newest (so sequence numbers
-/// never restart). Returns how many were dropped.
+/// Drops events older than `before_ms`, always keeping the newest (so there is a
+/// cursor to resume from). Sequence order is time order, so the cut is the first event
+/// at or after `before_ms`. Returns how many were dropped.
 pub fn trim(conn: &Connection, before_ms: i64) -> Result<usize, StorageError> {
     Ok(conn
-        .prepare_cached("DELETE FROM repo_event WHERE sequenced_at < ?1 AND seq < (SELECT MAX(seq) FROM repo_event)")?
+        .prepare_cached(
+            "DELETE FROM repo_event WHERE seq < COALESCE(
+                 (SELECT MIN(seq) FROM repo_event WHERE sequenced_at >= ?1),
+                 (SELECT MAX(seq) FROM repo_event))",
+        )?
         .execute([before_ms])?)
 }
 
