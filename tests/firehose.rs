@@ -91,19 +91,7 @@ async fn replay_then_live_without_gaps_or_duplicates() {
     let atbox = start_atbox(&plc.url, &[]);
     let base = atbox.server.url.clone();
     let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("{base}/xrpc/com.atproto.server.createAccount"))
-        .json(&json!({"handle": "stream.test", "email": "s@example.com", "password": "pw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (did, token) = (
-        created["did"].as_str().unwrap().to_owned(),
-        created["accessJwt"].as_str().unwrap().to_owned(),
-    );
+    let (did, token, _) = common::api::Api::new(&atbox).account("stream.test").await;
 
     // Account creation: #identity, #account, the first #commit, and #sync.
     let mut live = connect(&base, None).await;
@@ -199,19 +187,7 @@ async fn a_consumer_that_stops_reading_is_cut_off() {
     let atbox = start_atbox(&plc.url, &[("ATBOX_FIREHOSE_BUFFER_EVENTS", "16")]);
     let base = atbox.server.url.clone();
     let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("{base}/xrpc/com.atproto.server.createAccount"))
-        .json(&json!({"handle": "slow.test", "email": "slow@example.com", "password": "pw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (did, token) = (
-        created["did"].as_str().unwrap().to_owned(),
-        created["accessJwt"].as_str().unwrap().to_owned(),
-    );
+    let (did, token, _) = common::api::Api::new(&atbox).account("slow.test").await;
 
     // A consumer with a tiny receive window that reads nothing.
     let port = base.rsplit(':').next().unwrap().parse::<u16>().unwrap();

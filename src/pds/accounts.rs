@@ -445,6 +445,19 @@ pub async fn create_invites(
     Ok(out)
 }
 
+/// An invite code as `com.atproto.server.defs#inviteCode`.
+pub fn invite_view(c: &db::InviteCode) -> Value {
+    json!({
+        "code": c.code,
+        "available": c.available - c.uses.len() as i64,
+        "disabled": c.disabled,
+        "forAccount": c.for_account,
+        "createdBy": c.created_by,
+        "createdAt": c.created_at,
+        "uses": c.uses.iter().map(|(by, at)| json!({"usedBy": by, "usedAt": at})).collect::<Vec<_>>(),
+    })
+}
+
 /// com.atproto.server.getAccountInviteCodes
 pub async fn account_invites(state: &AppState, session: &Session) -> XrpcResult<Value> {
     let did = session.did.clone();
@@ -452,21 +465,7 @@ pub async fn account_invites(state: &AppState, session: &Session) -> XrpcResult<
         .storage
         .read(move |conn| Ok::<_, XrpcError>(db::invites_for(conn, &did)?))
         .await?;
-    let codes: Vec<Value> = codes
-        .iter()
-        .map(|c| {
-            json!({
-                "code": c.code,
-                "available": c.available - c.uses.len() as i64,
-                "disabled": c.disabled,
-                "forAccount": c.for_account,
-                "createdBy": c.created_by,
-                "createdAt": c.created_at,
-                "uses": c.uses.iter().map(|(by, at)| json!({"usedBy": by, "usedAt": at})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    Ok(json!({ "codes": codes }))
+    Ok(json!({ "codes": codes.iter().map(invite_view).collect::<Vec<_>>() }))
 }
 
 /// com.atproto.server.checkAccountStatus

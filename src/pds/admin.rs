@@ -164,21 +164,7 @@ pub async fn invite_codes(state: &AppState) -> XrpcResult<Value> {
         .storage
         .read(|conn| Ok::<_, XrpcError>(db::all_invites(conn)?))
         .await?;
-    let codes: Vec<Value> = codes
-        .iter()
-        .map(|c| {
-            json!({
-                "code": c.code,
-                "available": c.available - c.uses.len() as i64,
-                "disabled": c.disabled,
-                "forAccount": c.for_account,
-                "createdBy": c.created_by,
-                "createdAt": c.created_at,
-                "uses": c.uses.iter().map(|(by, at)| json!({"usedBy": by, "usedAt": at})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    Ok(json!({ "codes": codes }))
+    Ok(json!({ "codes": codes.iter().map(accounts::invite_view).collect::<Vec<_>>() }))
 }
 
 /// com.atproto.admin.disableInviteCodes
