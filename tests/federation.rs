@@ -254,14 +254,7 @@ async fn handle_changes_and_recovery_keys_reach_the_plc_directory() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let doc: Value = http
-        .get(format!("{}/{did}", plc.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = api.did_document(&plc.url, &did).await;
     assert_eq!(doc["alsoKnownAs"], json!(["at://renamed.test"]));
     let (_, v) = api
         .get("com.atproto.identity.resolveHandle", "handle=renamed.test")
@@ -365,16 +358,16 @@ async fn the_atproto_proxy_header_picks_the_service_from_its_did_document() {
     let atbox = start_atbox(&plc.url, &[("ATBOX_PROXY_ALLOW_PRIVATE", "true")]);
     let api = Api::new(&atbox);
     let (did, token, _) = api.account("picker.test").await;
-    let res = http
-        .get(format!(
+    let proxied = |fragment: &'static str| {
+        http.get(format!(
             "{}/xrpc/app.bsky.actor.getProfile?actor={did}",
             api.base
         ))
         .bearer_auth(&token)
-        .header("atproto-proxy", format!("{service_did}#bsky_appview"))
+        .header("atproto-proxy", format!("{service_did}#{fragment}"))
         .send()
-        .await
-        .unwrap();
+    };
+    let res = proxied("bsky_appview").await.unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let seen = log(&http, &appview.url).await;
     let entry = &seen
@@ -392,15 +385,6 @@ async fn the_atproto_proxy_header_picks_the_service_from_its_did_document() {
         (501, Some("MethodNotImplemented"))
     );
     // A header naming a service the document does not have is refused.
-    let res = http
-        .get(format!(
-            "{}/xrpc/app.bsky.actor.getProfile?actor={did}",
-            api.base
-        ))
-        .bearer_auth(&token)
-        .header("atproto-proxy", format!("{service_did}#nope"))
-        .send()
-        .await
-        .unwrap();
+    let res = proxied("nope").await.unwrap();
     assert_eq!(res.status(), 400);
 }

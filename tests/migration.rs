@@ -190,16 +190,7 @@ async fn migrate(
 
     // Now: the DID document points at the new PDS and its key, the repo verifies
     // against it there, and the old PDS refuses to serve it.
-    let doc: Value = new
-        .api
-        .http
-        .get(format!("{plc}/{did}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = new.api.did_document(plc, did).await;
     let port = |u: &str| u.rsplit(':').next().unwrap().to_owned();
     assert_eq!(
         port(doc["service"][0]["serviceEndpoint"].as_str().unwrap()),

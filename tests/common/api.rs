@@ -79,15 +79,7 @@ impl Api {
             .bytes()
             .await
             .unwrap();
-        let doc: Value = self
-            .http
-            .get(format!("{plc_url}/{did}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = self.did_document(plc_url, did).await;
         let multikey = doc["verificationMethod"][0]["publicKeyMultibase"]
             .as_str()
             .unwrap();
@@ -98,6 +90,18 @@ impl Api {
 }
 
 impl Api {
+    /// The DID document the PLC directory at `plc_url` serves for `did`.
+    pub async fn did_document(&self, plc_url: &str, did: &str) -> Value {
+        self.http
+            .get(format!("{plc_url}/{did}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// A client for any base URL.
     pub fn at(base: &str) -> Api {
         Api {
