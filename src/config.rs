@@ -41,6 +41,16 @@ pub struct Config {
     pub proxy_allow_private: bool,
     /// How often the relay watchdog checks each relay (seconds).
     pub relay_check_interval_secs: u64,
+    /// The status display: `none`, `i2c:/dev/i2c-1@0x3c`, or `png:/dir`.
+    pub display: crate::device::panel::DisplaySpec,
+    /// 0, or 180 for a module mounted upside down.
+    pub display_rotation: crate::device::panel::Rotation,
+    /// Idle seconds before the screen dims, and before it turns off (0 = never).
+    pub display_dim_secs: u64,
+    pub display_sleep_secs: u64,
+    /// Advertise `<mdns_name>.local` and the PDS service on the LAN.
+    pub mdns: bool,
+    pub mdns_name: String,
 }
 
 /// The file form: every key optional, unknown keys refused (a typo should not pass
@@ -64,6 +74,12 @@ struct ConfigFile {
     firehose_buffer_events: Option<usize>,
     proxy_allow_private: Option<bool>,
     relay_check_interval_secs: Option<u64>,
+    display: Option<String>,
+    display_rotation: Option<u32>,
+    display_dim_secs: Option<u64>,
+    display_sleep_secs: Option<u64>,
+    mdns: Option<bool>,
+    mdns_name: Option<String>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
@@ -206,22 +222,21 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         }
         domains.push(d.to_ascii_lowercase());
     }
-    let invite_required = match env("ATBOX_INVITE_REQUIRED") {
-        Some(s) => parse_bool(&s)
-            .ok_or_else(|| bad("invite_required", format!("{s:?} is not true or false")))?,
-        None => file.invite_required.unwrap_or(false),
-    };
+    let invite_required = flag(
+        env,
+        ("ATBOX_INVITE_REQUIRED", "invite_required"),
+        file.invite_required,
+        false,
+    )?;
     let admin_password =
         pick("ATBOX_ADMIN_PASSWORD", file.admin_password).filter(|p| !p.is_empty());
-    let blob_upload_limit = match env("ATBOX_BLOB_UPLOAD_LIMIT") {
-        Some(s) => s.parse().map_err(|_| {
-            bad(
-                "blob_upload_limit",
-                format!("{s:?} is not a number of bytes"),
-            )
-        })?,
-        None => file.blob_upload_limit.unwrap_or(100 * 1024 * 1024),
-    };
+    let blob_upload_limit = number(
+        env,
+        ("ATBOX_BLOB_UPLOAD_LIMIT", "blob_upload_limit"),
+        file.blob_upload_limit,
+        "bytes",
+        100 * 1024 * 1024,
+    )?;
     if blob_upload_limit == 0 {
         return Err(bad("blob_upload_limit", "must be more than 0 bytes"));
     }
@@ -240,42 +255,85 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             "appview_url and appview_did go together: set both or neither",
         ));
     }
-    let firehose_backfill_hours = match env("ATBOX_FIREHOSE_BACKFILL_HOURS") {
-        Some(s) => s.parse().map_err(|_| {
-            bad(
-                "firehose_backfill_hours",
-                format!("{s:?} is not a number of hours"),
-            )
-        })?,
-        None => file.firehose_backfill_hours.unwrap_or(72),
-    };
-    let proxy_allow_private = match env("ATBOX_PROXY_ALLOW_PRIVATE") {
-        Some(s) => parse_bool(&s)
-            .ok_or_else(|| bad("proxy_allow_private", format!("{s:?} is not true or false")))?,
-        None => file.proxy_allow_private.unwrap_or(false),
-    };
-    let relay_check_interval_secs = match env("ATBOX_RELAY_CHECK_INTERVAL_SECS") {
-        Some(s) => s.parse().map_err(|_| {
-            bad(
-                "relay_check_interval_secs",
-                format!("{s:?} is not a number of seconds"),
-            )
-        })?,
-        None => file.relay_check_interval_secs.unwrap_or(300),
-    };
-    let firehose_buffer_events = match env("ATBOX_FIREHOSE_BUFFER_EVENTS") {
-        Some(s) => s.parse().map_err(|_| {
-            bad(
-                "firehose_buffer_events",
-                format!("{s:?} is not a number of events"),
-            )
-        })?,
-        None => file.firehose_buffer_events.unwrap_or(4096),
-    };
+    let firehose_backfill_hours = number(
+        env,
+        ("ATBOX_FIREHOSE_BACKFILL_HOURS", "firehose_backfill_hours"),
+        file.firehose_backfill_hours,
+        "hours",
+        72,
+    )?;
+    let proxy_allow_private = flag(
+        env,
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "proxy_allow_private"),
+        file.proxy_allow_private,
+        false,
+    )?;
+    let relay_check_interval_secs = number(
+        env,
+        (
+            "ATBOX_RELAY_CHECK_INTERVAL_SECS",
+            "relay_check_interval_secs",
+        ),
+        file.relay_check_interval_secs,
+        "seconds",
+        300,
+    )?;
+    let firehose_buffer_events = number(
+        env,
+        ("ATBOX_FIREHOSE_BUFFER_EVENTS", "firehose_buffer_events"),
+        file.firehose_buffer_events,
+        "events",
+        4096,
+    )?;
     if firehose_buffer_events == 0 {
         return Err(bad("firehose_buffer_events", "must be at least 1"));
     }
+    let display_s = pick("ATBOX_DISPLAY", file.display).unwrap_or_else(|| "none".into());
+    let display =
+        crate::device::panel::DisplaySpec::parse(&display_s).map_err(|e| bad("display", e))?;
+    let degrees = number(
+        env,
+        ("ATBOX_DISPLAY_ROTATION", "display_rotation"),
+        file.display_rotation,
+        "degrees",
+        0,
+    )?;
+    let display_rotation = crate::device::panel::Rotation::from_degrees(degrees)
+        .ok_or_else(|| bad("display_rotation", format!("{degrees} is not 0 or 180")))?;
+    let display_dim_secs = number(
+        env,
+        ("ATBOX_DISPLAY_DIM_SECS", "display_dim_secs"),
+        file.display_dim_secs,
+        "seconds",
+        600,
+    )?;
+    let display_sleep_secs = number(
+        env,
+        ("ATBOX_DISPLAY_SLEEP_SECS", "display_sleep_secs"),
+        file.display_sleep_secs,
+        "seconds",
+        3600,
+    )?;
+    let mdns = flag(env, ("ATBOX_MDNS", "mdns"), file.mdns, false)?;
+    let mdns_name = pick("ATBOX_MDNS_NAME", file.mdns_name).unwrap_or_else(|| "atbox".into());
+    if mdns_name.is_empty()
+        || mdns_name.len() > 63
+        || !mdns_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(bad(
+            "mdns_name",
+            format!("{mdns_name:?} is not a host label (letters, digits and '-', e.g. atbox)"),
+        ));
+    }
     Ok(Config {
+        display,
+        display_rotation,
+        display_dim_secs,
+        display_sleep_secs,
+        mdns,
+        mdns_name,
         firehose_buffer_events,
         relay_check_interval_secs,
         proxy_allow_private,
@@ -293,6 +351,36 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         appview_url,
         appview_did,
     })
+}
+
+/// A numeric key: the variable if set, else the file's value, else `default`.
+fn number<T: std::str::FromStr>(
+    env: &dyn Fn(&str) -> Option<String>,
+    (var, key): (&str, &str),
+    from_file: Option<T>,
+    unit: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match env(var) {
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| bad(key, format!("{s:?} is not a number of {unit}"))),
+        None => Ok(from_file.unwrap_or(default)),
+    }
+}
+
+/// A true/false key, in the same way.
+fn flag(
+    env: &dyn Fn(&str) -> Option<String>,
+    (var, key): (&str, &str),
+    from_file: Option<bool>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match env(var) {
+        Some(s) => parse_bool(&s).ok_or_else(|| bad(key, format!("{s:?} is not true or false"))),
+        None => Ok(from_file.unwrap_or(default)),
+    }
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -357,6 +445,15 @@ mod tests {
         assert!(e.to_string().starts_with("config: invite_required:"));
         let e = with_env(&[("ATBOX_BLOB_UPLOAD_LIMIT", "10MB")]).unwrap_err();
         assert_eq!(e.key, "blob_upload_limit");
+        let e = with_env(&[("ATBOX_DISPLAY", "hdmi")]).unwrap_err();
+        assert_eq!(e.key, "display");
+        let e = with_env(&[("ATBOX_DISPLAY_ROTATION", "90")]).unwrap_err();
+        assert_eq!(e.key, "display_rotation");
+        let e = with_env(&[("ATBOX_MDNS_NAME", "my box")]).unwrap_err();
+        assert_eq!(e.key, "mdns_name");
+        let c = with_env(&[("ATBOX_DISPLAY", "png:/tmp/s"), ("ATBOX_MDNS", "on")]).unwrap();
+        assert!(c.mdns && c.mdns_name == "atbox");
+        assert!(!development_default().mdns, "no multicast unless asked");
     }
 
     #[test]

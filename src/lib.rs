@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod data;
+pub mod device;
 pub mod identity;
 pub mod lexicon;
 pub mod pds;

@@ -2,10 +2,15 @@
 //! and background tasks until SIGINT/SIGTERM.
 
 use crate::config::Config;
+use crate::device::mdns::Mdns;
+use crate::device::runner::DisplaySettings;
+use crate::device::Snapshot;
 use crate::pds::{AppState, Ctx};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// Files atbox creates are for its own user only (the database holds keys).
 pub fn restrict_umask() {
@@ -21,10 +26,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let public_url = config.public_url.clone();
     let data_dir = config.data_dir.clone();
+    // The screen comes up first, so a slow start (migrations on an SD card) shows.
+    let (snapshots, screen) = watch::channel(Snapshot::booting("opening the database", 1, 3));
+    crate::device::runner::spawn(&config.display, display_settings(&config), screen);
     let state: Ctx = Arc::new(
         AppState::open(config)
             .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?,
     );
+    snapshots.send_replace(Snapshot::booting("starting the network", 2, 3));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen}: is another atbox (or something else) using it? Choose another with `listen` / ATBOX_LISTEN")
     })?;
@@ -37,6 +46,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "atbox is running: {public_url} (listening on {listen}; data in {})",
         data_dir.display()
     );
+    let mdns = start_mdns(&state.config);
+    tokio::spawn(crate::pds::status::run(state.clone(), snapshots, mdns));
     notify_systemd(state.clone());
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     tokio::spawn(crate::sync::firehose::trim_log(state.clone()));
@@ -53,6 +64,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn display_settings(config: &Config) -> DisplaySettings {
+    DisplaySettings {
+        rotation: config.display_rotation,
+        dim_after: Duration::from_secs(config.display_dim_secs),
+        sleep_after: Duration::from_secs(config.display_sleep_secs),
+        ..Default::default()
+    }
+}
+
+/// Advertises the box on the LAN when `mdns` is on; a failure is logged, not fatal
+/// (the PDS works without it, by IP address).
+fn start_mdns(config: &Config) -> Option<Arc<Mdns>> {
+    if !config.mdns {
+        return None;
+    }
+    match Mdns::start(&config.mdns_name, config.listen.port()) {
+        Ok(m) => {
+            tracing::info!("mDNS: advertising {}.local", config.mdns_name);
+            Some(Arc::new(m))
+        }
+        Err(e) => {
+            tracing::warn!("{e}; the box is still reachable by its IP address");
+            None
+        }
+    }
+}
+
 /// Tells systemd (`Type=notify`) that the PDS is serving, and keeps its watchdog fed
 /// while the database still answers (a wedged server gets restarted). Does nothing when
 /// not started by systemd.
@@ -66,7 +104,7 @@ fn notify_systemd(state: Ctx) {
     );
     let mut usec = 0;
     if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let every = std::time::Duration::from_micros(usec / 2);
+        let every = Duration::from_micros(usec / 2);
         tokio::spawn(async move {
             loop {
                 let alive = state.storage.read(|conn| {

@@ -1,6 +1,7 @@
 //! Authentication: password hashing, session tokens, server secrets, and the rate
 //! limiter for login attempts.
 
+pub mod pairing;
 pub mod password;
 pub mod ratelimit;
 pub mod secrets;

@@ -3,6 +3,7 @@
 //! and a non-zero exit.
 
 mod admin;
+mod display;
 mod firstboot;
 mod repo;
 mod status;
@@ -50,6 +51,9 @@ enum Command {
     /// Measure atbox on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The OLED status display.
+    #[command(subcommand)]
+    Display(display::DisplayCommand),
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
@@ -163,6 +167,7 @@ pub fn main() -> ExitCode {
         Command::Status => with_config(cli.config, status::status),
         Command::Identity(cmd) => with_config(cli.config, |config| admin::identity(config, cmd)),
         Command::Relay(cmd) => with_config(cli.config, |config| status::relay(config, cmd)),
+        Command::Display(cmd) => with_config(cli.config, |config| display::run(config, cmd)),
     };
     match result {
         Ok(code) => code,

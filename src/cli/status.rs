@@ -22,14 +22,7 @@ fn ago(t: i64) -> String {
 }
 
 fn human(bytes: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
+    crate::device::screens::human_bytes(bytes as u64)
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
@@ -46,24 +39,6 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// `(free, total)` bytes of the filesystem holding `path`.
-#[allow(clippy::unnecessary_cast)] // statvfs field widths differ between targets
-fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: statvfs fills the struct we own from a valid C string.
-    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: initialised by the successful call above.
-    let st = unsafe { st.assume_init() };
-    Some((
-        st.f_bavail as u64 * st.f_frsize as u64,
-        st.f_blocks as u64 * st.f_frsize as u64,
-    ))
-}
-
 /// Storage health: sizes, free space, and (from the running server) how much it writes.
 async fn storage_health(config: &Config) {
     let db: u64 = ["atbox.sqlite", "atbox.sqlite-wal"]
@@ -78,7 +53,7 @@ async fn storage_health(config: &Config) {
     println!("\nstorage:");
     println!("  database            {}", human(db as f64));
     println!("  blobs               {}", human(blobs as f64));
-    let space = disk_space(&config.data_dir);
+    let space = crate::device::sysinfo::disk_space(&config.data_dir);
     if let Some((free, total)) = space {
         println!(
             "  free space          {} of {}",

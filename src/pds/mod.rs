@@ -11,6 +11,7 @@ pub mod identity;
 pub mod import;
 pub mod records;
 pub mod sessions;
+pub mod status;
 pub mod sync;
 
 use crate::auth::ratelimit::RateLimiter;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// When this process started (unix seconds) and its storage writes at that moment.
     pub started_at: i64,
     pub write_bytes_at_start: u64,
+    /// The code on the screen that proves physical presence while the box is unclaimed.
+    pub pairing: crate::auth::pairing::PairingCode,
 }
 
 pub type Ctx = Arc<AppState>;
@@ -75,6 +78,7 @@ impl AppState {
             relay_clock: Default::default(),
             started_at: crate::auth::tokens::now(),
             write_bytes_at_start: crate::bench::write_bytes(),
+            pairing: Default::default(),
             config,
             storage,
             secrets,

@@ -195,6 +195,13 @@ pub fn insert_blob(
     Ok(())
 }
 
+/// How many blobs an account has stored.
+pub fn blob_count(conn: &Connection, did: &str) -> Result<u64, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM blob WHERE did = ?1")?
+        .query_row([did], |r| r.get::<_, i64>(0))? as u64)
+}
+
 /// A blob's metadata: `(mime_type, size)`.
 pub fn blob_meta(
     conn: &Connection,

@@ -129,6 +129,11 @@ impl Writer {
         self.published.subscribe()
     }
 
+    /// How many firehose subscribers are following the live feed.
+    pub fn subscriber_count(&self) -> usize {
+        self.published.receiver_count()
+    }
+
     /// Runs `f` in the next group commit; resolves once it is durable (or failed).
     /// `f` runs on the writer thread inside a savepoint and must not block on I/O
     /// other than the database.
