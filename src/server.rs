@@ -29,10 +29,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The screen comes up first, so a slow start (migrations on an SD card) shows.
     let (snapshots, screen) = watch::channel(Snapshot::booting("opening the database", 1, 3));
     crate::device::runner::spawn(&config.display, display_settings(&config), screen);
-    let state: Ctx = Arc::new(
-        AppState::open(config)
-            .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?,
-    );
+    let mut state = AppState::open(config)
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    state.snapshots = snapshots.subscribe();
+    let state: Ctx = Arc::new(state);
     snapshots.send_replace(Snapshot::booting("starting the network", 2, 3));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen}: is another atbox (or something else) using it? Choose another with `listen` / ATBOX_LISTEN")

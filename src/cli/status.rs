@@ -116,6 +116,9 @@ async fn storage_health(config: &Config) {
             per_year / endurance * 100.0
         );
     }
+    if let Some(name) = live["mdnsName"].as_str() {
+        println!("\nlan: advertised as {name} (mDNS)");
+    }
 }
 
 pub async fn status(config: Config) -> anyhow::Result<()> {

@@ -52,11 +52,14 @@ impl Mdns {
                             if change.original.eq_ignore_ascii_case(&host_for_events) =>
                         {
                             let now = change.new_name.trim_end_matches('.').to_owned();
-                            tracing::info!(
-                                "mDNS: {} is taken on this network; using {now}",
-                                change.original.trim_end_matches('.')
-                            );
-                            *shared.lock().expect("name lock") = now;
+                            let mut current = shared.lock().expect("name lock");
+                            if *current != now {
+                                tracing::info!(
+                                    "mDNS: {} is taken on this network; using {now}",
+                                    change.original.trim_end_matches('.')
+                                );
+                                *current = now;
+                            }
                         }
                         DaemonEvent::IpAdd(ip) => {
                             tracing::info!("mDNS: announcing new address {ip}")

@@ -50,6 +50,9 @@ pub struct AppState {
     pub write_bytes_at_start: u64,
     /// The code on the screen that proves physical presence while the box is unclaimed.
     pub pairing: crate::auth::pairing::PairingCode,
+    /// The latest status snapshot (what the screen shows). `serve` connects this to
+    /// the status collector; elsewhere it stays the start-up snapshot.
+    pub snapshots: tokio::sync::watch::Receiver<crate::device::Snapshot>,
 }
 
 pub type Ctx = Arc<AppState>;
@@ -79,6 +82,12 @@ impl AppState {
             started_at: crate::auth::tokens::now(),
             write_bytes_at_start: crate::bench::write_bytes(),
             pairing: Default::default(),
+            snapshots: tokio::sync::watch::channel(crate::device::Snapshot::booting(
+                "opening the database",
+                1,
+                3,
+            ))
+            .1,
             config,
             storage,
             secrets,

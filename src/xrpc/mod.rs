@@ -63,6 +63,7 @@ async fn live_status(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
         "commits": stats.commits.load(Relaxed),
         "checkpoints": stats.checkpoints.load(Relaxed),
         "fsyncs": stats.fsyncs(),
+        "mdnsName": ctx.snapshots.borrow().mdns_name.clone(),
     }))
     .into_response()
 }
