@@ -7,6 +7,7 @@
 //! To accept a deliberate change of the screens: `ATBOX_UPDATE_GOLDEN=1 cargo test
 //! --test display`, then look at the PNGs before committing them.
 
+mod common;
 #[path = "display/ssd1306_emulator.rs"]
 mod emulator;
 
@@ -295,4 +296,102 @@ fn preview_command_writes_a_png_of_the_named_screen() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("alert-power"));
+}
+
+#[test]
+fn the_emulator_decodes_the_datasheet_command_set() {
+    use embedded_hal::i2c::I2c;
+    let mut bus = EmulatedPanel::new(ADDRESS);
+    let check = bus.clone();
+    // Power-up state: off, dark.
+    assert_eq!(check.glass().lit_count(), 0);
+    // Charge pump on, display on, upright orientation, vertical addressing in a 2x2
+    // window at column 10, page 1: four bytes fill it column by column.
+    bus.write(
+        ADDRESS,
+        &[
+            0x00, 0x8D, 0x14, 0xAF, 0xA1, 0xC8, 0x20, 0x01, 0x21, 10, 11, 0x22, 1, 2,
+        ],
+    )
+    .unwrap();
+    bus.write(ADDRESS, &[0x40, 0x01, 0x02, 0x04, 0x80]).unwrap();
+    let g = check.glass();
+    assert!(g.get(10, 8) && g.get(10, 17) && g.get(11, 10) && g.get(11, 23));
+    // Page addressing with Co=1 single commands: page 7, column 0x7E, two bytes.
+    bus.write(
+        ADDRESS,
+        &[
+            0x80, 0x20, 0x80, 0x02, 0x80, 0xB7, 0x80, 0x0E, 0x80, 0x17, 0x40, 0xFF, 0xFF,
+        ],
+    )
+    .unwrap();
+    let g = check.glass();
+    assert!((56..64).all(|y| g.get(126, y) && g.get(127, y)));
+    let lit = g.lit_count();
+    // Invert, entire-display-on, display off and charge pump off act on the glass.
+    bus.write(ADDRESS, &[0x00, 0xA7]).unwrap();
+    assert_eq!(check.glass().lit_count(), 128 * 64 - lit);
+    bus.write(ADDRESS, &[0x00, 0xA6, 0xA5]).unwrap();
+    assert_eq!(check.glass().lit_count(), 128 * 64);
+    bus.write(ADDRESS, &[0x00, 0xA4, 0xAE]).unwrap();
+    assert_eq!(check.glass().lit_count(), 0);
+    bus.write(ADDRESS, &[0x00, 0xAF, 0x8D, 0x10]).unwrap();
+    assert_eq!(check.glass().lit_count(), 0, "no charge pump, no light");
+    // The power-on orientation (no remap) shows the module upside down.
+    bus.write(ADDRESS, &[0x00, 0x8D, 0x14, 0xA0, 0xC0]).unwrap();
+    assert!(
+        check.glass().get(117, 55),
+        "column 10, row 8 seen from the other side"
+    );
+    // Settings that garble a 128x64 module are reported.
+    bus.write(ADDRESS, &[0x00, 0xDA, 0x02, 0x2F]).unwrap();
+    assert_eq!(check.problems().len(), 2, "{:?}", check.problems());
+}
+
+/// The real server drives the display through the status snapshot: the setup screen
+/// (with a QR code of its own address) while unclaimed, status pages afterwards.
+#[test]
+fn serve_shows_the_setup_screen_until_an_account_exists() {
+    let plc = common::server::start_plc();
+    let frames = tempfile::tempdir().unwrap();
+    let display = format!("png:{}", frames.path().display());
+    let atbox = common::server::start_atbox(&plc.url, &[("ATBOX_DISPLAY", display.as_str())]);
+    let current = frames.path().join("current.png");
+    let wait_for = |what: &str, accept: &dyn Fn(&Frame) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(f) = std::fs::read(&current)
+                .ok()
+                .and_then(|b| Frame::from_png(&b).ok())
+            {
+                if accept(&f) {
+                    return f;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the screen never showed {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let setup_url = format!("{}/", atbox.server.url.replace("localhost", "127.0.0.1"));
+    wait_for("the setup QR code", &|f| {
+        decode_qr(f) == vec![setup_url.clone()]
+    });
+    atbox.cli(
+        &plc.url,
+        &[
+            "account",
+            "create",
+            "--handle",
+            "owner.test",
+            "--email",
+            "o@example.com",
+            "--password",
+            "pw for screen",
+        ],
+    );
+    let status = wait_for("a status page", &|f| decode_qr(f).is_empty() && f.get(3, 3));
+    assert!(status.lit_count() > 200);
 }

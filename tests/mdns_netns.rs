@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::server::python;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -143,10 +144,6 @@ fn start_plc_in(ns: &str) -> (Proc, String) {
         .unwrap();
     let v: Value = serde_json::from_str(&line).unwrap();
     (Proc(child), v["url"].as_str().unwrap().to_owned())
-}
-
-fn python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv/bin/python")
 }
 
 /// Runs the zeroconf client in namespace c until `accept` likes its answer.

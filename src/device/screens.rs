@@ -76,12 +76,15 @@ pub fn plan(s: &Snapshot) -> Vec<Screen> {
     if matches!(s.phase, Phase::Booting { .. }) {
         return vec![Screen::Boot];
     }
-    let alerts = s.alerts();
-    if !alerts.is_empty() {
-        return alerts.into_iter().map(Screen::Alert).collect();
-    }
+    let alerts = s.alerts().into_iter().map(Screen::Alert);
     if s.setup.is_some() {
-        return vec![Screen::Setup];
+        // Claiming the box is how most problems get fixed: the setup screen stays in
+        // the rotation, alerts take turns with it.
+        return std::iter::once(Screen::Setup).chain(alerts).collect();
+    }
+    let alerts: Vec<Screen> = alerts.collect();
+    if !alerts.is_empty() {
+        return alerts;
     }
     vec![Screen::Pds, Screen::Network, Screen::System]
 }
@@ -359,6 +362,12 @@ mod tests {
         let mut s = Snapshot::sample();
         s.addresses.clear();
         assert_eq!(plan(&s), vec![Screen::Alert(Alert::NoNetwork)]);
+        let mut s = Snapshot::sample_setup();
+        s.clock_synced = Some(false);
+        assert_eq!(
+            plan(&s),
+            vec![Screen::Setup, Screen::Alert(Alert::ClockNotSynced)]
+        );
     }
 
     #[test]
