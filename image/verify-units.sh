@@ -14,7 +14,8 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for unit in systemd/*.service; do
-  sed "s#/usr/bin/atbox#$BIN#g" "$unit" > "$work/$(basename "$unit")"
+  sed -e "s#/usr/bin/atbox#$BIN#g" -e "s#/usr/libexec/atbox/#$PWD/image/rootfs/usr/libexec/atbox/#g" \
+    "$unit" > "$work/$(basename "$unit")"
 done
 systemd-analyze verify "$work"/*.service
 echo "== systemd-analyze verify: ok ($(ls systemd/*.service | xargs -n1 basename | tr '\n' ' '))"

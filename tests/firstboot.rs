@@ -16,6 +16,13 @@ fn the_boot_partition_config_is_applied_once() {
     let marker = root.path().join("var/lib/atbox/.firstboot-done");
     let data = root.path().join("var/lib/atbox/data");
     std::fs::create_dir_all(boot.parent().unwrap()).unwrap();
+    // The image's defaults, which the card's file is merged over.
+    std::fs::create_dir_all(system.parent().unwrap()).unwrap();
+    std::fs::write(
+        &system,
+        "mdns = true\ndisplay = \"png:/tmp/atbox-screen\"\nhostname = \"atbox.local\"\n",
+    )
+    .unwrap();
     std::fs::write(
         &boot,
         format!(
@@ -53,6 +60,9 @@ fn the_boot_partition_config_is_applied_once() {
     let installed = std::fs::read_to_string(&system).unwrap();
     assert!(
         installed.contains("plc_url")
+            && installed.contains("mdns = true")
+            && installed.contains("hostname = \"localhost\"")
+            && !installed.contains("atbox.local")
             && !installed.contains("first_account")
             && !installed.contains("card secret"),
         "{installed}"

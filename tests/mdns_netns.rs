@@ -293,6 +293,22 @@ fn atbox_local_is_discoverable_renamed_on_conflict_and_follows_addresses() {
         "box B must not answer for atbox.local: {still}"
     );
 
+    // `atbox lan` (our own browser) sees both boxes from the client's namespace.
+    let lan = in_ns(&net.ns("c"), &atbox_bin())
+        .args(["lan", "--seconds", "4", "--resolve", "atbox-2.local"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&lan.stdout);
+    eprintln!("atbox lan:\n{said}");
+    assert!(lan.status.success(), "{said}");
+    assert!(said.contains("atbox-2.local: 10.77.0.2"), "{said}");
+    assert!(
+        said.contains("http://atbox.local.:2583") || said.contains("http://atbox.local:2583"),
+        "{said}"
+    );
+    assert!(said.contains("owner.test did:plc:"), "{said}");
+    assert!(said.contains("http://atbox-2.local:2583"), "{said}");
+
     // A late address (a second DHCP lease, say) is announced without a restart.
     ip(&[
         "-n",

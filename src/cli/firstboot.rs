@@ -3,8 +3,9 @@
 //! boot of the appliance image, exactly once.
 //!
 //! The file is an ordinary atbox config plus an optional `[first_account]` table
-//! (`handle`, `email`, `password`). The config part is checked and installed as
-//! `/etc/atbox/atbox.toml`; the account is created; then the password is removed from
+//! (`handle`, `email`, `password`). The config part is merged over the image's own
+//! `/etc/atbox/atbox.toml` (the appliance defaults: port 80, the OLED, mDNS), checked,
+//! and installed there; the account is created; then the password is removed from
 //! the FAT copy (anyone with the card could read it) and a marker makes later boots skip
 //! all this. A failure leaves no marker, so the next boot tries again.
 
@@ -82,7 +83,14 @@ pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
         let mut table: toml::Table = toml::from_str(&text)
             .with_context(|| format!("{} is not valid TOML", args.boot_config.display()))?;
         let account = table.remove("first_account");
-        let config_text = toml::to_string(&table)?;
+        // The user's keys win; the image's defaults fill in the rest.
+        let mut merged: toml::Table = match std::fs::read_to_string(&args.system_config) {
+            Ok(defaults) => toml::from_str(&defaults)
+                .with_context(|| format!("{} is not valid TOML", args.system_config.display()))?,
+            Err(_) => toml::Table::new(),
+        };
+        merged.extend(table);
+        let config_text = toml::to_string(&merged)?;
         write_private(&args.system_config, &config_text, 0o640)?;
         if let Some((_, gid)) = ids {
             std::os::unix::fs::chown(&args.system_config, Some(0), Some(gid)).ok();

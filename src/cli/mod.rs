@@ -5,6 +5,7 @@
 mod admin;
 mod display;
 mod firstboot;
+mod lan;
 mod repo;
 mod status;
 
@@ -54,6 +55,8 @@ enum Command {
     /// The OLED status display.
     #[command(subcommand)]
     Display(display::DisplayCommand),
+    /// Find PDSes on this LAN by mDNS, and resolve .local names.
+    Lan(lan::LanArgs),
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
@@ -155,6 +158,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Repo(cmd) => repo::run(cmd),
         Command::Bench(cmd) => bench(cmd),
+        Command::Lan(args) => lan::run(args),
         Command::Firstboot(args) => {
             init_logging();
             firstboot::run(args).map(|()| ExitCode::SUCCESS)

@@ -132,6 +132,84 @@ impl Mdns {
     }
 }
 
+/// A PDS found on the LAN (`atbox lan`).
+#[derive(Debug, Clone)]
+pub struct FoundPds {
+    pub instance: String,
+    pub host: String,
+    pub port: u16,
+    pub addresses: Vec<std::net::IpAddr>,
+    pub did: Option<String>,
+    pub handle: Option<String>,
+}
+
+/// Looks for `_atproto-pds._tcp` services on the LAN for `wait`.
+pub fn browse_pds(wait: std::time::Duration) -> Result<Vec<FoundPds>, MdnsError> {
+    let daemon = ServiceDaemon::new().map_err(err)?;
+    let events = daemon.browse(PDS_SERVICE).map_err(err)?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut found: Vec<FoundPds> = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(event) = events.recv_timeout(left) else {
+            break;
+        };
+        if let mdns_sd::ServiceEvent::ServiceResolved(info) = event {
+            let mut addresses: Vec<_> = info.addresses.iter().map(|a| a.to_ip_addr()).collect();
+            addresses.sort();
+            let txt = |k: &str| {
+                info.txt_properties
+                    .get_property_val_str(k)
+                    .map(str::to_owned)
+            };
+            let pds = FoundPds {
+                instance: info
+                    .fullname
+                    .trim_end_matches(PDS_SERVICE)
+                    .trim_end_matches('.')
+                    .to_owned(),
+                host: info.host.trim_end_matches('.').to_owned(),
+                port: info.port,
+                addresses,
+                did: txt("did"),
+                handle: txt("handle"),
+            };
+            found.retain(|f| f.instance != pds.instance);
+            found.push(pds);
+        }
+    }
+    let _ = daemon.shutdown();
+    found.sort_by(|a, b| a.instance.cmp(&b.instance));
+    Ok(found)
+}
+
+/// Resolves a `.local` host name by mDNS (empty if nobody answers within `wait`).
+pub fn resolve_host(
+    name: &str,
+    wait: std::time::Duration,
+) -> Result<Vec<std::net::IpAddr>, MdnsError> {
+    let daemon = ServiceDaemon::new().map_err(err)?;
+    let host = format!("{}.", name.trim_end_matches('.'));
+    let events = daemon
+        .resolve_hostname(&host, Some(wait.as_millis() as u64))
+        .map_err(err)?;
+    let deadline = std::time::Instant::now() + wait + std::time::Duration::from_millis(500);
+    let mut addresses = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match events.recv_timeout(left) {
+            Ok(mdns_sd::HostnameResolutionEvent::AddressesFound(_, found)) => {
+                addresses.extend(found.iter().map(|a| a.to_ip_addr()));
+                break;
+            }
+            Ok(mdns_sd::HostnameResolutionEvent::SearchTimeout(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = daemon.shutdown();
+    addresses.sort();
+    addresses.dedup();
+    Ok(addresses)
+}
+
 impl Drop for Mdns {
     fn drop(&mut self) {
         let _ = self.daemon.shutdown();
