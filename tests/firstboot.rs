@@ -33,7 +33,17 @@ fn the_boot_partition_config_is_applied_once() {
     )
     .unwrap();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_atbox"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atbox"));
+        // As under atbox-firstboot.service (UMask=0077).
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+        cmd
             .args(["firstboot", "--boot-config"])
             .arg(&boot)
             .arg("--system-config")
@@ -58,6 +68,9 @@ fn the_boot_partition_config_is_applied_once() {
     );
 
     let installed = std::fs::read_to_string(&system).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&system).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the service's group must be able to read the config");
     assert!(
         installed.contains("plc_url")
             && installed.contains("mdns = true")

@@ -43,6 +43,9 @@ fn write_private(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
         .truncate(true)
         .mode(mode)
         .open(&tmp)?;
+    // Explicitly: the unit's umask (077) would otherwise narrow `mode`.
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
