@@ -129,7 +129,8 @@ image_bytes=$(stat -c %s "$IMG")
 [ "$root_bytes" -gt "$image_bytes" ] || fail "the root filesystem did not grow ($root_bytes bytes)"
 log "root filesystem grew to $root_bytes bytes (image: $image_bytes)"
 sshg 'atbox lan --seconds 5 --resolve atbox.local' | tee "$work/lan.txt" || fail "mDNS did not answer inside the guest"
-grep -q 'atbox.local: ' "$work/lan.txt" && grep -q "owner.test $did" "$work/lan.txt" || fail "mDNS answers are incomplete"
+grep -q 'atbox.local: 10.0.2.15' "$work/lan.txt" && grep -q "owner.test $did" "$work/lan.txt" || fail "mDNS answers are incomplete"
+grep -q '127.0.0.1' "$work/lan.txt" && fail "mDNS must not advertise loopback addresses"
 log "mDNS inside the guest: ok"
 
 sshg 'systemctl poweroff' || true

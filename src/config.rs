@@ -51,7 +51,35 @@ pub struct Config {
     /// Advertise `<mdns_name>.local` and the PDS service on the LAN.
     pub mdns: bool,
     pub mdns_name: String,
+    /// How HTTPS is provided: off (plain HTTP, e.g. behind a reverse proxy), from
+    /// certificate files, or obtained over ACME.
+    pub tls: TlsMode,
+    /// The TLS socket (`listen` stays the plain-HTTP one: redirects, HTTP-01, the LAN).
+    pub https_listen: SocketAddr,
+    pub acme_directory: String,
+    pub acme_email: Option<String>,
+    /// The challenge tried first: `tls-alpn-01` (needs only port 443) or `http-01`.
+    pub acme_challenge: String,
+    /// Extra root certificates (PEM) for the ACME server's own HTTPS.
+    pub acme_ca_bundle: Option<PathBuf>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
+
+/// `tls = "off" | "files" | "acme"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    Off,
+    /// PEM files, re-read on SIGHUP.
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    Acme,
+}
+
+/// Let's Encrypt's production directory, the default ACME server.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// The file form: every key optional, unknown keys refused (a typo should not pass
 /// silently on a box the user cannot easily debug).
@@ -80,6 +108,15 @@ struct ConfigFile {
     display_sleep_secs: Option<u64>,
     mdns: Option<bool>,
     mdns_name: Option<String>,
+    tls: Option<String>,
+    https_listen: Option<String>,
+    acme_directory: Option<String>,
+    acme_email: Option<String>,
+    acme_challenge: Option<String>,
+    acme_ca_bundle: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    trusted_proxies: Option<StringOrList>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
@@ -327,7 +364,84 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
             format!("{mdns_name:?} is not a host label (letters, digits and '-', e.g. atbox)"),
         ));
     }
+    let tls = match pick("ATBOX_TLS", file.tls).as_deref().unwrap_or("off") {
+        "off" => TlsMode::Off,
+        "acme" => TlsMode::Acme,
+        "files" => {
+            let cert = pick("ATBOX_TLS_CERT", file.tls_cert).ok_or_else(|| {
+                bad(
+                    "tls_cert",
+                    "tls = \"files\" needs tls_cert (a PEM certificate chain)",
+                )
+            })?;
+            let key = pick("ATBOX_TLS_KEY", file.tls_key).ok_or_else(|| {
+                bad(
+                    "tls_key",
+                    "tls = \"files\" needs tls_key (a PEM private key)",
+                )
+            })?;
+            TlsMode::Files {
+                cert: cert.into(),
+                key: key.into(),
+            }
+        }
+        other => {
+            return Err(bad(
+                "tls",
+                format!("{other:?} is not \"off\", \"files\" or \"acme\""),
+            ))
+        }
+    };
+    let https_s =
+        pick("ATBOX_HTTPS_LISTEN", file.https_listen).unwrap_or_else(|| "0.0.0.0:443".into());
+    let https_listen: SocketAddr = https_s.parse().map_err(|_| {
+        bad(
+            "https_listen",
+            format!("{https_s:?} is not a socket address like 0.0.0.0:443"),
+        )
+    })?;
+    let acme_directory =
+        pick("ATBOX_ACME_DIRECTORY", file.acme_directory).unwrap_or_else(|| LETS_ENCRYPT.into());
+    if !acme_directory.starts_with("https://") {
+        return Err(bad(
+            "acme_directory",
+            format!("{acme_directory:?} must be an https:// URL"),
+        ));
+    }
+    let acme_email = pick("ATBOX_ACME_EMAIL", file.acme_email).filter(|s| !s.is_empty());
+    let acme_challenge =
+        pick("ATBOX_ACME_CHALLENGE", file.acme_challenge).unwrap_or_else(|| "tls-alpn-01".into());
+    if !matches!(acme_challenge.as_str(), "tls-alpn-01" | "http-01") {
+        return Err(bad(
+            "acme_challenge",
+            format!("{acme_challenge:?} is not \"tls-alpn-01\" or \"http-01\""),
+        ));
+    }
+    let acme_ca_bundle = pick("ATBOX_ACME_CA_BUNDLE", file.acme_ca_bundle)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let proxies = match env("ATBOX_TRUSTED_PROXIES") {
+        Some(s) => split_list(&s),
+        None => file
+            .trusted_proxies
+            .map(StringOrList::into_list)
+            .unwrap_or_default(),
+    };
+    let trusted_proxies = proxies
+        .iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|_| bad("trusted_proxies", format!("{p:?} is not an IP address")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Config {
+        tls,
+        https_listen,
+        acme_directory,
+        acme_email,
+        acme_challenge,
+        acme_ca_bundle,
+        trusted_proxies,
         display,
         display_rotation,
         display_dim_secs,
@@ -454,6 +568,22 @@ mod tests {
         let c = with_env(&[("ATBOX_DISPLAY", "png:/tmp/s"), ("ATBOX_MDNS", "on")]).unwrap();
         assert!(c.mdns && c.mdns_name == "atbox");
         assert!(!development_default().mdns, "no multicast unless asked");
+        assert_eq!(development_default().tls, TlsMode::Off);
+        let e = with_env(&[("ATBOX_TLS", "https")]).unwrap_err();
+        assert_eq!(e.key, "tls");
+        let e = with_env(&[("ATBOX_TLS", "files")]).unwrap_err();
+        assert_eq!(e.key, "tls_cert");
+        let e = with_env(&[("ATBOX_TRUSTED_PROXIES", "10.0.0.1, proxy")]).unwrap_err();
+        assert_eq!(e.key, "trusted_proxies");
+        let c = with_env(&[
+            ("ATBOX_HOSTNAME", "pds.example.com"),
+            ("ATBOX_TLS", "acme"),
+            ("ATBOX_TRUSTED_PROXIES", "10.0.0.1,::1"),
+        ])
+        .unwrap();
+        assert_eq!(c.tls, TlsMode::Acme);
+        assert_eq!(c.acme_directory, LETS_ENCRYPT);
+        assert_eq!(c.trusted_proxies.len(), 2);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod server;
 pub mod storage;
 pub mod sync;
 pub mod syntax;
+pub mod tls;
 pub mod xrpc;
 
 #[doc(hidden)]

@@ -52,12 +52,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     tokio::spawn(crate::sync::firehose::trim_log(state.clone()));
     tokio::spawn(crate::sync::relays::run(state.clone()));
-    let app = crate::xrpc::router(state);
+    let app = crate::xrpc::router(state.clone());
+    // One stop signal for both sockets.
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let challenges = crate::tls::start(&state, app.clone(), stopped.clone()).await?;
+    let plain = crate::tls::plain_router(app, state.clone(), challenges);
+    let mut stopped = stopped;
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        plain.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    })
     .await
     .context("the HTTP server stopped")?;
     tracing::info!("atbox stopped");

@@ -43,8 +43,7 @@ fn the_boot_partition_config_is_applied_once() {
                 Ok(())
             });
         }
-        cmd
-            .args(["firstboot", "--boot-config"])
+        cmd.args(["firstboot", "--boot-config"])
             .arg(&boot)
             .arg("--system-config")
             .arg(&system)
@@ -70,7 +69,10 @@ fn the_boot_partition_config_is_applied_once() {
     let installed = std::fs::read_to_string(&system).unwrap();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&system).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o640, "the service's group must be able to read the config");
+    assert_eq!(
+        mode, 0o640,
+        "the service's group must be able to read the config"
+    );
     assert!(
         installed.contains("plc_url")
             && installed.contains("mdns = true")

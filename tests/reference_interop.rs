@@ -34,7 +34,7 @@ fn record(rng: &mut StdRng, i: usize) -> Value {
         "createdAt": "2024-05-06T07:08:09.123Z",
         "langs": ["en"],
     });
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         let link = cid_for_cbor(&(i as u64).to_be_bytes()).to_string();
         r["embed"] = json!({"ref": {"$link": link}, "bytes": {"$bytes": "aGVsbG8gd29ybGQ"}, "n": -(i as i64)});
     }

@@ -130,6 +130,17 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         config.data_dir.display()
     );
     storage_health(&config).await;
+    let certs = crate::tls::stored_certificates(&config.data_dir);
+    if config.tls != crate::config::TlsMode::Off || !certs.is_empty() {
+        println!("\nhttps: tls = {:?}", config.tls);
+        for (name, not_after) in certs {
+            let days = (not_after - unix_now()) as f64 / 86400.0;
+            println!(
+                "  {name:<30} valid until {} ({days:.1} days)",
+                chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default()
+            );
+        }
+    }
     let relays_configured = config.relays.clone();
     let state = AppState::open(config)?;
     let (rows, bounds, relay_rows) = state

@@ -9,7 +9,7 @@
 //! Off by default (`mdns = false`): multicast from a developer's laptop or a CI
 //! machine would advertise a test server to the whole network. The image turns it on.
 
-use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo};
+use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceInfo};
 use std::sync::{Arc, Mutex};
 
 const HTTP_SERVICE: &str = "_http._tcp.local.";
@@ -38,6 +38,10 @@ impl Mdns {
     /// Advertises `<name>.local` and both services on `port`.
     pub fn start(name: &str, port: u16) -> Result<Mdns, MdnsError> {
         let daemon = ServiceDaemon::new().map_err(err)?;
+        // Only LAN addresses in our answers: a phone must never be told 127.0.0.1.
+        daemon
+            .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
+            .map_err(err)?;
         let host = format!("{name}.local.");
         let name_in_use = Arc::new(Mutex::new(format!("{name}.local")));
         let events = daemon.monitor().map_err(err)?;

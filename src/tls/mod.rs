@@ -1,0 +1,280 @@
+//! HTTPS in the binary, so a box at home needs no reverse proxy to federate.
+//!
+//! `tls = "acme"`: certificates from an ACME CA ([`acme`]) for the host name and, on
+//! demand, for handles under it; `tls = "files"`: a PEM chain and key, re-read on
+//! SIGHUP; `tls = "off"`: plain HTTP only (behind a tunnel or proxy). The HTTPS socket
+//! ([`listener`]) serves the same router as the plain one; in the TLS modes the plain
+//! socket answers HTTP-01 challenges, redirects requests for our public names to
+//! HTTPS, and keeps serving the LAN (an IP address or `atbox.local`: the setup page
+//! lives there, and no CA certifies those names).
+
+pub mod acme;
+pub mod certs;
+pub mod listener;
+
+use crate::config::TlsMode;
+use crate::pds::Ctx;
+use acme::{Acme, Challenges};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use certs::{CertStore, Issued};
+use listener::{ChooseConfig, TlsListener};
+use rustls::server::ServerConfig;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+/// Where handshakes get their certificate.
+enum Certificates {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        current: RwLock<Arc<ServerConfig>>,
+    },
+    Acme {
+        acme: Arc<Acme>,
+        ctx: Ctx,
+    },
+}
+
+fn load_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Issued, String> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    Issued::from_pem("files", &read(cert)?, &read(key)?)
+}
+
+/// Whether `name` is one atbox may get a certificate for: the host name, or the handle
+/// of one of our accounts (the "ask" of on-demand TLS).
+pub async fn is_our_name(ctx: &Ctx, name: &str) -> bool {
+    if name == ctx.config.hostname {
+        return true;
+    }
+    ctx.config.is_local_handle(name)
+        && matches!(ctx.find_account(name).await, Ok(Some(a)) if a.handle == name)
+}
+
+impl ChooseConfig for Certificates {
+    fn config<'a>(
+        &'a self,
+        name: Option<&'a str>,
+        acme_validation: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<ServerConfig>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            match self {
+                Certificates::Files { current, .. } => {
+                    Ok(current.read().expect("tls config lock").clone())
+                }
+                Certificates::Acme { acme, ctx } => {
+                    let host = ctx.config.hostname.as_str();
+                    if acme_validation {
+                        let name = name.ok_or("TLS-ALPN-01 without a server name")?;
+                        return acme
+                            .challenges
+                            .alpn(name)
+                            .ok_or_else(|| format!("no challenge pending for {name}"));
+                    }
+                    // No name (an IP address), or one of ours.
+                    let name = match name {
+                        Some(n) if n != host && !is_our_name(ctx, n).await => {
+                            return Err(format!("{n} is not a name of this PDS"))
+                        }
+                        Some(n) => n,
+                        None => host,
+                    };
+                    Ok(acme.certificate(name).await?.config.clone())
+                }
+            }
+        })
+    }
+}
+
+/// Starts the HTTPS side for `ctx.config.tls`, serving `app`. Returns the pending
+/// ACME challenges (for the plain socket's HTTP-01 route), if any.
+pub async fn start(
+    ctx: &Ctx,
+    app: Router,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<Challenges>>> {
+    let config = &ctx.config;
+    let (certificates, challenges) = match &config.tls {
+        TlsMode::Off => return Ok(None),
+        TlsMode::Files { cert, key } => {
+            let issued = load_files(cert, key).map_err(|e| {
+                anyhow::anyhow!("tls = \"files\": {e} (check tls_cert and tls_key)")
+            })?;
+            (
+                Arc::new(Certificates::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    current: RwLock::new(issued.config.clone()),
+                }),
+                None,
+            )
+        }
+        TlsMode::Acme => {
+            if config.hostname.ends_with(".local") || config.hostname == "localhost" {
+                tracing::warn!(
+                    "tls: no certificate for {}: ACME needs the public host name (set hostname); serving plain HTTP meanwhile",
+                    config.hostname
+                );
+                return Ok(None);
+            }
+            let store = Arc::new(CertStore::open(&config.data_dir)?);
+            let acme = Arc::new(Acme::new(config, store).map_err(anyhow::Error::msg)?);
+            tokio::spawn(acme.clone().renew_forever(vec![config.hostname.clone()]));
+            let challenges = acme.challenges.clone();
+            (
+                Arc::new(Certificates::Acme {
+                    acme,
+                    ctx: ctx.clone(),
+                }),
+                Some(challenges),
+            )
+        }
+    };
+    if matches!(*certificates, Certificates::Files { .. }) {
+        tokio::spawn(reload_on_sighup(certificates.clone()));
+    }
+    let tcp = tokio::net::TcpListener::bind(config.https_listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for HTTPS: {e} (choose another with https_listen / ATBOX_HTTPS_LISTEN)",
+                config.https_listen
+            )
+        })?;
+    let listener = TlsListener::start(tcp, certificates)?;
+    tracing::info!("HTTPS on {}", config.https_listen);
+    let mut shutdown = shutdown;
+    use axum::serve::ListenerExt;
+    tokio::spawn(async move {
+        let served = axum::serve(
+            listener.tap_io(|_| {}),
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!("the HTTPS server stopped: {e}");
+        }
+    });
+    Ok(challenges)
+}
+
+/// `tls = "files"`: SIGHUP re-reads the certificate and key (after a renewal by an
+/// outside tool); a bad pair is logged and the old one kept.
+async fn reload_on_sighup(certificates: Arc<Certificates>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Certificates::Files { cert, key, current } = &*certificates {
+            match load_files(cert, key) {
+                Ok(issued) => {
+                    *current.write().expect("tls config lock") = issued.config.clone();
+                    tracing::info!(
+                        "tls: reloaded {} (valid until {})",
+                        cert.display(),
+                        chrono::DateTime::from_timestamp(issued.not_after, 0).unwrap_or_default()
+                    );
+                }
+                Err(e) => tracing::warn!("tls: SIGHUP: keeping the current certificate: {e}"),
+            }
+        }
+    }
+}
+
+/// The plain-HTTP router in the TLS modes: HTTP-01 answers, a redirect to HTTPS for our
+/// public names, and the app itself for LAN names and addresses.
+pub fn plain_router(app: Router, ctx: Ctx, challenges: Option<Arc<Challenges>>) -> Router {
+    if ctx.config.tls == TlsMode::Off {
+        return app;
+    }
+    let https_port = ctx.config.https_listen.port();
+    let challenges = challenges.unwrap_or_default();
+    Router::new()
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            get(http01).with_state(challenges),
+        )
+        .merge(app.layer(axum::middleware::from_fn_with_state(
+            (ctx, https_port),
+            redirect_public_names,
+        )))
+}
+
+async fn http01(State(challenges): State<Arc<Challenges>>, Path(token): Path<String>) -> Response {
+    match challenges.http01(&token) {
+        Some(key_auth) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            key_auth,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such challenge").into_response(),
+    }
+}
+
+fn host_of(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    // Strip a port (but not from a bracketed IPv6 literal's inside).
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    host.to_ascii_lowercase()
+}
+
+async fn redirect_public_names(
+    State((ctx, https_port)): State<(Ctx, u16)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host = host_of(req.headers());
+    let public = host == ctx.config.hostname
+        || host.ends_with(&format!(".{}", ctx.config.hostname))
+        || ctx.config.is_local_handle(&host);
+    if !public {
+        return next.run(req).await;
+    }
+    let authority = if https_port == 443 {
+        host
+    } else {
+        format!("{host}:{https_port}")
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    match Uri::builder()
+        .scheme("https")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+    {
+        Ok(uri) => Redirect::permanent(&uri.to_string()).into_response(),
+        Err(_) => (StatusCode::BAD_REQUEST, "bad Host header").into_response(),
+    }
+}
+
+/// Certificate expiry for `atbox status`: `(name, not_after)` of every stored one.
+pub fn stored_certificates(data_dir: &std::path::Path) -> Vec<(String, i64)> {
+    CertStore::open(data_dir)
+        .map(|s| {
+            s.all()
+                .iter()
+                .map(|c| (c.name.clone(), c.not_after))
+                .collect()
+        })
+        .unwrap_or_default()
+}
