@@ -59,8 +59,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let challenges = crate::tls::start(&state, app.clone(), stopped.clone()).await?;
-    let plain = crate::tls::plain_router(app, state.clone(), challenges);
+    let https = crate::tls::start(&state, app.clone(), stopped.clone()).await?;
+    let plain = crate::tls::plain_router(app, state.clone(), https.as_ref());
     let mut stopped = stopped;
     axum::serve(
         listener,

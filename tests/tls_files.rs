@@ -97,3 +97,26 @@ async fn files_are_served_and_reloaded_on_sighup() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `tls = "acme"` before the box has a public host name (the image's first boot):
+/// plain HTTP keeps working, with no redirect to an HTTPS that is not there.
+#[test]
+fn acme_without_a_public_name_serves_plain_http() {
+    let plc = common::server::start_plc();
+    let atbox = common::server::start_atbox(&plc.url, &[("ATBOX_TLS", "acme")]);
+    let url = format!("{}/xrpc/_health", atbox.server.url);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: localhost",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+}

@@ -92,13 +92,19 @@ impl ChooseConfig for Certificates {
     }
 }
 
-/// Starts the HTTPS side for `ctx.config.tls`, serving `app`. Returns the pending
-/// ACME challenges (for the plain socket's HTTP-01 route), if any.
+/// A running HTTPS side, and what the plain socket needs from it.
+pub struct Https {
+    /// Pending ACME challenges (for the plain socket's HTTP-01 route).
+    pub challenges: Arc<Challenges>,
+}
+
+/// Starts the HTTPS side for `ctx.config.tls`, serving `app`; `None` when HTTPS is off
+/// (or cannot start yet: ACME without a public host name).
 pub async fn start(
     ctx: &Ctx,
     app: Router,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Option<Arc<Challenges>>> {
+) -> anyhow::Result<Option<Https>> {
     let config = &ctx.config;
     let (certificates, challenges) = match &config.tls {
         TlsMode::Off => return Ok(None),
@@ -164,7 +170,9 @@ pub async fn start(
             tracing::error!("the HTTPS server stopped: {e}");
         }
     });
-    Ok(challenges)
+    Ok(Some(Https {
+        challenges: challenges.unwrap_or_default(),
+    }))
 }
 
 /// `tls = "files"`: SIGHUP re-reads the certificate and key (after a renewal by an
@@ -191,14 +199,14 @@ async fn reload_on_sighup(certificates: Arc<Certificates>) {
     }
 }
 
-/// The plain-HTTP router in the TLS modes: HTTP-01 answers, a redirect to HTTPS for our
-/// public names, and the app itself for LAN names and addresses.
-pub fn plain_router(app: Router, ctx: Ctx, challenges: Option<Arc<Challenges>>) -> Router {
-    if ctx.config.tls == TlsMode::Off {
+/// The plain-HTTP router while HTTPS runs: HTTP-01 answers, a redirect to HTTPS for our
+/// public names, and the app itself for LAN names and addresses. Without HTTPS, the app.
+pub fn plain_router(app: Router, ctx: Ctx, https: Option<&Https>) -> Router {
+    let Some(https) = https else {
         return app;
-    }
+    };
     let https_port = ctx.config.https_listen.port();
-    let challenges = challenges.unwrap_or_default();
+    let challenges = https.challenges.clone();
     Router::new()
         .route(
             "/.well-known/acme-challenge/{token}",
