@@ -64,6 +64,12 @@ pub struct Config {
     pub acme_ca_bundle: Option<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A DNS server to use instead of the system's (host names and handles).
+    pub dns_server: Option<SocketAddr>,
+    /// A URL of the owner's choosing that answers with the caller's public IP address
+    /// (e.g. `https://api.ipify.org`); `atbox doctor` compares it with the host name's
+    /// DNS records. Never asked unless set.
+    pub public_ip_url: Option<String>,
 }
 
 /// `tls = "off" | "files" | "acme"`.
@@ -117,6 +123,8 @@ struct ConfigFile {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     trusted_proxies: Option<StringOrList>,
+    dns_server: Option<String>,
+    public_ip_url: Option<String>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
@@ -434,7 +442,34 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
                 .map_err(|_| bad("trusted_proxies", format!("{p:?} is not an IP address")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let dns_server = match pick("ATBOX_DNS_SERVER", file.dns_server).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    bad(
+                        "dns_server",
+                        format!("{s:?} is not an address like 192.168.1.1 or 127.0.0.1:5353"),
+                    )
+                })?,
+        ),
+    };
+    let public_ip_url = pick("ATBOX_PUBLIC_IP_URL", file.public_ip_url).filter(|s| !s.is_empty());
+    if let Some(u) = &public_ip_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(bad(
+                "public_ip_url",
+                format!("{u:?} must be an http(s) URL"),
+            ));
+        }
+    }
     Ok(Config {
+        dns_server,
+        public_ip_url,
         tls,
         https_listen,
         acme_directory,
@@ -584,6 +619,10 @@ mod tests {
         assert_eq!(c.tls, TlsMode::Acme);
         assert_eq!(c.acme_directory, LETS_ENCRYPT);
         assert_eq!(c.trusted_proxies.len(), 2);
+        let c = with_env(&[("ATBOX_DNS_SERVER", "10.0.0.53")]).unwrap();
+        assert_eq!(c.dns_server, Some("10.0.0.53:53".parse().unwrap()));
+        let e = with_env(&[("ATBOX_DNS_SERVER", "dns.example")]).unwrap_err();
+        assert_eq!(e.key, "dns_server");
     }
 
     #[test]

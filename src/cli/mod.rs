@@ -4,6 +4,7 @@
 
 mod admin;
 mod display;
+mod doctor;
 mod firstboot;
 mod lan;
 mod repo;
@@ -43,6 +44,9 @@ enum Command {
     Identity(admin::IdentityCommand),
     /// Show accounts, the firehose and what the relays report.
     Status,
+    /// Check that the world can reach this PDS and the network sees it (DNS, ports,
+    /// certificate, clock, DID documents, handles, relays), and say what to fix.
+    Doctor,
     /// Talk to relays.
     #[command(subcommand)]
     Relay(status::RelayCommand),
@@ -169,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Account(cmd) => with_config(cli.config, |config| admin::account(config, cmd)),
         Command::Invite(cmd) => with_config(cli.config, |config| admin::invite(config, cmd)),
         Command::Status => with_config(cli.config, status::status),
+        Command::Doctor => with_config(cli.config, doctor::run),
         Command::Identity(cmd) => with_config(cli.config, |config| admin::identity(config, cmd)),
         Command::Relay(cmd) => with_config(cli.config, |config| status::relay(config, cmd)),
         Command::Display(cmd) => with_config(cli.config, |config| display::run(config, cmd)),

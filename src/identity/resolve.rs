@@ -25,14 +25,65 @@ pub struct Resolver {
     docs: Arc<Mutex<HashMap<String, (DidDocument, Instant)>>>,
 }
 
+/// A DNS resolver: the system's, or `server` (config `dns_server`).
+pub fn dns_resolver(server: Option<std::net::SocketAddr>) -> Option<TokioResolver> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    match server {
+        None => TokioResolver::builder_tokio().ok().map(|b| b.build()),
+        Some(addr) => {
+            let servers = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+            let config = ResolverConfig::from_parts(None, vec![], servers);
+            Some(
+                TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+                    .build(),
+            )
+        }
+    }
+}
+
+/// Lets reqwest look names up through the same resolver (so `dns_server` applies to
+/// HTTPS fetches too).
+pub struct HttpDns(pub TokioResolver);
+
+impl reqwest::dns::Resolve for HttpDns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let dns = self.0.clone();
+        Box::pin(async move {
+            let found = dns.lookup_ip(name.as_str()).await?;
+            let addrs: Vec<std::net::SocketAddr> = found
+                .iter()
+                .map(|ip| std::net::SocketAddr::new(ip, 0))
+                .collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 impl Resolver {
-    pub fn new(http: reqwest::Client, plc_url: &str) -> Self {
-        let dns = TokioResolver::builder_tokio().ok().map(|b| b.build());
+    pub fn new(http: reqwest::Client, plc_url: &str, dns: Option<TokioResolver>) -> Self {
         Resolver {
             http,
             plc_url: plc_url.trim_end_matches('/').to_owned(),
             dns,
             docs: Default::default(),
+        }
+    }
+
+    /// The addresses `host` resolves to (A and AAAA); empty if none or no DNS.
+    pub async fn lookup_host(&self, host: &str) -> Vec<std::net::IpAddr> {
+        let Some(dns) = &self.dns else {
+            return Vec::new();
+        };
+        let name = format!("{}.", host.trim_end_matches('.'));
+        match tokio::time::timeout(Duration::from_secs(5), dns.lookup_ip(name)).await {
+            Ok(Ok(found)) => {
+                let mut ips: Vec<_> = found.iter().collect();
+                ips.sort();
+                ips.dedup();
+                ips
+            }
+            _ => Vec::new(),
         }
     }
 

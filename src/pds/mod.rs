@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod blobs;
+pub mod doctor;
 pub mod identity;
 pub mod import;
 pub mod records;
@@ -66,14 +67,18 @@ impl AppState {
         };
         let storage = Storage::open(&config.data_dir, options)?;
         let secrets = Secrets::load_or_create(&config.data_dir)?;
-        let http = reqwest::Client::builder()
+        let dns = crate::identity::resolve::dns_resolver(config.dns_server);
+        let mut http = reqwest::Client::builder()
             .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(30))
-            .build()?;
+            .timeout(Duration::from_secs(30));
+        if let (Some(_), Some(dns)) = (config.dns_server, &dns) {
+            http = http.dns_resolver(Arc::new(crate::identity::resolve::HttpDns(dns.clone())));
+        }
+        let http = http.build()?;
         Ok(AppState {
             tokens: TokenSigner::new(&secrets.jwt_secret, &config.service_did()),
             plc: PlcClient::new(&config.plc_url, http.clone()),
-            resolver: Resolver::new(http.clone(), &config.plc_url),
+            resolver: Resolver::new(http.clone(), &config.plc_url, dns),
             tids: TidGenerator::new(),
             lexicons: Lexicons::embedded(),
             login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
