@@ -1,0 +1,79 @@
+//! Configuration tests: defaults, environment overrides, and errors naming the key.
+
+use super::*;
+use std::collections::HashMap;
+
+fn with_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    resolve(ConfigFile::default(), &|k| map.get(k).cloned())
+}
+
+#[test]
+fn development_default_runs_on_localhost() {
+    let c = development_default();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:2583");
+    assert_eq!(c.public_url, "http://localhost:2583");
+    assert_eq!(c.data_dir, PathBuf::from("./atbox-data"));
+    assert_eq!(c.handle_domains, vec![".test"]);
+    assert_eq!(c.blob_upload_limit, 100 * 1024 * 1024);
+    assert_eq!(c.service_did(), "did:web:localhost");
+}
+
+#[test]
+fn env_overrides_and_bad_values_name_the_key() {
+    let c = with_env(&[
+        ("ATBOX_HOSTNAME", "pds.example.com"),
+        ("ATBOX_RELAYS", "bsky.network, relay.x"),
+    ])
+    .unwrap();
+    assert_eq!(c.public_url, "https://pds.example.com");
+    assert_eq!(c.relays, vec!["bsky.network", "relay.x"]);
+    let e = with_env(&[("ATBOX_LISTEN", "nope")]).unwrap_err();
+    assert_eq!(e.key, "listen");
+    let e = with_env(&[("ATBOX_INVITE_REQUIRED", "maybe")]).unwrap_err();
+    assert!(e.to_string().starts_with("config: invite_required:"));
+    let e = with_env(&[("ATBOX_BLOB_UPLOAD_LIMIT", "10MB")]).unwrap_err();
+    assert_eq!(e.key, "blob_upload_limit");
+    let e = with_env(&[("ATBOX_DISPLAY", "hdmi")]).unwrap_err();
+    assert_eq!(e.key, "display");
+    let e = with_env(&[("ATBOX_DISPLAY_ROTATION", "90")]).unwrap_err();
+    assert_eq!(e.key, "display_rotation");
+    let e = with_env(&[("ATBOX_MDNS_NAME", "my box")]).unwrap_err();
+    assert_eq!(e.key, "mdns_name");
+    let c = with_env(&[("ATBOX_DISPLAY", "png:/tmp/s"), ("ATBOX_MDNS", "on")]).unwrap();
+    assert!(c.mdns && c.mdns_name == "atbox");
+    assert!(!development_default().mdns, "no multicast unless asked");
+    assert_eq!(development_default().tls, TlsMode::Off);
+    let e = with_env(&[("ATBOX_TLS", "https")]).unwrap_err();
+    assert_eq!(e.key, "tls");
+    let e = with_env(&[("ATBOX_TLS", "files")]).unwrap_err();
+    assert_eq!(e.key, "tls_cert");
+    let e = with_env(&[("ATBOX_TRUSTED_PROXIES", "10.0.0.1, proxy")]).unwrap_err();
+    assert_eq!(e.key, "trusted_proxies");
+    let c = with_env(&[
+        ("ATBOX_HOSTNAME", "pds.example.com"),
+        ("ATBOX_TLS", "acme"),
+        ("ATBOX_TRUSTED_PROXIES", "10.0.0.1,::1"),
+    ])
+    .unwrap();
+    assert_eq!(c.tls, TlsMode::Acme);
+    assert_eq!(c.acme_directory, LETS_ENCRYPT);
+    assert_eq!(c.trusted_proxies.len(), 2);
+    let c = with_env(&[("ATBOX_DNS_SERVER", "10.0.0.53")]).unwrap();
+    assert_eq!(c.dns_server, Some("10.0.0.53:53".parse().unwrap()));
+    let e = with_env(&[("ATBOX_DNS_SERVER", "dns.example")]).unwrap_err();
+    assert_eq!(e.key, "dns_server");
+}
+
+#[test]
+fn file_keys_are_checked() {
+    let f: Result<ConfigFile, _> = toml::from_str("hostnme = \"x\"");
+    assert!(f.is_err());
+    let f: ConfigFile =
+        toml::from_str("handle_domains = [\"example.org\"]\nlisten = \"0.0.0.0:80\"").unwrap();
+    let c = resolve(f, &|_| None).unwrap();
+    assert_eq!(c.handle_domains, vec![".example.org"]);
+}
