@@ -21,6 +21,7 @@ pub mod lexicon;
 pub mod pds;
 pub mod repo;
 pub mod server;
+pub mod setup;
 pub mod storage;
 pub mod sync;
 pub mod syntax;

@@ -121,6 +121,7 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
                 handle,
                 email: Some(email),
                 password: Some(password.clone()),
+                by_owner: true,
                 ..Default::default()
             };
             let created = crate::pds::accounts::create_account(&state, input, None)

@@ -129,6 +129,7 @@ pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
                         handle: handle.clone(),
                         email: Some(email),
                         password: Some(password),
+                        by_owner: true,
                         ..Default::default()
                     };
                     let created = crate::pds::accounts::create_account(&state, input, None)

@@ -42,6 +42,10 @@ pub struct NewAccount {
     pub did: Option<String>,
     pub invite_code: Option<String>,
     pub recovery_key: Option<String>,
+    /// Created by the box's owner (the CLI, first boot, the LAN setup page): no invite
+    /// needed. Never read from a request body.
+    #[serde(skip)]
+    pub by_owner: bool,
 }
 
 /// Checks a handle asked for on this server: syntax, one of our domains, a sensible
@@ -144,7 +148,7 @@ pub async fn create_account(
             "the password is too long (256 bytes at most)",
         ));
     }
-    if state.config.invite_required {
+    if state.config.invite_required && !input.by_owner {
         let code = input
             .invite_code
             .clone()
@@ -186,7 +190,9 @@ pub async fn create_account(
     };
     let rev = state.tids.next_tid();
     let did_parsed = Did::new(did.as_str())?;
-    let invite = input.invite_code.filter(|_| state.config.invite_required);
+    let invite = input
+        .invite_code
+        .filter(|_| state.config.invite_required && !input.by_owner);
     let stored = account.clone();
     state
         .storage

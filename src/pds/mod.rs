@@ -44,6 +44,8 @@ pub struct AppState {
     /// Login attempts per client address and per account identifier.
     pub login_by_ip: RateLimiter,
     pub login_by_id: RateLimiter,
+    /// Claim attempts on the LAN setup page, per client address.
+    pub setup_attempts: RateLimiter,
     /// When the last repo write happened (wakes the relay crawl requester).
     pub relay_clock: crate::sync::relays::WriteClock,
     /// When this process started (unix seconds) and its storage writes at that moment.
@@ -83,6 +85,7 @@ impl AppState {
             lexicons: Lexicons::embedded(),
             login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
             login_by_id: RateLimiter::new(30, Duration::from_secs(5 * 60)),
+            setup_attempts: RateLimiter::new(10, Duration::from_secs(5 * 60)),
             relay_clock: Default::default(),
             started_at: crate::auth::tokens::now(),
             write_bytes_at_start: crate::bench::write_bytes(),

@@ -14,7 +14,7 @@ use crate::pds::Ctx;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use error::{XrpcError, XrpcResult};
@@ -35,7 +35,9 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/_atbox/status", get(live_status))
         .route("/.well-known/atproto-did", get(well_known_did))
         .route("/.well-known/did.json", get(well_known_did_json))
-        .route("/", get(front_page))
+        .route("/", get(crate::setup::front_page))
+        .route("/setup/status", get(crate::setup::status))
+        .route("/setup/claim", axum::routing::post(crate::setup::claim))
         .fallback(|| async { XrpcError::not_found("no such page") })
         .with_state(ctx)
 }
@@ -66,16 +68,6 @@ async fn live_status(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
         "mdnsName": ctx.snapshots.borrow().mdns_name.clone(),
     }))
     .into_response()
-}
-
-async fn front_page(State(ctx): State<Ctx>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><title>atbox</title>\
-         <h1>atbox</h1><p>This is an AT Protocol personal data server (PDS), running at home on atbox {}.</p>\
-         <p>Most API routes are under <code>/xrpc/</code>. Use a Bluesky app and sign in with this server's address: <code>{}</code></p>",
-        env!("CARGO_PKG_VERSION"),
-        ctx.config.public_url
-    ))
 }
 
 /// `/.well-known/atproto-did` on a handle's host: the DID of the account with that handle.

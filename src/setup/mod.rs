@@ -1,0 +1,218 @@
+//! The LAN setup page: claiming the box from a phone, then its live status.
+//!
+//! Served at `/` (and `/setup/*`) only to clients on the local network (private,
+//! link-local and loopback addresses); the internet sees the plain front page. While
+//! no account exists, the page asks for the pairing code shown on the OLED — proof of
+//! physical presence, so neither a stranger on the Wi-Fi nor a web page in a visitor's
+//! browser can claim the box — and the first account's handle, email and password.
+//! Wrong codes are rate-limited per client and rotate the code after a few tries
+//! (`auth::pairing`). Afterwards the page shows the same facts as the screen
+//! (`AppState.snapshots`) and how to log in from the Bluesky app. Plain HTML with a
+//! little JS, served by atbox itself: nothing to build on the device.
+
+use crate::pds::accounts::{create_account, NewAccount};
+use crate::pds::Ctx;
+use crate::xrpc::error::XrpcError;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+
+const PAGE: &str = include_str!("page.html");
+
+/// Whether `ip` is on a local network (who may see and use the setup page).
+pub fn is_lan(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_lan(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
+    crate::xrpc::client_ip(Some(peer), headers, &ctx.config.trusted_proxies)
+        .filter(|ip| is_lan(*ip))
+}
+
+/// `GET /`: the setup page for the LAN, the public front page for everyone else.
+pub async fn front_page(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if lan_client(&ctx, peer, &headers).is_some() {
+        return ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response();
+    }
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>atbox</title>\
+         <h1>atbox</h1><p>This is an AT Protocol personal data server (PDS), running at home on atbox {}.</p>\
+         <p>Most API routes are under <code>/xrpc/</code>. Use a Bluesky app and sign in with this server's address: <code>{}</code></p>",
+        env!("CARGO_PKG_VERSION"),
+        ctx.config.public_url
+    ))
+    .into_response()
+}
+
+fn lan_only() -> Response {
+    XrpcError::forbidden("the setup page only answers on the local network").into_response()
+}
+
+/// `GET /setup/status`: the box's state for the page.
+pub async fn status(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if lan_client(&ctx, peer, &headers).is_none() {
+        return lan_only();
+    }
+    let snap = ctx.snapshots.borrow().clone();
+    let relay = match &snap.relay {
+        crate::device::snapshot::RelayView::NoneConfigured => json!(null),
+        crate::device::snapshot::RelayView::NotCheckedYet(r) => {
+            json!({"relay": r, "state": "not checked yet"})
+        }
+        crate::device::snapshot::RelayView::Checked { relay, state, .. } => {
+            json!({"relay": relay, "state": state})
+        }
+    };
+    // The owner from storage (the snapshot may be a few seconds behind a claim).
+    let owner = ctx
+        .storage
+        .read(crate::storage::accounts::list)
+        .await
+        .ok()
+        .and_then(|list| list.into_iter().next());
+    let claimed = owner.is_some();
+    Json(json!({
+        "version": snap.version,
+        "claimed": claimed,
+        "handle": owner.as_ref().map(|a| a.handle.clone()),
+        "did": owner.as_ref().map(|a| a.did.clone()),
+        "hostname": ctx.config.hostname,
+        "publicUrl": ctx.config.public_url,
+        "handleDomains": ctx.config.handle_domains,
+        "addresses": snap.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "mdnsName": snap.mdns_name,
+        "relay": relay,
+        "records": snap.records,
+        "blobs": snap.blobs,
+        "subscribers": snap.subscribers,
+        "diskFree": snap.disk_free,
+        "bytesWrittenToday": snap.bytes_written_today,
+        "cpuTemperature": snap.cpu_temp_c,
+        "uptimeSecs": snap.uptime_secs,
+        "clockSynced": snap.clock_synced,
+        "alerts": snap.alerts().iter().map(|a| format!("{a:?}")).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// `POST /setup/claim` `{code, handle, email, password}`: creates the first account.
+pub async fn claim(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(ip) = lan_client(&ctx, peer, &headers) else {
+        return lan_only();
+    };
+    // JSON only: a cross-site form post cannot send it without a CORS preflight, which
+    // atbox does not grant for this path.
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return XrpcError::invalid_request("send the claim as application/json").into_response();
+    }
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return XrpcError::invalid_request(format!("the body is not JSON: {e}")).into_response()
+        }
+    };
+    let field = |k: &str| input[k].as_str().unwrap_or("").trim().to_owned();
+    if !matches!(
+        ctx.storage.read(crate::storage::accounts::count).await,
+        Ok(0)
+    ) {
+        return XrpcError::new(
+            StatusCode::CONFLICT,
+            "AlreadyClaimed",
+            "this box already has its owner",
+        )
+        .into_response();
+    }
+    if !ctx.setup_attempts.allow(&ip.to_string()) {
+        return XrpcError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitExceeded",
+            "too many attempts: wait a few minutes",
+        )
+        .into_response();
+    }
+    if !ctx.pairing.verify(&field("code")) {
+        return XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "WrongCode",
+            "that is not the code on the box's screen (after a few wrong tries the code changes: look again)",
+        )
+        .into_response();
+    }
+    let account = NewAccount {
+        handle: field("handle"),
+        email: Some(field("email")).filter(|e| !e.is_empty()),
+        password: Some(input["password"].as_str().unwrap_or("").to_owned()),
+        by_owner: true,
+        ..Default::default()
+    };
+    match create_account(&ctx, account, None).await {
+        Ok(created) => {
+            tracing::info!(
+                "setup: the box was claimed from {ip} by {}",
+                created["handle"]
+            );
+            Json(json!({
+                "did": created["did"],
+                "handle": created["handle"],
+                "publicUrl": ctx.config.public_url,
+            }))
+            .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_lan;
+
+    #[test]
+    fn lan_addresses() {
+        for lan in [
+            "192.168.1.5",
+            "10.0.0.1",
+            "172.16.3.4",
+            "127.0.0.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.1.5",
+        ] {
+            assert!(is_lan(lan.parse().unwrap()), "{lan}");
+        }
+        for public in ["8.8.8.8", "2001:db8::1", "172.32.0.1", "::ffff:8.8.8.8"] {
+            assert!(!is_lan(public.parse().unwrap()), "{public}");
+        }
+    }
+}

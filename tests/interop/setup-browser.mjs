@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// Drives atbox's LAN setup page in a real browser (Debian's chromium through
+// playwright-core), as a phone on the LAN would:
+//
+//   node tests/interop/setup-browser.mjs --url http://127.0.0.1:PORT/ --code 123456 \
+//        --handle owner.test --screenshots DIR
+//
+// 1. a wrong pairing code is refused with a message; 2. the right code with a handle,
+// email and password claims the box, and the page tells how to log in from the
+// Bluesky app; 3. a reload no longer offers claiming. Saves a screenshot of each step
+// in DIR and prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
+import './lib/quiet.mjs'
+import { chromium } from 'playwright-core'
+
+function arg(name) {
+  const i = process.argv.indexOf(`--${name}`)
+  if (i < 0 || i + 1 >= process.argv.length) throw new Error(`--${name} is required`)
+  return process.argv[i + 1]
+}
+
+const url = arg('url')
+const code = arg('code')
+const handle = arg('handle')
+const dir = arg('screenshots')
+const wrong = code === '000000' ? '111111' : '000000'
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+})
+const result = { ok: false }
+try {
+  // A phone-sized screen.
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 })
+  await page.goto(url)
+  await page.waitForSelector('#claim:not([hidden])')
+  await page.screenshot({ path: `${dir}/1-unclaimed.png`, fullPage: true })
+
+  await page.fill('#code', wrong)
+  await page.fill('#handle', handle.split('.')[0])
+  await page.fill('#email', 'owner@example.com')
+  await page.fill('#password', 'a long enough password')
+  await page.click('#claim-button')
+  await page.waitForSelector('#claim-error:not([hidden])')
+  result.wrongCodeMessage = await page.textContent('#claim-error')
+  await page.screenshot({ path: `${dir}/2-wrong-code.png`, fullPage: true })
+
+  await page.fill('#code', code)
+  await page.click('#claim-button')
+  await page.waitForSelector('#done:not([hidden])', { timeout: 30000 })
+  result.doneMessage = await page.textContent('#done-message')
+  result.loginServer = await page.textContent('#login-server')
+  await page.screenshot({ path: `${dir}/3-claimed.png`, fullPage: true })
+
+  await page.reload()
+  await page.waitForSelector('#status:not([hidden])')
+  await page.waitForTimeout(500)
+  result.claimOfferedAfterReload = await page.isVisible('#claim')
+  await page.screenshot({ path: `${dir}/4-status.png`, fullPage: true })
+  result.ok = true
+} catch (e) {
+  result.error = String(e && e.stack || e)
+} finally {
+  await browser.close()
+}
+console.log(JSON.stringify(result))

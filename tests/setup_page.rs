@@ -1,0 +1,122 @@
+//! The LAN setup page in a real browser (Debian's chromium driven by playwright-core,
+//! `tests/interop/setup-browser.mjs`): a wrong pairing code is refused, the right one
+//! claims the box, the account then exists, and the page no longer offers claiming.
+//! The code is read off the box's screen (the `png:` display), as a person would.
+//! Screenshots land in `target/setup-screenshots/` (the README shows copies from
+//! `docs/setup/`).
+
+mod common;
+
+use atbox::device::frame::Frame;
+use embedded_graphics::mono_font::ascii::FONT_10X20;
+use embedded_graphics::mono_font::MonoTextStyle;
+use embedded_graphics::pixelcolor::BinaryColor;
+use embedded_graphics::prelude::*;
+use embedded_graphics::text::{Baseline, Text};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where the setup screen draws the pairing code (`device::screens`): right of the
+/// 60-pixel QR code, 10×20 font.
+const CODE_AT: (u32, u32) = (64, 42);
+
+/// The six digits on the setup screen, trying each burn-in shift.
+fn read_code(frame: &Frame) -> Option<String> {
+    let glyphs: Vec<Frame> = (0..10)
+        .map(|d| {
+            let mut f = Frame::default();
+            let style = MonoTextStyle::new(&FONT_10X20, BinaryColor::On);
+            let _ = Text::with_baseline(&d.to_string(), Point::zero(), style, Baseline::Top)
+                .draw(&mut f);
+            f
+        })
+        .collect();
+    for (dx, dy) in [(0, 0), (1, 0), (1, 1), (0, 1)] {
+        let code: String = (0..6)
+            .filter_map(|i| {
+                let (x0, y0) = (CODE_AT.0 + dx + 10 * i, CODE_AT.1 + dy);
+                (0..10u8).find(|d| {
+                    let g = &glyphs[*d as usize];
+                    (0..10).all(|x| (0..20).all(|y| g.get(x, y) == frame.get(x0 + x, y0 + y)))
+                        && g.lit_count() > 0
+                })
+            })
+            .map(|d| char::from(b'0' + d))
+            .collect();
+        if code.len() == 6 {
+            return Some(code);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: run `bash .ci/install` (apt package chromium)"
+    );
+    let plc = common::server::start_plc();
+    let screen = tempfile::tempdir().unwrap();
+    let display = format!("png:{}", screen.path().display());
+    let atbox = common::server::start_atbox(&plc.url, &[("ATBOX_DISPLAY", display.as_str())]);
+
+    // Read the code off the screen (the setup screen takes turns with any alert).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        let frame = std::fs::read(screen.path().join("current.png"))
+            .ok()
+            .and_then(|b| Frame::from_png(&b).ok());
+        if let Some(code) = frame.as_ref().and_then(read_code) {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "no pairing code on the screen");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/setup-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let url = format!("{}/", atbox.server.url.replace("localhost", "127.0.0.1"));
+    let (ok, result) = common::run_node(
+        "setup-browser.mjs",
+        &[
+            "--url",
+            &url,
+            "--code",
+            &code,
+            "--handle",
+            "owner.test",
+            "--screenshots",
+            shots.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok && result["ok"] == true, "{result}");
+    assert!(
+        result["wrongCodeMessage"]
+            .as_str()
+            .unwrap()
+            .contains("not the code"),
+        "{result}"
+    );
+    assert!(result["doneMessage"]
+        .as_str()
+        .unwrap()
+        .contains("@owner.test"));
+    assert_eq!(result["loginServer"], atbox.server.url.as_str());
+    assert_eq!(result["claimOfferedAfterReload"], false);
+
+    // The account exists, and claiming again is refused.
+    let listed = atbox.cli(&plc.url, &["account", "list"]);
+    assert!(listed.contains("owner.test"), "{listed}");
+    let again = std::process::Command::new("curl")
+        .args(["-s", "-H", "content-type: application/json", "-d"])
+        .arg(format!(
+            r#"{{"code":"{code}","handle":"x.test","email":"x@example.com","password":"pw pw pw pw"}}"#
+        ))
+        .arg(format!("{url}setup/claim"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("AlreadyClaimed"));
+}
