@@ -972,3 +972,60 @@ async fn the_admin_can_look_up_reset_take_down_and_delete_accounts() {
         .await;
     assert_xrpc_error(s, &v, 400, "RepoNotFound");
 }
+
+/// Web clients (bsky.app in a browser) call the PDS from another origin: the API
+/// answers CORS preflights and requests for any origin; the box's own setup pages do
+/// not (their protection against cross-site posts relies on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_allows_cross_origin_calls_and_the_setup_page_does_not() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let client = Client::new();
+    let preflight = |path: &str| {
+        client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}{path}", atbox.server.url),
+            )
+            .header("origin", "https://bsky.app")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,atproto-proxy",
+            )
+            .send()
+    };
+    let r = preflight("/xrpc/com.atproto.server.createSession")
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("atproto-proxy"),
+        "{allowed}"
+    );
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let r = client
+        .get(format!(
+            "{}/xrpc/com.atproto.server.describeServer",
+            atbox.server.url
+        ))
+        .header("origin", "https://bsky.app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let r = preflight("/setup/claim").await.unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "the setup page must not allow other origins"
+    );
+}

@@ -25,21 +25,42 @@ pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
 
 /// All of atbox's HTTP routes.
 pub fn router(ctx: Ctx) -> Router {
-    Router::new()
+    // What web clients (bsky.app in a browser) call from other origins: XRPC and the
+    // well-known identity documents.
+    let public = Router::new()
         .route(
             "/xrpc/com.atproto.sync.subscribeRepos",
             get(crate::sync::firehose::subscribe_repos),
         )
         .route("/xrpc/{nsid}", any(xrpc))
         .route("/xrpc/_health", get(health))
-        .route("/_atbox/status", get(live_status))
         .route("/.well-known/atproto-did", get(well_known_did))
         .route("/.well-known/did.json", get(well_known_did_json))
+        .layer(cors());
+    // The box's own pages: same-origin only (no CORS), so no other site's page can
+    // drive them from a visitor's browser.
+    let local = Router::new()
+        .route("/_atbox/status", get(live_status))
         .route("/", get(crate::setup::front_page))
         .route("/setup/status", get(crate::setup::status))
-        .route("/setup/claim", axum::routing::post(crate::setup::claim))
+        .route("/setup/claim", axum::routing::post(crate::setup::claim));
+    public
+        .merge(local)
         .fallback(|| async { XrpcError::not_found("no such page") })
         .with_state(ctx)
+}
+
+/// Any origin may call the API, as with the reference PDS: sessions are bearer tokens,
+/// never cookies, so a permissive policy grants a foreign page nothing it lacks.
+/// Requested headers are mirrored because a `*` would not cover `Authorization`.
+fn cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(Any)
+        .max_age(std::time::Duration::from_secs(24 * 3600))
 }
 
 async fn health() -> Response {
