@@ -106,6 +106,13 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         .contains("@owner.test"));
     assert_eq!(result["loginServer"], atbox.server.url.as_str());
     assert_eq!(result["claimOfferedAfterReload"], false);
+    // The doctor's checks on the page: a localhost box is told to set a public name.
+    let findings = result["findings"].to_string();
+    assert!(
+        findings.contains("FAIL dns") && findings.contains("set hostname"),
+        "{findings}"
+    );
+    assert!(findings.contains("identity owner.test"), "{findings}");
 
     // The account exists, and claiming again is refused.
     let listed = atbox.cli(&plc.url, &["account", "list"]);

@@ -115,6 +115,30 @@ pub async fn status(
     .into_response()
 }
 
+/// `GET /setup/doctor`: the `atbox doctor` checks, for the page's "Check" button.
+pub async fn doctor(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if lan_client(&ctx, peer, &headers).is_none() {
+        return lan_only();
+    }
+    let findings = crate::pds::doctor::examine(&ctx).await;
+    let list: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            json!({
+                "check": f.check,
+                "verdict": f.verdict.as_str(),
+                "detail": f.detail,
+                "fix": f.fix,
+            })
+        })
+        .collect();
+    Json(json!({ "findings": list })).into_response()
+}
+
 /// `POST /setup/claim` `{code, handle, email, password}`: creates the first account.
 pub async fn claim(
     State(ctx): State<Ctx>,

@@ -43,6 +43,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/_atbox/status", get(live_status))
         .route("/", get(crate::setup::front_page))
         .route("/setup/status", get(crate::setup::status))
+        .route("/setup/doctor", get(crate::setup::doctor))
         .route("/setup/claim", axum::routing::post(crate::setup::claim));
     public
         .merge(local)

@@ -7,7 +7,8 @@
 //
 // 1. a wrong pairing code is refused with a message; 2. the right code with a handle,
 // email and password claims the box, and the page tells how to log in from the
-// Bluesky app; 3. a reload no longer offers claiming. Saves a screenshot of each step
+// Bluesky app; 3. a reload no longer offers claiming; 4. the reachability checks
+// (atbox doctor) run from the page. Saves a screenshot of each step
 // in DIR and prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 import './lib/quiet.mjs'
 import { chromium } from 'playwright-core'
@@ -57,6 +58,10 @@ try {
   await page.waitForSelector('#status:not([hidden])')
   await page.waitForTimeout(500)
   result.claimOfferedAfterReload = await page.isVisible('#claim')
+  await page.click('#check-button')
+  await page.waitForSelector('#findings li[class^="finding-"]', { timeout: 60000 })
+  result.findings = await page.$$eval('#findings li', (items) => items.map((li) => li.textContent))
+  await page.screenshot({ path: `${dir}/5-checks.png`, fullPage: true })
   await page.screenshot({ path: `${dir}/4-status.png`, fullPage: true })
   result.ok = true
 } catch (e) {
