@@ -5,7 +5,6 @@
 use crate::crypto::{KeyType, Keypair};
 use crate::storage::StorageError;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 /// The server's secrets.
@@ -63,22 +62,8 @@ impl Secrets {
             jwt_secret: hex(&secrets.jwt_secret),
             plc_rotation_key_k256: hex(&secrets.plc_rotation_key.private_bytes()),
         };
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = data_dir.join("secrets.json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(
-            serde_json::to_string_pretty(&file)
-                .expect("serialisable")
-                .as_bytes(),
-        )?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()?;
+        let json = serde_json::to_string_pretty(&file).expect("serialisable");
+        crate::storage::write_durably(&path, json.as_bytes())?;
         Ok(secrets)
     }
 }

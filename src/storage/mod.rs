@@ -87,6 +87,27 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Replaces `path` with `bytes` so that a power cut leaves the old file or the new one,
+/// never a mix: a temp file (0600), fsync, rename, fsync the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 impl Storage {
     /// Opens (creating if needed) the data directory, migrates the schema and starts
     /// the writer. Must be called inside a Tokio runtime.

@@ -10,7 +10,8 @@
 //! within the CA's rate limits. Certificates are renewed when a third of their life is
 //! left.
 
-use super::certs::{server_config_unchecked, write_durably, CertStore, Issued};
+use super::certs::{server_config_unchecked, CertStore, Issued};
+use crate::storage::write_durably;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType,
     HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,

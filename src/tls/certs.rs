@@ -2,6 +2,7 @@
 //! `<data_dir>/tls/`, files 0600 written atomically (temp file, fsync, rename, fsync the
 //! directory), and the rustls server config built from each, ready for the handshake.
 
+use crate::storage::write_durably;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerConfig;
@@ -178,24 +179,4 @@ impl CertStore {
             .insert(name.to_owned(), issued.clone());
         Ok(issued)
     }
-}
-
-/// Temp file (0600), fsync, rename, fsync the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
