@@ -165,7 +165,7 @@ pub fn browse_pds(wait: std::time::Duration) -> Result<Vec<FoundPds>, MdnsError>
                     .get_property_val_str(k)
                     .map(str::to_owned)
             };
-            let pds = FoundPds {
+            let mut pds = FoundPds {
                 instance: info
                     .fullname
                     .trim_end_matches(PDS_SERVICE)
@@ -177,7 +177,14 @@ pub fn browse_pds(wait: std::time::Duration) -> Result<Vec<FoundPds>, MdnsError>
                 did: txt("did"),
                 handle: txt("handle"),
             };
-            found.retain(|f| f.instance != pds.instance);
+            // Later answers for the same instance may carry only some of its
+            // addresses; keep the union.
+            if let Some(seen) = found.iter().position(|f| f.instance == pds.instance) {
+                let old = found.remove(seen);
+                pds.addresses.extend(old.addresses);
+                pds.addresses.sort();
+                pds.addresses.dedup();
+            }
             found.push(pds);
         }
     }
@@ -196,13 +203,17 @@ pub fn resolve_host(
     let events = daemon
         .resolve_hostname(&host, Some(wait.as_millis() as u64))
         .map_err(err)?;
-    let deadline = std::time::Instant::now() + wait + std::time::Duration::from_millis(500);
+    // A host's A and AAAA records may arrive in separate answers (each
+    // interface announces on its own), so after the first answer keep
+    // listening briefly for the rest instead of reporting a partial set.
+    let mut deadline = std::time::Instant::now() + wait + std::time::Duration::from_millis(500);
     let mut addresses = Vec::new();
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         match events.recv_timeout(left) {
             Ok(mdns_sd::HostnameResolutionEvent::AddressesFound(_, found)) => {
                 addresses.extend(found.iter().map(|a| a.to_ip_addr()));
-                break;
+                let settle = std::time::Instant::now() + std::time::Duration::from_millis(700);
+                deadline = deadline.min(settle);
             }
             Ok(mdns_sd::HostnameResolutionEvent::SearchTimeout(_)) | Err(_) => break,
             Ok(_) => {}
