@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::pds::{unix_now, AppState};
-use crate::storage::{accounts, events, relays, repos};
+use crate::storage::{accounts, relays, repos};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -143,7 +143,8 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
     }
     let relays_configured = config.relays.clone();
     let state = AppState::open(config)?;
-    let (rows, bounds, relay_rows) = state
+    let bounds = state.storage.log.seq_bounds();
+    let (rows, relay_rows) = state
         .storage
         .read(|conn| {
             let mut rows = Vec::new();
@@ -152,7 +153,7 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
                 let records = repos::record_count(conn, &a.did)?;
                 rows.push((a, head, records));
             }
-            Ok::<_, anyhow::Error>((rows, events::bounds(conn)?, relays::all(conn)?))
+            Ok::<_, anyhow::Error>((rows, relays::all(conn)?))
         })
         .await?;
     println!("\naccounts: {}", rows.len());

@@ -216,31 +216,27 @@ pub async fn create_account(
             db::insert_account(conn, &stored)?;
             // An empty repo with its first signed commit.
             let commit = apply_writes(
-                &repos::SqlBlocks {
-                    conn,
-                    did: &stored.did,
-                },
+                &repos::blocks(&outbox.log, conn, &stored.did),
                 &did_parsed,
                 None,
                 &[],
                 &signing,
                 rev,
             )?;
-            repos::save_commit(conn, &stored.did, None, &commit)?;
-            crate::sync::emit::identity(conn, outbox, &stored.did, Some(&stored.handle))?;
+            repos::save_commit(conn, outbox, &stored.did, None, &commit)?;
+            crate::sync::emit::identity(outbox, &stored.did, Some(&stored.handle));
             let active = stored.status == AccountStatus::Active;
             let shown = (!active).then(|| stored.status.as_str());
-            crate::sync::emit::account(conn, outbox, &stored.did, active, shown)?;
-            crate::sync::emit::commit(conn, outbox, &stored.did, &commit)?;
+            crate::sync::emit::account(outbox, &stored.did, active, shown);
+            crate::sync::emit::commit(outbox, &stored.did, &commit);
             let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
             crate::sync::emit::sync(
-                conn,
                 outbox,
                 &stored.did,
                 commit.commit_cid,
                 commit_block,
                 commit.rev.as_str(),
-            )?;
+            );
             Ok(())
         })
         .await?;
@@ -285,7 +281,7 @@ async fn welcome_back(
             db::set_email(conn, &did, e.as_deref())?;
             db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
-            crate::sync::emit::identity(conn, outbox, &did, Some(&h))?;
+            crate::sync::emit::identity(outbox, &did, Some(&h));
             Ok::<_, XrpcError>(())
         })
         .await?;
@@ -478,15 +474,15 @@ pub async fn account_invites(state: &AppState, session: &Session) -> XrpcResult<
 pub async fn check_account_status(state: &AppState, session: &Session) -> XrpcResult<Value> {
     let account = state.repo_account(&session.did).await?;
     let did = account.did.clone();
-    let (head, blocks, records, blobs) = state
+    let blocks = state.storage.log.block_count(&did);
+    let (head, records, blobs) = state
         .storage
         .read(move |conn| {
             let head = repos::head(conn, &did)?;
-            let blocks = repos::blocks_since(conn, &did, None)?.len();
             let records = repos::record_count(conn, &did)?;
             let blobs =
                 crate::storage::blobs::list_blobs(conn, &did, None, usize::MAX >> 1, None)?.len();
-            Ok::<_, XrpcError>((head, blocks, records, blobs))
+            Ok::<_, XrpcError>((head, records, blobs))
         })
         .await?;
     let head = head.ok_or_else(|| XrpcError::internal("account has no repo"))?;
@@ -526,21 +522,20 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
             }
             db::set_status(conn, &did, status, Datetime::now().as_str())?;
             let shown = (status != AccountStatus::Active).then(|| status.as_str());
-            crate::sync::emit::account(conn, outbox, &did, status == AccountStatus::Active, shown)?;
+            crate::sync::emit::account(outbox, &did, status == AccountStatus::Active, shown);
             if status == AccountStatus::Active {
                 // Back online: tell consumers who it is and where its repo stands.
-                crate::sync::emit::identity(conn, outbox, &did, Some(&account.handle))?;
+                crate::sync::emit::identity(outbox, &did, Some(&account.handle));
                 if let Some(head) = repos::head(conn, &did)? {
-                    let block = repos::get_blocks(conn, &did, &[head.commit])?;
+                    let block = repos::get_blocks(&outbox.log, conn, &did, &[head.commit])?;
                     let commit_block = block.get(&head.commit).unwrap_or_default();
                     crate::sync::emit::sync(
-                        conn,
                         outbox,
                         &did,
                         head.commit,
                         commit_block,
                         head.rev.as_str(),
-                    )?;
+                    );
                 }
             }
             Ok(())
@@ -680,11 +675,10 @@ pub async fn remove_account(state: &AppState, did: &str, token: Option<String>) 
             if let Some(token) = &token {
                 consume_token(conn, "delete_account", &did, token)?;
             }
-            repos::delete_repo(conn, &did)?;
+            repos::delete_repo(conn, outbox, &did)?;
             crate::storage::blobs::delete_all(conn, &did)?;
             db::delete_account(conn, &did)?;
-            crate::storage::events::delete_for(conn, &did)?;
-            crate::sync::emit::account(conn, outbox, &did, false, Some("deleted"))?;
+            crate::sync::emit::account(outbox, &did, false, Some("deleted"));
             Ok::<_, XrpcError>(())
         })
         .await?;
@@ -778,7 +772,7 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
                 ));
             }
             db::set_handle(conn, &did, &handle)?;
-            crate::sync::emit::identity(conn, outbox, &did, Some(&handle))?;
+            crate::sync::emit::identity(outbox, &did, Some(&handle));
             Ok(())
         })
         .await

@@ -146,7 +146,7 @@ pub async fn update_subject_status(
                     db::delete_refresh_tokens(conn, &did2)?;
                 }
                 let shown = applied.then_some("takendown");
-                crate::sync::emit::account(conn, outbox, &did2, !applied, shown)?;
+                crate::sync::emit::account(outbox, &did2, !applied, shown);
                 Ok::<_, XrpcError>(())
             })
             .await?;

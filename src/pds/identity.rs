@@ -139,13 +139,12 @@ async fn announce_identity(state: &AppState, did: &str, handle: &str) -> XrpcRes
     state
         .storage
         .writer
-        .write_with_events(move |conn, outbox| {
+        .write_with_events(move |_, outbox| {
             Ok::<_, XrpcError>(crate::sync::emit::identity(
-                conn,
                 outbox,
                 &did,
                 Some(&handle),
-            )?)
+            ))
         })
         .await
 }

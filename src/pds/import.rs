@@ -84,20 +84,19 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
                     "the server clock is behind the repo's current revision; try again",
                 ));
             }
-            repos::delete_repo(conn, &job_did)?;
-            repos::save_commit(conn, &job_did, None, &commit)?;
+            repos::delete_repo(conn, outbox, &job_did)?;
+            repos::save_commit(conn, outbox, &job_did, None, &commit)?;
             for (path, cids) in &refs {
                 blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
             }
             let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
             crate::sync::emit::sync(
-                conn,
                 outbox,
                 &job_did,
                 commit.commit_cid,
                 commit_block,
                 commit.rev.as_str(),
-            )?;
+            );
             Ok(())
         })
         .await?;

@@ -213,6 +213,8 @@ pub async fn write(
     validate: Option<bool>,
     swap_commit: Option<String>,
 ) -> XrpcResult<WriteOutcome> {
+    // Tell the writer a write is coming, so concurrent ones share a commit.
+    let intent = state.storage.writer.intent();
     let account = state.repo_account(repo).await?;
     if account.did != session.did {
         return Err(XrpcError::forbidden("you can only write to your own repo"));
@@ -263,7 +265,7 @@ pub async fn write(
         }
     };
     let job_did = account.did.clone();
-    let outcome = state
+    let job = state
         .storage
         .writer
         .write_with_events(move |conn, outbox| {
@@ -308,7 +310,7 @@ pub async fn write(
                 return Ok(WriteOutcome { commit: None, results });
             }
             let rev = rev_after(head.as_ref().map(|h| &h.rev));
-            let blocks = repos::SqlBlocks { conn, did: &job_did };
+            let blocks = repos::blocks(&outbox.log, conn, &job_did);
             let commit = match apply_writes(&blocks, &did, head.as_ref(), &writes, &key, rev) {
                 Ok(c) => c,
                 // Deleting a record that is not there is not an error for deleteRecord.
@@ -317,8 +319,8 @@ pub async fn write(
                 }
                 Err(e) => return Err(e.into()),
             };
-            repos::save_commit(conn, &job_did, head.as_ref(), &commit)?;
-            crate::sync::emit::commit(conn, outbox, &job_did, &commit)?;
+            repos::save_commit(conn, outbox, &job_did, head.as_ref(), &commit)?;
+            crate::sync::emit::commit(outbox, &job_did, &commit);
             let mut ops = commit.ops.iter();
             let mut results = Vec::with_capacity(prepared.len());
             for (checked, same) in prepared.iter().zip(&unchanged) {
@@ -334,8 +336,9 @@ pub async fn write(
                 results.push((action_of(w), uri_of(w), cid, checked.validation));
             }
             Ok(WriteOutcome { commit: Some(commit), results })
-        })
-        .await?;
+        });
+    drop(intent);
+    let outcome = job.await?;
     if outcome.commit.is_some() {
         state.relay_clock.note_write();
     }
@@ -357,9 +360,10 @@ pub async fn get_record(
 ) -> XrpcResult<Value> {
     let account = state.repo_account(repo).await?;
     let (did, c, r) = (account.did.clone(), collection.to_owned(), rkey.to_owned());
+    let log = state.storage.log.clone();
     let found = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::get_record(conn, &did, &c, &r)?))
+        .read(move |conn| Ok::<_, XrpcError>(repos::get_record(&log, conn, &did, &c, &r)?))
         .await?;
     let not_found = || {
         XrpcError::named(
@@ -395,10 +399,12 @@ pub async fn list_records(
     let account = state.repo_account(repo).await?;
     Nsid::new(collection)?;
     let (did, c) = (account.did.clone(), collection.to_owned());
+    let log = state.storage.log.clone();
     let rows = state
         .storage
         .read(move |conn| {
             Ok::<_, XrpcError>(repos::list_records(
+                &log,
                 conn,
                 &did,
                 &c,

@@ -40,12 +40,13 @@ pub async fn get_repo(state: &AppState, did: &str, since: Option<String>) -> Xrp
             .map_err(|e| XrpcError::invalid_request(format!("since: {e}")))?;
     }
     let did = account.did.clone();
+    let log = state.storage.log.clone();
     state
         .storage
         .read(move |conn| {
             let head = repos::head(conn, &did)?
                 .ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
-            let blocks = repos::blocks_since(conn, &did, since.as_deref())?;
+            let blocks = repos::blocks_since(&log, conn, &did, since.as_deref())?;
             // The commit first, as streaming readers expect; then everything else.
             let mut car = CarWriter::new(Vec::new(), &[head.commit])
                 .map_err(|e| XrpcError::internal(e.to_string()))?;
@@ -85,18 +86,19 @@ pub async fn record_proof(
     crate::syntax::Nsid::new(collection)?;
     crate::syntax::RecordKey::new(rkey)?;
     let (did, path) = (account.did.clone(), format!("{collection}/{rkey}"));
+    let log = state.storage.log.clone();
     state
         .storage
         .read(move |conn| {
             let head = repos::head(conn, &did)?
                 .ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
-            let store = repos::SqlBlocks { conn, did: &did };
+            let store = repos::blocks(&log, conn, &did);
             let mut mst = Mst::load(&store, head.data)?;
             let value = mst.get(&path)?;
             let mut blocks = mst.proof(&path)?;
             let mut extra: Vec<Cid> = vec![head.commit];
             extra.extend(value);
-            blocks.extend(repos::get_blocks(conn, &did, &extra)?);
+            blocks.extend(repos::get_blocks(&log, conn, &did, &extra)?);
             if value.is_none() {
                 return Err(XrpcError::named(
                     "RecordNotFound",
@@ -117,10 +119,11 @@ pub async fn get_blocks(state: &AppState, did: &str, cids: &[String]) -> XrpcRes
         .collect::<Result<_, _>>()
         .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
     let did = account.did.clone();
+    let log = state.storage.log.clone();
     state
         .storage
         .read(move |conn| {
-            let blocks = repos::get_blocks(conn, &did, &cids)?;
+            let blocks = repos::get_blocks(&log, conn, &did, &cids)?;
             if let Some(missing) = cids.iter().find(|c| !blocks.contains(c)) {
                 return Err(XrpcError::named(
                     "BlockNotFound",

@@ -216,3 +216,51 @@ pub fn read_car<R: Read>(input: R) -> Result<(Vec<Cid>, BlockMap), RepoError> {
     }
     Ok((reader.roots, blocks))
 }
+
+/// Where each block sits in a run of CAR sections (`varint(len) || CID || bytes`, no
+/// header), as `(cid, byte range of the block's bytes)`. For storage that keeps blocks
+/// in CAR-section form and finds them by offset; the bytes are not hashed here (the
+/// caller wrote them), but lengths are checked, so bad input is an error, not a panic.
+pub fn section_ranges(
+    sections: &[u8],
+) -> Result<Vec<(Cid, std::ops::Range<usize>)>, RepoError> {
+    let mut out = Vec::new();
+    let mut input = sections;
+    let mut offset = 0u64;
+    while let Some(len) = read_varint(&mut input, &mut offset)? {
+        let start = offset as usize;
+        let end = start
+            .checked_add(len as usize)
+            .filter(|&e| e <= sections.len())
+            .ok_or_else(|| car_err(format!("section at byte {start} runs past the end")))?;
+        let mut cursor = std::io::Cursor::new(&sections[start..end]);
+        let cid = Cid::read_bytes(&mut cursor)
+            .map_err(|e| car_err(format!("section at byte {start}: bad CID: {e}")))?;
+        out.push((cid, start + cursor.position() as usize..end));
+        input = &sections[end..];
+        offset = end as u64;
+    }
+    Ok(out)
+}
+
+/// The byte offset in a whole CAR where its sections begin (after the header).
+pub fn sections_start(car: &[u8]) -> Result<usize, RepoError> {
+    let mut input = car;
+    let mut offset = 0u64;
+    let len = read_varint(&mut input, &mut offset)?.ok_or_else(|| car_err("empty input"))?;
+    let start = (offset as usize)
+        .checked_add(len as usize)
+        .filter(|&s| s <= car.len())
+        .ok_or_else(|| car_err("header runs past the end"))?;
+    Ok(start)
+}
+
+/// Appends one CAR section for `cid` and `data` to `out`.
+pub fn push_section(out: &mut Vec<u8>, cid: &Cid, data: &[u8]) -> std::ops::Range<usize> {
+    let cid_bytes = cid.to_bytes();
+    write_varint(out, (cid_bytes.len() + data.len()) as u64);
+    out.extend_from_slice(&cid_bytes);
+    let start = out.len();
+    out.extend_from_slice(data);
+    start..out.len()
+}

@@ -1,9 +1,12 @@
 //! The firehose event log: every repo and account event, sequenced in the same
-//! transaction as the change it describes, kept for the backfill window.
+//! transaction as the change it describes. Frames are stored in the repo log (see
+//! `storage::log`), kept for the backfill window, then compacted away.
 
+use super::log::{Change, RepoLog};
 use super::writer::Outbox;
 use super::StorageError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A sequenced event: its number and its complete WebSocket frame.
@@ -13,72 +16,88 @@ pub struct SeqEvent {
     pub frame: Vec<u8>,
 }
 
-/// The next sequence number (the writer is the only writer, so max + 1 is safe, and a
-/// rolled-back job's number is simply reused: no gaps).
-pub fn next_seq(conn: &Connection) -> Result<i64, StorageError> {
-    Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM repo_event")?
-        .query_row([], |r| r.get(0))?)
+/// What an event announces (stored with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Commit = 0,
+    Sync = 1,
+    Identity = 2,
+    Account = 3,
 }
 
-/// Stores an event (its frame already carries `seq`) and queues it for publishing.
-pub fn append(
+impl Kind {
+    pub fn from_name(name: &str) -> Kind {
+        match name {
+            "commit" => Kind::Commit,
+            "sync" => Kind::Sync,
+            "identity" => Kind::Identity,
+            _ => Kind::Account,
+        }
+    }
+}
+
+/// The next sequence number. The writer numbers its batch's events in order, and a
+/// rolled-back job's numbers are reused by the next job: no gaps.
+pub fn next_seq(outbox: &mut Outbox) -> i64 {
+    let seq = outbox.next_seq;
+    outbox.next_seq += 1;
+    seq
+}
+
+/// An event, stored with the job's batch and published once that is durable.
+/// `car` locates the CAR of repo blocks inside the frame, when it carries one.
+pub struct NewEvent<'a> {
+    pub seq: i64,
+    pub did: &'a str,
+    pub kind: Kind,
+    pub frame: Vec<u8>,
+    pub car: Option<std::ops::Range<usize>>,
+    pub rev: u64,
+}
+
+pub fn append(outbox: &mut Outbox, event: NewEvent) {
+    let frame = Arc::new(event.frame);
+    outbox.changes.push(Change::Event {
+        seq: event.seq,
+        did: event.did.to_owned(),
+        kind: event.kind as u8,
+        frame: frame.clone(),
+        car: event.car,
+        rev: event.rev,
+    });
+    outbox.events.push(Arc::new(SeqEvent {
+        seq: event.seq,
+        frame: frame.to_vec(),
+    }));
+}
+
+/// Events after `cursor`, oldest first, at most `limit`. Events of accounts deleted
+/// since are left out, except the `#account` event that says so.
+pub fn after(
+    log: &RepoLog,
     conn: &Connection,
-    outbox: &mut Outbox,
-    seq: i64,
-    did: &str,
-    kind: &str,
-    frame: Vec<u8>,
-    now_ms: i64,
-) -> Result<(), StorageError> {
-    conn.prepare_cached(
-        "INSERT INTO repo_event (seq, did, kind, event, sequenced_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![seq, did, kind, frame, now_ms])?;
-    outbox.events.push(Arc::new(SeqEvent { seq, frame }));
-    Ok(())
-}
-
-/// Events after `cursor`, oldest first, at most `limit`.
-pub fn after(conn: &Connection, cursor: i64, limit: usize) -> Result<Vec<SeqEvent>, StorageError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT seq, event FROM repo_event WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    let rows = stmt.query_map(params![cursor, limit as i64], |r| {
-        Ok(SeqEvent {
-            seq: r.get(0)?,
-            frame: r.get(1)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The oldest and newest sequence numbers still stored.
-pub fn bounds(conn: &Connection) -> Result<Option<(i64, i64)>, StorageError> {
-    Ok(conn
-        .prepare_cached("SELECT MIN(seq), MAX(seq) FROM repo_event")?
-        .query_row([], |r| {
-            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
-        })
-        .optional()?
-        .and_then(|(a, b)| Some((a?, b?))))
-}
-
-/// Drops events older than `before_ms`, always keeping the newest (so there is a
-/// cursor to resume from). Sequence order is time order, so the cut is the first event
-/// at or after `before_ms`. Returns how many were dropped.
-pub fn trim(conn: &Connection, before_ms: i64) -> Result<usize, StorageError> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM repo_event WHERE seq < COALESCE(
-                 (SELECT MIN(seq) FROM repo_event WHERE sequenced_at >= ?1),
-                 (SELECT MAX(seq) FROM repo_event))",
-        )?
-        .execute([before_ms])?)
-}
-
-/// Drops every event of an account (when the account is deleted).
-pub fn delete_for(conn: &Connection, did: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("DELETE FROM repo_event WHERE did = ?1")?
-        .execute([did])?;
-    Ok(())
+    cursor: i64,
+    limit: usize,
+) -> Result<Vec<SeqEvent>, StorageError> {
+    let mut out = Vec::new();
+    let mut exists: HashMap<String, bool> = HashMap::new();
+    for row in log.event_rows_after(cursor) {
+        for (seq, did, kind, frame) in log.events_in(conn, row, cursor)? {
+            if out.len() == limit {
+                return Ok(out);
+            }
+            let present = match exists.get(&did) {
+                Some(p) => *p,
+                None => {
+                    let p = super::accounts::by_did(conn, &did)?.is_some();
+                    exists.insert(did, p);
+                    p
+                }
+            };
+            if present || kind == Kind::Account as u8 {
+                out.push(SeqEvent { seq, frame });
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,5 +1,6 @@
 //! Storage: one SQLite database (`atbox.sqlite`) and a directory of blob files under
-//! `data_dir`.
+//! `data_dir`. Repo blocks and firehose events are in its repo log (`log`), everything
+//! else in ordinary tables.
 //!
 //! Writes go through the single [`Writer`] thread (group commit, durable before the
 //! caller hears back); reads use a small pool of their own connections, so in WAL mode
@@ -9,6 +10,7 @@
 pub mod accounts;
 pub mod blobs;
 pub mod events;
+pub mod log;
 pub mod relays;
 pub mod repos;
 mod schema;
@@ -49,6 +51,8 @@ impl From<std::io::Error> for StorageError {
 #[derive(Clone)]
 pub struct Storage {
     pub writer: Writer,
+    /// Where repo blocks and events are (shared with the writer).
+    pub log: Arc<log::RepoLog>,
     readers: Arc<Mutex<Vec<Connection>>>,
     db_path: PathBuf,
     pub blobs: blobs::BlobFiles,
@@ -117,9 +121,11 @@ impl Storage {
         let mut conn = open_connection(&db_path)?;
         restrict_file(&db_path)?;
         schema::migrate(&mut conn)?;
+        let log = Arc::new(log::RepoLog::load(&conn)?);
         let blobs = blobs::BlobFiles::open(&data_dir.join("blobs"))?;
         Ok(Storage {
-            writer: Writer::start(conn, options)?,
+            writer: Writer::start(conn, log.clone(), options)?,
+            log,
             readers: Arc::new(Mutex::new(Vec::new())),
             db_path,
             blobs,

@@ -1,37 +1,24 @@
-//! Repo data in SQLite: blocks, each repo's head, and the record index.
+//! Repo data: each repo's head and the record index in SQLite; the blocks themselves
+//! in the repo log (`storage::log`).
 //!
-//! The repo core reads blocks through [`SqlBlocks`] (a [`BlockStore`] over a
-//! connection) and hands back a [`CommitData`]; [`save_commit`] writes it in the
-//! caller's transaction. The record index (`record`) mirrors the MST so listing and
-//! lookups need no tree walk; both are updated in the same transaction.
+//! The repo core reads blocks through [`LogBlocks`] and hands back a [`CommitData`];
+//! [`save_commit`] records it in the caller's transaction and queues its blocks and
+//! references in the job's outbox. The record index (`record`) mirrors the MST so
+//! listing and lookups need no tree walk; both change in the same transaction.
 
+use super::log::{digest, Change, LogBlocks, RepoLog};
+use super::writer::Outbox;
 use super::StorageError;
 use crate::data::Cid;
 use crate::repo::writes::{Action, CommitData, Head};
-use crate::repo::{BlockMap, BlockStore, RepoError};
+use crate::repo::BlockMap;
 use crate::syntax::Tid;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 fn cid_from(bytes: Vec<u8>) -> Result<Cid, StorageError> {
     Cid::try_from(bytes).map_err(|e| StorageError::Corrupt(format!("stored CID: {e}")))
-}
-
-/// Blocks of one repo, read through a connection (inside or outside a transaction).
-pub struct SqlBlocks<'c> {
-    pub conn: &'c Connection,
-    pub did: &'c str,
-}
-
-impl BlockStore for SqlBlocks<'_> {
-    fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT bytes FROM repo_block WHERE did = ?1 AND cid = ?2")
-            .map_err(|e| RepoError::Storage(e.to_string()))?;
-        stmt.query_row(params![self.did, cid.to_bytes()], |r| r.get(0))
-            .optional()
-            .map_err(|e| RepoError::Storage(e.to_string()))
-    }
 }
 
 /// The repo's current head, if it has one.
@@ -50,10 +37,12 @@ pub fn head(conn: &Connection, did: &str) -> Result<Option<Head>, StorageError> 
     .transpose()
 }
 
-/// Persists a commit: new blocks, dropped nodes and records, the head, the index.
-/// `expected` is the head the commit was built on (compare-and-set).
+/// Persists a commit: the head, the record index, and (in the outbox) its new blocks
+/// and the references it adds and drops. `expected` is the head the commit was built
+/// on (compare-and-set).
 pub fn save_commit(
     conn: &Connection,
+    outbox: &mut Outbox,
     did: &str,
     expected: Option<&Head>,
     commit: &CommitData,
@@ -65,20 +54,42 @@ pub fn save_commit(
         ));
     }
     let rev = commit.rev.as_str();
-    {
-        let mut put = conn.prepare_cached(
-            "INSERT OR IGNORE INTO repo_block (did, cid, rev, bytes) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (cid, bytes) in commit.blocks.iter() {
-            put.execute(params![did, cid.to_bytes(), rev, bytes])?;
+    let rev_number = commit.rev.to_u64();
+    for (cid, bytes) in commit.blocks.iter() {
+        outbox.changes.push(Change::Block {
+            did: did.to_owned(),
+            cid: *cid,
+            bytes: Arc::new(bytes.to_vec()),
+            rev: rev_number,
+        });
+    }
+    let mut refer = |cid: &Cid, delta: i32| {
+        if let Some(digest) = digest(cid) {
+            outbox.changes.push(Change::Ref {
+                did: did.to_owned(),
+                digest,
+                delta,
+            });
         }
-        let mut drop = conn.prepare_cached("DELETE FROM repo_block WHERE did = ?1 AND cid = ?2")?;
-        for cid in &commit.removed_nodes {
-            drop.execute(params![did, cid.to_bytes()])?;
+    };
+    // Every new block is referenced once by the new tree (records once per key, below).
+    let records: HashSet<Cid> = commit.ops.iter().filter_map(|op| op.cid).collect();
+    for cid in commit.blocks.cids().filter(|c| !records.contains(c)) {
+        refer(cid, 1);
+    }
+    for op in &commit.ops {
+        if let Some(cid) = &op.cid {
+            refer(cid, 1);
         }
-        if let Some(old) = current {
-            drop.execute(params![did, old.commit.to_bytes()])?;
+        if let Some(prev) = &op.prev {
+            refer(prev, -1);
         }
+    }
+    for cid in &commit.removed_nodes {
+        refer(cid, -1);
+    }
+    if let Some(old) = &current {
+        refer(&old.commit, -1);
     }
     conn.prepare_cached(
         "INSERT INTO repo_root (did, commit_cid, data_cid, rev) VALUES (?1, ?2, ?3, ?4)
@@ -113,35 +124,25 @@ pub fn save_commit(
                 .execute(params![did, collection, rkey])?;
             }
         }
-        // The replaced record's block goes unless another key still points at it.
-        if let Some(prev) = op.prev.filter(|p| Some(*p) != op.cid) {
-            let still_used: bool = conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM record WHERE did = ?1 AND cid = ?2)")?
-                .query_row(params![did, prev.to_bytes()], |r| r.get(0))?;
-            if !still_used {
-                conn.prepare_cached("DELETE FROM repo_block WHERE did = ?1 AND cid = ?2")?
-                    .execute(params![did, prev.to_bytes()])?;
-            }
-        }
     }
     Ok(())
 }
 
 /// A record as stored: its CID and DAG-CBOR bytes.
 pub fn get_record(
+    log: &RepoLog,
     conn: &Connection,
     did: &str,
     collection: &str,
     rkey: &str,
 ) -> Result<Option<(Cid, Vec<u8>)>, StorageError> {
-    let row: Option<(Vec<u8>, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT r.cid, b.bytes FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid
-             WHERE r.did = ?1 AND r.collection = ?2 AND r.rkey = ?3",
-        )?
-        .query_row(params![did, collection, rkey], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    row.map(|(c, b)| Ok((cid_from(c)?, b))).transpose()
+    let Some(cid) = record_cid(conn, did, collection, rkey)? else {
+        return Ok(None);
+    };
+    let bytes = log
+        .get(conn, did, &cid)?
+        .ok_or_else(|| StorageError::Corrupt(format!("record {cid} of {did} is missing")))?;
+    Ok(Some((cid, bytes)))
 }
 
 /// The CID a record has now, if it exists.
@@ -160,6 +161,7 @@ pub fn record_cid(
 
 /// One page of a collection, in rkey order (or reverse), starting after `cursor`.
 pub fn list_records(
+    log: &RepoLog,
     conn: &Connection,
     did: &str,
     collection: &str,
@@ -168,23 +170,23 @@ pub fn list_records(
     reverse: bool,
 ) -> Result<Vec<(String, Cid, Vec<u8>)>, StorageError> {
     let sql = if reverse {
-        "SELECT r.rkey, r.cid, b.bytes FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid
-         WHERE r.did = ?1 AND r.collection = ?2 AND (?3 IS NULL OR r.rkey > ?3) ORDER BY r.rkey ASC LIMIT ?4"
+        "SELECT rkey, cid FROM record
+         WHERE did = ?1 AND collection = ?2 AND (?3 IS NULL OR rkey > ?3) ORDER BY rkey ASC LIMIT ?4"
     } else {
-        "SELECT r.rkey, r.cid, b.bytes FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid
-         WHERE r.did = ?1 AND r.collection = ?2 AND (?3 IS NULL OR r.rkey < ?3) ORDER BY r.rkey DESC LIMIT ?4"
+        "SELECT rkey, cid FROM record
+         WHERE did = ?1 AND collection = ?2 AND (?3 IS NULL OR rkey < ?3) ORDER BY rkey DESC LIMIT ?4"
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params![did, collection, cursor, limit as i64], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
     })?;
     rows.map(|row| {
-        let (rkey, cid, bytes) = row?;
-        Ok((rkey, cid_from(cid)?, bytes))
+        let (rkey, cid) = row?;
+        let cid = cid_from(cid)?;
+        let bytes = log
+            .get(conn, did, &cid)?
+            .ok_or_else(|| StorageError::Corrupt(format!("record {cid} of {did} is missing")))?;
+        Ok((rkey, cid, bytes))
     })
     .collect()
 }
@@ -206,38 +208,38 @@ pub fn record_count(conn: &Connection, did: &str) -> Result<u64, StorageError> {
 }
 
 /// Blocks by CID (those the repo has; missing ones are skipped).
-pub fn get_blocks(conn: &Connection, did: &str, cids: &[Cid]) -> Result<BlockMap, StorageError> {
-    let store = SqlBlocks { conn, did };
+pub fn get_blocks(
+    log: &RepoLog,
+    conn: &Connection,
+    did: &str,
+    cids: &[Cid],
+) -> Result<BlockMap, StorageError> {
     let mut out = BlockMap::new();
     for cid in cids {
-        if let Some(b) = store
-            .get_block(cid)
-            .map_err(|e| StorageError::Sqlite(e.to_string()))?
-        {
+        if let Some(b) = log.get(conn, did, cid)? {
             out.insert(*cid, b);
         }
     }
     Ok(out)
 }
 
-/// Every block of the repo, or with `since`, those written in later revisions.
+/// Every live block of the repo, or with `since`, those written in later revisions.
 pub fn blocks_since(
+    log: &RepoLog,
     conn: &Connection,
     did: &str,
     since: Option<&str>,
 ) -> Result<BlockMap, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT cid, bytes FROM repo_block WHERE did = ?1 AND (?2 IS NULL OR rev > ?2)",
-    )?;
-    let rows = stmt.query_map(params![did, since], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    let mut out = BlockMap::new();
-    for row in rows {
-        let (cid, bytes) = row?;
-        out.insert(cid_from(cid)?, bytes);
-    }
-    Ok(out)
+    let since = since
+        .map(|s| Tid::new(s).map(|t| t.to_u64()))
+        .transpose()
+        .map_err(|e| StorageError::Corrupt(format!("since: {e}")))?;
+    get_blocks(log, conn, did, &log.cids_since(did, since))
+}
+
+/// A block store for the repo core over one repo's blocks.
+pub fn blocks<'a>(log: &'a RepoLog, conn: &'a Connection, did: &'a str) -> LogBlocks<'a> {
+    LogBlocks { log, conn, did }
 }
 
 /// All repos hosted here with their heads, in DID order after `cursor`.
@@ -269,10 +271,11 @@ pub fn list_repos(
     .collect()
 }
 
-/// Removes everything of a repo (account deletion).
-pub fn delete_repo(conn: &Connection, did: &str) -> Result<(), StorageError> {
-    for table in ["repo_block", "repo_root", "record", "record_blob"] {
+/// Removes everything of a repo (account deletion, or before an import replaces it).
+pub fn delete_repo(conn: &Connection, outbox: &mut Outbox, did: &str) -> Result<(), StorageError> {
+    for table in ["repo_root", "record", "record_blob"] {
         conn.execute(&format!("DELETE FROM {table} WHERE did = ?1"), [did])?;
     }
+    outbox.changes.push(Change::DropRepo { did: did.to_owned() });
     Ok(())
 }

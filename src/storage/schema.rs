@@ -9,8 +9,15 @@
 use super::StorageError;
 use rusqlite::Connection;
 
+/// A migration: SQL, or Rust for what SQL cannot do.
+enum Step {
+    Sql(&'static str),
+    Rust(fn(&Connection) -> Result<(), StorageError>),
+}
+
 /// Migrations, oldest first. Never edit one that has shipped: add another.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Step] = &[
+    Step::Sql(
     // 1: accounts, sessions, invites, repos, records, blobs, the event log.
     r#"
     CREATE TABLE account (
@@ -114,9 +121,9 @@ const MIGRATIONS: &[&str] = &[
         sequenced_at    INTEGER NOT NULL         -- unix milliseconds
     );
     CREATE INDEX repo_event_time ON repo_event(sequenced_at);
-    "#,
+    "#),
     // 2: what each relay reported at the watchdog's last look (for `atbox status`).
-    r#"
+    Step::Sql(r#"
     CREATE TABLE relay_status (
         relay           TEXT PRIMARY KEY,
         state           TEXT NOT NULL,           -- ok | lagging | not crawling | unreachable
@@ -124,14 +131,26 @@ const MIGRATIONS: &[&str] = &[
         checked_at      INTEGER NOT NULL,        -- unix seconds
         last_crawl_request INTEGER               -- unix seconds
     );
-    "#,
+    "#),
     // 3: whether the account's email address has been confirmed.
-    r#"
-    ALTER TABLE account ADD COLUMN email_confirmed INTEGER NOT NULL DEFAULT 0;
-    "#,
+    Step::Sql("ALTER TABLE account ADD COLUMN email_confirmed INTEGER NOT NULL DEFAULT 0;"),
     // 4: no time index on the event log: events are in time order already, so the
     // hourly trim finds its cut by sequence number, and each write dirties one page less.
-    "DROP INDEX repo_event_time;",
+    Step::Sql("DROP INDEX repo_event_time;"),
+    // 5: the repo log (see `storage::log`) replaces the block table and the event
+    // table: a batch's blocks and events land in a few packed rows instead of one
+    // random page per block. No index by CID (that lives in memory), none on
+    // record CIDs (a random page per write; reference counts replace its one use).
+    Step::Sql(
+        "CREATE TABLE repo_log (
+             id          INTEGER PRIMARY KEY,
+             written_ms  INTEGER NOT NULL,        -- unix milliseconds
+             data        BLOB NOT NULL            -- entries, see storage::log
+         );
+         DROP INDEX record_cid;",
+    ),
+    Step::Rust(super::log::import_legacy_tables),
+    Step::Sql("DROP TABLE repo_block; DROP TABLE repo_event;"),
 ];
 
 /// Brings the schema up to date.
@@ -144,9 +163,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match step {
+            Step::Sql(sql) => tx.execute_batch(sql)?,
+            Step::Rust(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }

@@ -16,9 +16,10 @@
 //! be reused, so the card sees no truncate-and-regrow churn.
 
 use super::events::SeqEvent;
+use super::log::{Change, RepoLog};
 use super::StorageError;
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -29,6 +30,9 @@ pub const MAX_BATCH: usize = 256;
 const WAL_CHECKPOINT_PAGES: i64 = 1024;
 /// ...or after this long without writes.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(3);
+/// Longest a batch waits for writes that are still being prepared (see
+/// [`Writer::intent`]).
+const GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// Pages in the WAL after the last commit (set by SQLite's WAL hook; one writer
 /// connection per process holds the hook).
@@ -76,35 +80,58 @@ impl WriterStats {
     }
 }
 
-/// Events a job sequenced; published once its batch is durable.
-#[derive(Default)]
+/// See [`Writer::intent`].
+pub struct WriteIntent(Arc<AtomicUsize>);
+
+impl Drop for WriteIntent {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a job adds to the repo log (blocks, references, events), applied with its
+/// batch; and its events, published once the batch is durable.
 pub struct Outbox {
     pub events: Vec<Arc<SeqEvent>>,
+    pub changes: Vec<Change>,
+    /// The seq the job's next event gets (see `storage::events::next_seq`).
+    pub next_seq: i64,
+    /// The log, for reading blocks (see `storage::log::LogBlocks`).
+    pub log: Arc<RepoLog>,
 }
 
 /// What a job hands back after running: whether it succeeded (else its savepoint is
 /// rolled back), what to do once the transaction's fate is known, and its events.
 type Deliver = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver, Outbox) + Send>;
+type Job = Box<dyn FnOnce(&Connection, Outbox) -> (bool, Deliver, Outbox) + Send>;
 
 enum Command {
     Write(Job),
     /// Checkpoint now (tests, benchmarks, shutdown); answers when done.
     Checkpoint(oneshot::Sender<()>),
+    /// Compact the repo log (see `RepoLog::compact`); answers with the bytes reclaimed.
+    Compact(i64, oneshot::Sender<Result<u64, StorageError>>),
 }
 
 /// A handle for sending jobs to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
+    /// Requests that said they will write (see [`Writer::intent`]) and have not yet.
+    in_flight: Arc<AtomicUsize>,
     commands: mpsc::Sender<Command>,
     published: broadcast::Sender<Arc<SeqEvent>>,
     pub stats: Arc<WriterStats>,
+    pub log: Arc<RepoLog>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`. `options.live_buffer` events are kept for
     /// firehose subscribers that are behind; one further behind is cut off.
-    pub fn start(conn: Connection, options: WriterOptions) -> Result<Writer, StorageError> {
+    pub fn start(
+        conn: Connection,
+        log: Arc<RepoLog>,
+        options: WriterOptions,
+    ) -> Result<Writer, StorageError> {
         // Checkpoints are ours (below), not SQLite's; this pragma also resets the WAL
         // hook, so it comes first.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -112,16 +139,34 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Command>(1024);
         let (published, _) = broadcast::channel(options.live_buffer.max(1));
         let stats = Arc::new(WriterStats::default());
-        let (publisher, thread_stats) = (published.clone(), stats.clone());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let thread = WriterThread {
+            in_flight: in_flight.clone(),
+            publisher: published.clone(),
+            stats: stats.clone(),
+            log: log.clone(),
+            max_batch: options.max_batch.max(1),
+        };
         std::thread::Builder::new()
             .name("atbox-writer".into())
-            .spawn(move || run(conn, rx, publisher, options.max_batch.max(1), thread_stats))
+            .spawn(move || thread.run(conn, rx))
             .map_err(|e| StorageError::Io(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
+            in_flight,
             commands: tx,
             published,
             stats,
+            log,
         })
+    }
+
+    /// Says that a write is being prepared (parsed, validated) and will be sent soon;
+    /// drop the intent once it is sent (or abandoned). While intents are open the
+    /// writer holds a batch open a little (at most [`GATHER_WAIT`]) so concurrent
+    /// writes share one commit and one fsync.
+    pub fn intent(&self) -> WriteIntent {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        WriteIntent(self.in_flight.clone())
     }
 
     /// Events as they are committed (for the firehose).
@@ -155,8 +200,7 @@ impl Writer {
         F: FnOnce(&Connection, &mut Outbox) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let mut outbox = Outbox::default();
+        let job: Job = Box::new(move |conn, mut outbox| {
             let result = f(conn, &mut outbox);
             let ok = result.is_ok();
             let deliver: Deliver = Box::new(move |committed| {
@@ -169,6 +213,17 @@ impl Writer {
             .await
             .map_err(|_| E::from(StorageError::NotCommitted))?;
         rx.await.map_err(|_| E::from(StorageError::NotCommitted))?
+    }
+
+    /// Compacts the repo log: rows past the firehose window (`before_ms`) and rows
+    /// mostly dead are rewritten, a bounded amount per call. Returns bytes reclaimed.
+    pub async fn compact(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Compact(before_ms, tx))
+            .await
+            .map_err(|_| StorageError::NotCommitted)?;
+        rx.await.map_err(|_| StorageError::NotCommitted)?
     }
 
     /// Copies the WAL into the database now.
@@ -201,106 +256,155 @@ fn checkpoint(conn: &Connection, stats: &WriterStats) {
     }
 }
 
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Command>,
+/// The writer thread's state.
+struct WriterThread {
+    in_flight: Arc<AtomicUsize>,
     publisher: broadcast::Sender<Arc<SeqEvent>>,
-    max_batch: usize,
     stats: Arc<WriterStats>,
-) {
-    // The thread blocks on its own small runtime so that it can wait with a timeout
-    // (for idle checkpoints) without spinning.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a timer runtime for the writer");
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    loop {
-        let first = rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
-        let command = match first {
-            Err(_) => {
-                checkpoint(&conn, &stats); // idle
-                continue;
-            }
-            Ok(None) => {
-                checkpoint(&conn, &stats); // shutting down
-                return;
-            }
-            Ok(Some(c)) => c,
-        };
-        let mut asked: Vec<oneshot::Sender<()>> = Vec::new();
-        match command {
-            Command::Write(job) => batch.push(job),
-            Command::Checkpoint(done) => asked.push(done),
-        }
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(Command::Write(job)) => batch.push(job),
-                Ok(Command::Checkpoint(done)) => asked.push(done),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch, &publisher, &stats);
-        }
-        if !asked.is_empty() || WAL_PAGES.load(Ordering::Relaxed) >= WAL_CHECKPOINT_PAGES {
-            checkpoint(&conn, &stats);
-        }
-        for done in asked {
-            let _ = done.send(());
-        }
-    }
+    log: Arc<RepoLog>,
+    max_batch: usize,
 }
 
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Job>,
-    publisher: &broadcast::Sender<Arc<SeqEvent>>,
-    stats: &WriterStats,
-) {
-    let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
-    let mut events: Vec<Arc<SeqEvent>> = Vec::new();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Dropping the jobs unblocks their callers with `NotCommitted`.
-        tracing::error!("cannot begin a write transaction: {e}");
-        batch.clear();
-        return;
-    }
-    for job in batch.drain(..) {
-        let outcome = conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(StorageError::from)
-            .map(|()| job(conn));
-        stats.jobs.fetch_add(1, Ordering::Relaxed);
-        match outcome {
-            Ok((true, deliver, outbox)) => {
-                let _ = conn.execute_batch("RELEASE job");
-                delivers.push(deliver);
-                events.extend(outbox.events);
+/// How much of the log one compaction call reads (it runs between batches).
+const COMPACT_BUDGET: u64 = 4 * 1024 * 1024;
+
+impl WriterThread {
+    fn run(self, mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+        // The thread blocks on its own small runtime so that it can wait with a timeout
+        // (for idle checkpoints) without spinning.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a timer runtime for the writer");
+        let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
+        loop {
+            let first =
+                rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
+            let command = match first {
+                Err(_) => {
+                    checkpoint(&conn, &self.stats); // idle
+                    continue;
+                }
+                Ok(None) => {
+                    checkpoint(&conn, &self.stats); // shutting down
+                    return;
+                }
+                Ok(Some(c)) => c,
+            };
+            let mut asked: Vec<oneshot::Sender<()>> = Vec::new();
+            let mut compactions = Vec::new();
+            let mut next = Some(command);
+            let gather_until = std::time::Instant::now() + GATHER_WAIT;
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Write(job) => batch.push(job),
+                    Command::Checkpoint(done) => asked.push(done),
+                    Command::Compact(before, done) => compactions.push((before, done)),
+                }
+                if batch.len() >= self.max_batch {
+                    break;
+                }
+                next = rx.try_recv().ok();
+                // Nothing queued, but requests are on their way to the queue (other
+                // writers are mid-request): wait a moment for them to share this
+                // commit. A lone writer never waits.
+                if next.is_none() && self.in_flight.load(Ordering::Relaxed) > 0 {
+                    if let Some(left) = gather_until.checked_duration_since(std::time::Instant::now()) {
+                        next = rt
+                            .block_on(async { tokio::time::timeout(left, rx.recv()).await })
+                            .ok()
+                            .flatten();
+                    }
+                }
             }
-            Ok((false, deliver, _)) => {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                // Its own error is already captured; the commit outcome does not change it.
-                delivers.push(deliver);
+            if !batch.is_empty() {
+                self.commit_batch(&mut conn, &mut batch);
             }
-            Err(e) => {
-                // The job was dropped unrun: its caller sees `NotCommitted`.
-                tracing::error!("savepoint failed: {e}");
+            for (before, done) in compactions {
+                let result = self.log.compact(&mut conn, before, COMPACT_BUDGET);
+                if result.is_ok() {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = done.send(result);
+            }
+            if !asked.is_empty() || WAL_PAGES.load(Ordering::Relaxed) >= WAL_CHECKPOINT_PAGES {
+                checkpoint(&conn, &self.stats);
+            }
+            for done in asked {
+                let _ = done.send(());
             }
         }
     }
-    let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
-    if committed.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-        events.clear();
-    } else {
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-    }
-    for deliver in delivers {
-        deliver(committed.clone());
-    }
-    for event in events {
-        // No subscribers is fine: the event is in the database for later cursors.
-        let _ = publisher.send(event);
+
+    fn commit_batch(&self, conn: &mut Connection, batch: &mut Vec<Job>) {
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
+        let mut events: Vec<Arc<SeqEvent>> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        let mut next_seq = self.log.next_seq();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs unblocks their callers with `NotCommitted`.
+            tracing::error!("cannot begin a write transaction: {e}");
+            batch.clear();
+            return;
+        }
+        for job in batch.drain(..) {
+            let outbox = Outbox {
+                events: Vec::new(),
+                changes: Vec::new(),
+                next_seq,
+                log: self.log.clone(),
+            };
+            let outcome = conn
+                .execute_batch("SAVEPOINT job")
+                .map_err(StorageError::from)
+                .map(|()| job(conn, outbox));
+            self.stats.jobs.fetch_add(1, Ordering::Relaxed);
+            match outcome {
+                Ok((true, deliver, outbox)) => {
+                    let _ = conn.execute_batch("RELEASE job");
+                    delivers.push(deliver);
+                    self.log.stage(&outbox.changes);
+                    next_seq = outbox.next_seq;
+                    changes.extend(outbox.changes);
+                    events.extend(outbox.events);
+                }
+                Ok((false, deliver, _)) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    // Its own error is already captured; the commit outcome does not change it.
+                    delivers.push(deliver);
+                }
+                Err(e) => {
+                    // The job was dropped unrun: its caller sees `NotCommitted`.
+                    tracing::error!("savepoint failed: {e}");
+                }
+            }
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let written = self.log.write_rows(conn, &changes, now_ms);
+        let committed = match &written {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(StorageError::from),
+            Err(e) => {
+                tracing::error!("cannot write the repo log: {e}");
+                Err(e.clone())
+            }
+        };
+        match (committed.is_ok(), written) {
+            (true, Ok(written)) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.log.apply(changes, written);
+            }
+            _ => {
+                let _ = conn.execute_batch("ROLLBACK");
+                self.log.discard();
+                events.clear();
+            }
+        }
+        for deliver in delivers {
+            deliver(committed.clone());
+        }
+        for event in events {
+            // No subscribers is fine: the event is in the database for later cursors.
+            let _ = self.publisher.send(event);
+        }
     }
 }

@@ -78,14 +78,7 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
     let mut live = ctx.storage.writer.subscribe();
     let mut last = 0i64;
     if let Some(cursor) = cursor {
-        let bounds = ctx
-            .storage
-            .read(|conn| Ok::<_, XrpcError>(events::bounds(conn)?))
-            .await;
-        let (oldest, newest) = match bounds {
-            Ok(b) => b.unwrap_or((1, 0)),
-            Err(e) => return fail(&mut socket, "InternalServerError", &e.message).await,
-        };
+        let (oldest, newest) = ctx.storage.log.seq_bounds().unwrap_or((1, 0));
         if cursor > newest {
             send(
                 &mut socket,
@@ -106,9 +99,10 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
         }
         last = cursor;
         loop {
+            let log = ctx.storage.log.clone();
             let page = ctx
                 .storage
-                .read(move |conn| Ok::<_, XrpcError>(events::after(conn, last, REPLAY_PAGE)?))
+                .read(move |conn| Ok::<_, XrpcError>(events::after(&log, conn, last, REPLAY_PAGE)?))
                 .await;
             let page: Vec<SeqEvent> = match page {
                 Ok(p) => p,
@@ -147,19 +141,25 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
     }
 }
 
-/// Drops events older than the backfill window, hourly.
-pub async fn trim_log(ctx: Ctx) {
+/// Hourly: compacts the repo log, which drops events older than the backfill window
+/// and reclaims the space of dead blocks (see `storage::log`).
+pub async fn compact_log(ctx: Ctx) {
     loop {
         let window_ms = ctx.config.firehose_backfill_hours as i64 * 3600 * 1000;
         let before = chrono::Utc::now().timestamp_millis() - window_ms;
-        match ctx
-            .storage
-            .write(move |conn| Ok::<_, XrpcError>(events::trim(conn, before)?))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("dropped {n} firehose events older than the backfill window"),
-            Err(e) => tracing::warn!("trimming the event log failed: {e}"),
+        let mut reclaimed = 0;
+        loop {
+            match ctx.storage.writer.compact(before).await {
+                Ok(0) => break,
+                Ok(n) => reclaimed += n,
+                Err(e) => {
+                    tracing::warn!("compacting the repo log failed: {e}");
+                    break;
+                }
+            }
+        }
+        if reclaimed > 0 {
+            tracing::info!("repo log compacted: {reclaimed} bytes reclaimed");
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }

@@ -26,6 +26,23 @@ fn frame<B: Serialize>(t: &str, body: &B) -> Vec<u8> {
     out
 }
 
+/// A frame that carries repo blocks, and where its CAR sits inside it, so that storage
+/// can keep the blocks once — inside the frame — and find them by offset.
+pub struct BlocksFrame {
+    pub kind: &'static str,
+    pub bytes: Vec<u8>,
+    pub car: Option<std::ops::Range<usize>>,
+}
+
+impl BlocksFrame {
+    fn new(kind: &'static str, bytes: Vec<u8>, car: &[u8]) -> BlocksFrame {
+        // The CAR is a byte string in the body, so its bytes appear verbatim; the first
+        // match is it (the fields before it are far shorter than a CAR).
+        let car = memchr::memmem::find(&bytes, car).map(|at| at..at + car.len());
+        BlocksFrame { kind, bytes, car }
+    }
+}
+
 /// An error frame (`op: -1`), after which the server closes the stream.
 pub fn error_frame(error: &str, message: &str) -> Vec<u8> {
     #[derive(Serialize)]
@@ -94,21 +111,18 @@ pub fn commit_frame(
     did: &str,
     commit: &CommitData,
     time: &str,
-) -> (&'static str, Vec<u8>) {
+) -> BlocksFrame {
     let mut slice = commit.blocks.clone();
     slice.extend(commit.proof.clone());
     let car = write_car(&[commit.commit_cid], &slice);
     if car.len() > MAX_COMMIT_BLOCKS_BYTES || commit.ops.len() > MAX_COMMIT_OPS {
-        return (
-            "sync",
-            sync_frame(
-                seq,
-                did,
-                commit.commit_cid,
-                commit.blocks.get(&commit.commit_cid).unwrap_or_default(),
-                commit.rev.as_str(),
-                time,
-            ),
+        return sync_frame(
+            seq,
+            did,
+            commit.commit_cid,
+            commit.blocks.get(&commit.commit_cid).unwrap_or_default(),
+            commit.rev.as_str(),
+            time,
         );
     }
     let ops = commit
@@ -129,13 +143,13 @@ pub fn commit_frame(
         commit: commit.commit_cid,
         rev: commit.rev.as_str(),
         since: commit.since.as_ref().map(|t| t.as_str()),
-        blocks: car,
+        blocks: car.clone(),
         ops,
         blobs: Vec::new(),
         prev_data: commit.prev_data,
         time,
     };
-    ("commit", frame("#commit", &body))
+    BlocksFrame::new("commit", frame("#commit", &body), &car)
 }
 
 /// `#sync`: the repo's current commit, for consumers to (re)synchronise from.
@@ -146,17 +160,18 @@ pub fn sync_frame(
     commit_block: &[u8],
     rev: &str,
     time: &str,
-) -> Vec<u8> {
+) -> BlocksFrame {
     let mut blocks = BlockMap::new();
     blocks.insert(commit_cid, commit_block.to_vec());
+    let car = write_car(&[commit_cid], &blocks);
     let body = SyncBody {
         seq,
         did,
-        blocks: write_car(&[commit_cid], &blocks),
+        blocks: car.clone(),
         rev,
         time,
     };
-    frame("#sync", &body)
+    BlocksFrame::new("sync", frame("#sync", &body), &car)
 }
 
 /// `#identity`: the account's handle or DID document may have changed.
