@@ -140,11 +140,8 @@ async fn announce_identity(state: &AppState, did: &str, handle: &str) -> XrpcRes
         .storage
         .writer
         .write_with_events(move |_, outbox| {
-            Ok::<_, XrpcError>(crate::sync::emit::identity(
-                outbox,
-                &did,
-                Some(&handle),
-            ))
+            crate::sync::emit::identity(outbox, &did, Some(&handle));
+            Ok::<_, XrpcError>(())
         })
         .await
 }

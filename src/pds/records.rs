@@ -265,78 +265,110 @@ pub async fn write(
         }
     };
     let job_did = account.did.clone();
-    let job = state
-        .storage
-        .writer
-        .write_with_events(move |conn, outbox| {
-            let head = repos::head(conn, &job_did)?;
-            if let Some(expected) = swap_commit {
-                if head.as_ref().map(|h| h.commit) != Some(expected) {
-                    return Err(XrpcError::named("InvalidSwap", "the repo has moved on from swapCommit"));
+    let job = state.storage.writer.write_with_events(move |conn, outbox| {
+        let head = repos::head(conn, &job_did)?;
+        if let Some(expected) = swap_commit {
+            if head.as_ref().map(|h| h.commit) != Some(expected) {
+                return Err(XrpcError::named(
+                    "InvalidSwap",
+                    "the repo has moved on from swapCommit",
+                ));
+            }
+        }
+        for blob in prepared.iter().flat_map(|w| &w.blobs) {
+            let cid = blob.cid;
+            let (stored_mime, stored_size) =
+                blobs::blob_meta(conn, &job_did, &cid)?.ok_or_else(|| {
+                    XrpcError::invalid_request(format!(
+                        "Could not find blob: {cid}; upload it first"
+                    ))
+                })?;
+            if blob.mime_type.as_deref().is_some_and(|m| m != stored_mime)
+                || blob.size.is_some_and(|s| s != stored_size as i128)
+            {
+                return Err(XrpcError::invalid_request(format!(
+                    "blob {cid} is {stored_mime}, {stored_size} bytes: the record says otherwise"
+                )));
+            }
+        }
+        // Writing a record exactly as it is changes nothing: no commit, no event
+        // (as the reference PDS does), though the caller still gets its result.
+        let mut unchanged = Vec::with_capacity(prepared.len());
+        for w in &prepared {
+            let same = match &w.write.write {
+                Write::Update {
+                    collection, rkey, ..
+                } => {
+                    repos::record_cid(conn, &job_did, collection.as_str(), rkey.as_str())? == w.cid
+                        && w.cid.is_some()
                 }
-            }
-            for blob in prepared.iter().flat_map(|w| &w.blobs) {
-                let cid = blob.cid;
-                let (stored_mime, stored_size) = blobs::blob_meta(conn, &job_did, &cid)?
-                    .ok_or_else(|| XrpcError::invalid_request(format!("Could not find blob: {cid}; upload it first")))?;
-                if blob.mime_type.as_deref().is_some_and(|m| m != stored_mime) || blob.size.is_some_and(|s| s != stored_size as i128) {
-                    return Err(XrpcError::invalid_request(format!(
-                        "blob {cid} is {stored_mime}, {stored_size} bytes: the record says otherwise"
-                    )));
-                }
-            }
-            // Writing a record exactly as it is changes nothing: no commit, no event
-            // (as the reference PDS does), though the caller still gets its result.
-            let mut unchanged = Vec::with_capacity(prepared.len());
-            for w in &prepared {
-                let same = match &w.write.write {
-                    Write::Update { collection, rkey, .. } => {
-                        repos::record_cid(conn, &job_did, collection.as_str(), rkey.as_str())? == w.cid && w.cid.is_some()
-                    }
-                    _ => false,
-                };
-                unchanged.push(same);
-            }
-            let writes: Vec<PreparedWrite> =
-                prepared.iter().zip(&unchanged).filter(|(_, same)| !**same).map(|(w, _)| w.write.clone()).collect();
-            let action_of = |w: &Write| match w {
-                Write::Create { .. } => WriteAction::Create,
-                Write::Update { .. } => WriteAction::Update,
-                Write::Delete { .. } => WriteAction::Delete,
+                _ => false,
             };
-            let uri_of = |w: &Write| format!("at://{job_did}/{}", w.path());
-            if writes.is_empty() {
-                let results = prepared.iter().map(|w| (action_of(&w.write.write), uri_of(&w.write.write), w.cid, w.validation)).collect();
-                return Ok(WriteOutcome { commit: None, results });
+            unchanged.push(same);
+        }
+        let writes: Vec<PreparedWrite> = prepared
+            .iter()
+            .zip(&unchanged)
+            .filter(|(_, same)| !**same)
+            .map(|(w, _)| w.write.clone())
+            .collect();
+        let action_of = |w: &Write| match w {
+            Write::Create { .. } => WriteAction::Create,
+            Write::Update { .. } => WriteAction::Update,
+            Write::Delete { .. } => WriteAction::Delete,
+        };
+        let uri_of = |w: &Write| format!("at://{job_did}/{}", w.path());
+        if writes.is_empty() {
+            let results = prepared
+                .iter()
+                .map(|w| {
+                    (
+                        action_of(&w.write.write),
+                        uri_of(&w.write.write),
+                        w.cid,
+                        w.validation,
+                    )
+                })
+                .collect();
+            return Ok(WriteOutcome {
+                commit: None,
+                results,
+            });
+        }
+        let rev = rev_after(head.as_ref().map(|h| &h.rev));
+        let blocks = repos::blocks(&outbox.log, conn, &job_did);
+        let commit = match apply_writes(&blocks, &did, head.as_ref(), &writes, &key, rev) {
+            Ok(c) => c,
+            // Deleting a record that is not there is not an error for deleteRecord.
+            Err(WriteError::NotFound(_)) if single_delete => {
+                return Ok(WriteOutcome {
+                    commit: None,
+                    results: Vec::new(),
+                });
             }
-            let rev = rev_after(head.as_ref().map(|h| &h.rev));
-            let blocks = repos::blocks(&outbox.log, conn, &job_did);
-            let commit = match apply_writes(&blocks, &did, head.as_ref(), &writes, &key, rev) {
-                Ok(c) => c,
-                // Deleting a record that is not there is not an error for deleteRecord.
-                Err(WriteError::NotFound(_)) if single_delete => {
-                    return Ok(WriteOutcome { commit: None, results: Vec::new() });
-                }
-                Err(e) => return Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        repos::save_commit(conn, outbox, &job_did, head.as_ref(), &commit)?;
+        crate::sync::emit::commit(outbox, &job_did, &commit);
+        let mut ops = commit.ops.iter();
+        let mut results = Vec::with_capacity(prepared.len());
+        for (checked, same) in prepared.iter().zip(&unchanged) {
+            let w = &checked.write.write;
+            let cid = if *same {
+                checked.cid
+            } else {
+                let op = ops.next().expect("one op per changing write");
+                let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
+                blobs::set_record_blobs(conn, &job_did, &op.path, &cids, commit.rev.as_str())?;
+                op.cid
             };
-            repos::save_commit(conn, outbox, &job_did, head.as_ref(), &commit)?;
-            crate::sync::emit::commit(outbox, &job_did, &commit);
-            let mut ops = commit.ops.iter();
-            let mut results = Vec::with_capacity(prepared.len());
-            for (checked, same) in prepared.iter().zip(&unchanged) {
-                let w = &checked.write.write;
-                let cid = if *same {
-                    checked.cid
-                } else {
-                    let op = ops.next().expect("one op per changing write");
-                    let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
-                    blobs::set_record_blobs(conn, &job_did, &op.path, &cids, commit.rev.as_str())?;
-                    op.cid
-                };
-                results.push((action_of(w), uri_of(w), cid, checked.validation));
-            }
-            Ok(WriteOutcome { commit: Some(commit), results })
-        });
+            results.push((action_of(w), uri_of(w), cid, checked.validation));
+        }
+        Ok(WriteOutcome {
+            commit: Some(commit),
+            results,
+        })
+    });
     drop(intent);
     let outcome = job.await?;
     if outcome.commit.is_some() {

@@ -221,9 +221,7 @@ pub fn read_car<R: Read>(input: R) -> Result<(Vec<Cid>, BlockMap), RepoError> {
 /// header), as `(cid, byte range of the block's bytes)`. For storage that keeps blocks
 /// in CAR-section form and finds them by offset; the bytes are not hashed here (the
 /// caller wrote them), but lengths are checked, so bad input is an error, not a panic.
-pub fn section_ranges(
-    sections: &[u8],
-) -> Result<Vec<(Cid, std::ops::Range<usize>)>, RepoError> {
+pub fn section_ranges(sections: &[u8]) -> Result<Vec<(Cid, std::ops::Range<usize>)>, RepoError> {
     let mut out = Vec::new();
     let mut input = sections;
     let mut offset = 0u64;

@@ -2,7 +2,7 @@
 //! transaction as the change it describes. Frames are stored in the repo log (see
 //! `storage::log`), kept for the backfill window, then compacted away.
 
-use super::log::{Change, RepoLog};
+use super::log::{Change, RepoLog, StoredEvent};
 use super::writer::Outbox;
 use super::StorageError;
 use rusqlite::Connection;
@@ -82,7 +82,13 @@ pub fn after(
     let mut out = Vec::new();
     let mut exists: HashMap<String, bool> = HashMap::new();
     for row in log.event_rows_after(cursor) {
-        for (seq, did, kind, frame) in log.events_in(conn, row, cursor)? {
+        for StoredEvent {
+            seq,
+            did,
+            kind,
+            frame,
+        } in log.events_in(conn, row, cursor)?
+        {
             if out.len() == limit {
                 return Ok(out);
             }

@@ -276,6 +276,8 @@ pub fn delete_repo(conn: &Connection, outbox: &mut Outbox, did: &str) -> Result<
     for table in ["repo_root", "record", "record_blob"] {
         conn.execute(&format!("DELETE FROM {table} WHERE did = ?1"), [did])?;
     }
-    outbox.changes.push(Change::DropRepo { did: did.to_owned() });
+    outbox.changes.push(Change::DropRepo {
+        did: did.to_owned(),
+    });
     Ok(())
 }

@@ -18,8 +18,8 @@ enum Step {
 /// Migrations, oldest first. Never edit one that has shipped: add another.
 const MIGRATIONS: &[Step] = &[
     Step::Sql(
-    // 1: accounts, sessions, invites, repos, records, blobs, the event log.
-    r#"
+        // 1: accounts, sessions, invites, repos, records, blobs, the event log.
+        r#"
     CREATE TABLE account (
         did             TEXT PRIMARY KEY,
         handle          TEXT NOT NULL UNIQUE,
@@ -121,9 +121,11 @@ const MIGRATIONS: &[Step] = &[
         sequenced_at    INTEGER NOT NULL         -- unix milliseconds
     );
     CREATE INDEX repo_event_time ON repo_event(sequenced_at);
-    "#),
+    "#,
+    ),
     // 2: what each relay reported at the watchdog's last look (for `atbox status`).
-    Step::Sql(r#"
+    Step::Sql(
+        r#"
     CREATE TABLE relay_status (
         relay           TEXT PRIMARY KEY,
         state           TEXT NOT NULL,           -- ok | lagging | not crawling | unreachable
@@ -131,7 +133,8 @@ const MIGRATIONS: &[Step] = &[
         checked_at      INTEGER NOT NULL,        -- unix seconds
         last_crawl_request INTEGER               -- unix seconds
     );
-    "#),
+    "#,
+    ),
     // 3: whether the account's email address has been confirmed.
     Step::Sql("ALTER TABLE account ADD COLUMN email_confirmed INTEGER NOT NULL DEFAULT 0;"),
     // 4: no time index on the event log: events are in time order already, so the
@@ -140,14 +143,26 @@ const MIGRATIONS: &[Step] = &[
     // 5: the repo log (see `storage::log`) replaces the block table and the event
     // table: a batch's blocks and events land in a few packed rows instead of one
     // random page per block. No index by CID (that lives in memory), none on
-    // record CIDs (a random page per write; reference counts replace its one use).
+    // record CIDs (a random page per write; reference counts replace its one use),
+    // and the record index clustered on its key (one B-tree to change, not two).
     Step::Sql(
         "CREATE TABLE repo_log (
              id          INTEGER PRIMARY KEY,
              written_ms  INTEGER NOT NULL,        -- unix milliseconds
-             data        BLOB NOT NULL            -- entries, see storage::log
+             data        BLOB NOT NULL            -- deflated entries, see storage::log
          );
-         DROP INDEX record_cid;",
+         CREATE TABLE record_by_key (
+             did         TEXT NOT NULL,
+             collection  TEXT NOT NULL,
+             rkey        TEXT NOT NULL,
+             cid         BLOB NOT NULL,
+             rev         TEXT NOT NULL,
+             indexed_at  TEXT NOT NULL,
+             PRIMARY KEY (did, collection, rkey)
+         ) WITHOUT ROWID;
+         INSERT INTO record_by_key SELECT did, collection, rkey, cid, rev, indexed_at FROM record;
+         DROP TABLE record;
+         ALTER TABLE record_by_key RENAME TO record;",
     ),
     Step::Rust(super::log::import_legacy_tables),
     Step::Sql("DROP TABLE repo_block; DROP TABLE repo_event;"),
@@ -173,4 +188,111 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyType, Keypair};
+    use crate::data::Ipld;
+    use crate::repo::writes::{apply_writes, PreparedWrite, Write};
+    use crate::repo::BlockMap;
+    use crate::storage::log::RepoLog;
+    use crate::syntax::{Did, Nsid, RecordKey, Tid};
+    use rusqlite::params;
+
+    /// A database made by the layout before the repo log (schema 4), with a real repo
+    /// and an event, comes through migration 5 whole: every block readable from the
+    /// log, the record index intact, the event replayable with its seq.
+    #[test]
+    fn blocks_and_events_move_into_the_repo_log() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..4] {
+            let Step::Sql(sql) = step else {
+                panic!("the first four are SQL")
+            };
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+
+        let did = "did:web:old.atbox.invalid";
+        let writes: Vec<PreparedWrite> = (0..40)
+            .map(|i| PreparedWrite {
+                write: Write::Create {
+                    collection: Nsid::new("app.bsky.feed.post").unwrap(),
+                    rkey: RecordKey::new(Tid::from_parts(1_700_000_000_000_000 + i, 0).as_str())
+                        .unwrap(),
+                    record: Ipld::Map(
+                        [
+                            (
+                                "$type".to_owned(),
+                                Ipld::String("app.bsky.feed.post".into()),
+                            ),
+                            ("text".to_owned(), Ipld::String(format!("old post {i}"))),
+                        ]
+                        .into(),
+                    ),
+                },
+                swap_record: None,
+            })
+            .collect();
+        let key = Keypair::generate(KeyType::K256);
+        let rev = Tid::from_parts(1_700_000_000_000_000, 1);
+        let commit = apply_writes(
+            &BlockMap::new(),
+            &Did::new(did).unwrap(),
+            None,
+            &writes,
+            &key,
+            rev.clone(),
+        )
+        .unwrap();
+        for (cid, bytes) in commit.blocks.iter() {
+            conn.execute(
+                "INSERT INTO repo_block (did, cid, rev, bytes) VALUES (?1, ?2, ?3, ?4)",
+                params![did, cid.to_bytes(), rev.as_str(), bytes],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO repo_root (did, commit_cid, data_cid, rev) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                did,
+                commit.commit_cid.to_bytes(),
+                commit.data.to_bytes(),
+                rev.as_str()
+            ],
+        )
+        .unwrap();
+        for op in &commit.ops {
+            let (c, r) = op.path.split_once('/').unwrap();
+            conn.execute(
+                "INSERT INTO record (did, collection, rkey, cid, rev, indexed_at) VALUES (?1, ?2, ?3, ?4, ?5, 'then')",
+                params![did, c, r, op.cid.unwrap().to_bytes(), rev.as_str()],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO repo_event (seq, did, kind, event, sequenced_at) VALUES (7, ?1, 'identity', x'a2', 0)",
+            [did],
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+        let log = RepoLog::load(&conn).unwrap();
+        assert_eq!(log.block_count(did), commit.blocks.len());
+        for (cid, bytes) in commit.blocks.iter() {
+            assert_eq!(log.get(&conn, did, cid).unwrap().as_deref(), Some(bytes));
+        }
+        assert_eq!(crate::storage::repos::record_count(&conn, did).unwrap(), 40);
+        assert_eq!(log.seq_bounds(), Some((7, 7)));
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('repo_block', 'repo_event')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
 }

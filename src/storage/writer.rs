@@ -26,8 +26,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Largest number of jobs committed together by default.
 pub const MAX_BATCH: usize = 256;
-/// Checkpoint once the WAL holds this many pages (4 MiB of 4 KiB pages)...
-const WAL_CHECKPOINT_PAGES: i64 = 1024;
+/// Checkpoint once the WAL holds this many pages (8 MiB of 4 KiB pages): a page
+/// rewritten by many commits in between (the record index's last leaf, a repo's
+/// head) reaches the database file once...
+const WAL_CHECKPOINT_PAGES: i64 = 2048;
 /// ...or after this long without writes.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(3);
 /// Longest a batch waits for writes that are still being prepared (see
@@ -309,7 +311,9 @@ impl WriterThread {
                 // writers are mid-request): wait a moment for them to share this
                 // commit. A lone writer never waits.
                 if next.is_none() && self.in_flight.load(Ordering::Relaxed) > 0 {
-                    if let Some(left) = gather_until.checked_duration_since(std::time::Instant::now()) {
+                    if let Some(left) =
+                        gather_until.checked_duration_since(std::time::Instant::now())
+                    {
                         next = rt
                             .block_on(async { tokio::time::timeout(left, rx.recv()).await })
                             .ok()

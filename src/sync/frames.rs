@@ -106,12 +106,7 @@ struct SyncBody<'a> {
 /// The frame announcing a commit: `#commit` with the CAR slice a relay needs to check
 /// it (commit, new records, new MST nodes and the covering proof of every op), or
 /// `#sync` when the commit is too big to carry.
-pub fn commit_frame(
-    seq: i64,
-    did: &str,
-    commit: &CommitData,
-    time: &str,
-) -> BlocksFrame {
+pub fn commit_frame(seq: i64, did: &str, commit: &CommitData, time: &str) -> BlocksFrame {
     let mut slice = commit.blocks.clone();
     slice.extend(commit.proof.clone());
     let car = write_car(&[commit.commit_cid], &slice);

@@ -1,0 +1,170 @@
+//! Rewriting the repo log: compaction (rows past the firehose window or mostly dead
+//! give their live blocks to a new row and go), and the one-time move of the old
+//! block and event tables into the log (schema migration 5).
+
+use super::row::{deflate, entry_blocks, inflate, insert_row, parse_row, RowBuilder};
+use super::{digest, RepoLog, RowInfo};
+use crate::data::Cid;
+use crate::storage::StorageError;
+use rusqlite::Connection;
+
+impl RepoLog {
+    /// Rewrites rows that no longer earn their space: rows past the firehose window
+    /// (`before_ms`) that hold events, and rows whose blocks are mostly dead. Their live
+    /// blocks move to new rows; at most `budget` bytes are read per call. Runs on the
+    /// writer's connection, in its own transaction. Returns the bytes reclaimed.
+    pub fn compact(
+        &self,
+        conn: &mut Connection,
+        before_ms: i64,
+        budget: u64,
+    ) -> Result<u64, StorageError> {
+        let picked: Vec<i64> = {
+            let index = self.read_index();
+            let newest = index.rows.keys().next_back().copied();
+            let mut used = 0;
+            index
+                .rows
+                .iter()
+                .filter(|(id, r)| {
+                    Some(**id) != newest
+                        && r.seqs.is_none_or(|(_, last)| {
+                            r.written_ms < before_ms && last != index.last_seq
+                        })
+                        && (r.seqs.is_some() || r.live * 2 < r.bytes)
+                })
+                .take_while(|(_, r)| {
+                    used += r.bytes;
+                    used <= budget.max(r.bytes)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        if picked.is_empty() {
+            return Ok(0);
+        }
+        let tx = conn.transaction()?;
+        let mut moving: Vec<(String, u64, Cid, Vec<u8>)> = Vec::new();
+        let mut freed = 0;
+        {
+            let index = self.read_index();
+            for id in &picked {
+                let stored: Vec<u8> =
+                    tx.query_row("SELECT data FROM repo_log WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+                freed += stored.len() as u64;
+                let data = inflate(*id, &stored)?;
+                for e in parse_row(*id, &data)? {
+                    let Some(repo) = index.repos.get(e.did) else {
+                        continue;
+                    };
+                    for (cid, range) in entry_blocks(*id, &e)? {
+                        let live = digest(&cid)
+                            .and_then(|d| repo.get(&d))
+                            .is_some_and(|l| l.row == *id && l.off as usize == range.start);
+                        if live {
+                            let rev = repo[&digest(&cid).expect("live")].rev;
+                            moving.push((e.did.to_owned(), rev, cid, data[range].to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut builder = RowBuilder::default();
+        builder.blocks(
+            moving
+                .iter()
+                .map(|(did, rev, cid, b)| (did.as_str(), *rev, cid, b.as_slice()))
+                .collect(),
+        );
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let ids: Vec<i64> = builder
+            .rows
+            .iter()
+            .map(|row| insert_row(&tx, now_ms, row))
+            .collect::<Result<_, _>>()?;
+        let written: u64 = builder.rows.iter().map(|r| deflate(r).len() as u64).sum();
+        for id in &picked {
+            tx.execute("DELETE FROM repo_log WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for id in &picked {
+            if let Some(info) = index.rows.remove(id) {
+                if let Some((first, _)) = info.seqs {
+                    index.events.remove(&first);
+                }
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            index.rows.insert(
+                *id,
+                RowInfo {
+                    bytes: builder.rows[i].len() as u64,
+                    live: 0,
+                    seqs: None,
+                    written_ms: now_ms,
+                },
+            );
+        }
+        for ((did, d), (i, range)) in builder.placed {
+            let row = ids[i];
+            if let Some(loc) = index.repos.get_mut(&did).and_then(|r| r.get_mut(&d)) {
+                loc.row = row;
+                loc.off = range.start as u32;
+                index.rows.get_mut(&row).expect("inserted above").live += u64::from(loc.len);
+            }
+        }
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(id, _)| !picked.contains(id));
+        Ok(freed.saturating_sub(written))
+    }
+}
+
+/// Schema migration 5: moves blocks and events from the old `repo_block` and
+/// `repo_event` tables into the log (run once, inside the migration's transaction).
+pub(in crate::storage) fn import_legacy_tables(conn: &Connection) -> Result<(), StorageError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut builder = RowBuilder::default();
+    let mut events = conn.prepare("SELECT seq, did, kind, event FROM repo_event ORDER BY seq")?;
+    let mut rows = events.query([])?;
+    while let Some(r) = rows.next()? {
+        let (seq, did, kind, frame): (i64, String, String, Vec<u8>) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let kind = crate::storage::events::Kind::from_name(&kind) as u8;
+        builder.event(&did, kind, seq, 0, &frame, None);
+    }
+    let mut stmt = conn.prepare("SELECT did, cid, rev, bytes FROM repo_block ORDER BY did, rev")?;
+    let blocks: Vec<(String, Cid, u64, Vec<u8>)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?
+        .map(|row| {
+            let (did, cid, rev, bytes) = row?;
+            let cid = Cid::try_from(cid)
+                .map_err(|e| StorageError::Corrupt(format!("stored CID: {e}")))?;
+            let rev = crate::syntax::Tid::new(rev)
+                .map(|t| t.to_u64())
+                .unwrap_or(0);
+            Ok((did, cid, rev, bytes))
+        })
+        .collect::<Result<_, StorageError>>()?;
+    builder.blocks(
+        blocks
+            .iter()
+            .map(|(d, c, r, b)| (d.as_str(), *r, c, b.as_slice()))
+            .collect(),
+    );
+    for row in &builder.rows {
+        insert_row(conn, now_ms, row)?;
+    }
+    Ok(())
+}
