@@ -83,15 +83,35 @@ enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The whole server over HTTP: starts `atbox serve` on 127.0.0.1 with one account
+    /// and creates posts at concurrency C; records/s, latency, server CPU per write,
+    /// server memory idle and at peak.
+    Http {
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Where the server keeps its data (default: a fresh directory under the
+        /// current one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Storage {
-        records,
-        concurrency,
-        naive,
-        dir,
-    } = cmd;
+    let (records, concurrency, naive, dir, http) = match cmd {
+        BenchCommand::Storage {
+            records,
+            concurrency,
+            naive,
+            dir,
+        } => (records, concurrency, naive, dir, false),
+        BenchCommand::Http {
+            records,
+            concurrency,
+            dir,
+        } => (records, concurrency, false, dir, true),
+    };
     let scratch = match &dir {
         Some(_) => None,
         None => Some(
@@ -102,6 +122,31 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     };
     let path = dir.unwrap_or_else(|| scratch.as_ref().expect("made above").path().to_owned());
     let runtime = runtime()?;
+    if http {
+        let r = runtime.block_on(crate::bench::http::http(&path, records, concurrency))?;
+        println!(
+            "whole server over HTTP (createRecord), {} records at concurrency {}",
+            r.records, r.concurrency
+        );
+        println!(
+            "throughput          {:.0} records/s ({:.2} s)",
+            r.records_per_sec, r.seconds
+        );
+        println!(
+            "latency             p50 {:.2} ms, p99 {:.2} ms",
+            r.p50_ms, r.p99_ms
+        );
+        println!(
+            "server cpu          {:.3} ms per record",
+            r.server_cpu_ms_per_record
+        );
+        println!(
+            "server memory       {} KiB idle, {} KiB peak",
+            r.idle_rss_kib, r.peak_rss_kib
+        );
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = runtime.block_on(crate::bench::storage(&path, records, concurrency, naive))?;
     println!("mode                 {}", r.mode);
     println!(

@@ -7,6 +7,10 @@
 //! layer), with a final checkpoint included, since every WAL page is written again into
 //! the database. fsyncs are counted by the writer (one per commit, two per checkpoint);
 //! `strace -f -e trace=fsync,fdatasync -c atbox bench storage` confirms them.
+//!
+//! `atbox bench http` (in `http`) measures the whole server from outside instead.
+
+pub mod http;
 
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
@@ -65,7 +69,7 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -93,31 +97,11 @@ pub async fn storage(
     let mut state = AppState::open(config)?;
     state.storage = Storage::open(dir, options)?;
     let state = Arc::new(state);
-
-    // An account made directly (no PLC directory needed): a did:web on a reserved name.
-    let did = "did:web:bench.atbox.invalid".to_owned();
-    let account = Account {
-        did: did.clone(),
-        handle: "bench.test".into(),
-        email: None,
-        password_hash: String::new(),
-        signing_key: crate::crypto::Keypair::generate(crate::crypto::KeyType::K256)
-            .private_bytes()
-            .to_vec(),
-        created_at: crate::syntax::Datetime::now().to_string(),
-        status: AccountStatus::Active,
-        email_confirmed: false,
-    };
-    state
-        .storage
-        .write(move |conn| crate::storage::accounts::insert_account(conn, &account))
-        .await?;
-    // The first commit of the repo, so every measured write is an ordinary one.
+    let did = create_account(&state, None).await?;
     let session = Session {
         did: did.clone(),
         scope: Scope::Access,
     };
-    write_post(&state, &session, 0).await?;
     state.storage.writer.checkpoint().await;
 
     let stats = state.storage.writer.stats.clone();
@@ -174,6 +158,47 @@ pub async fn storage(
         avg_batch: jobs as f64 / batches as f64,
         cpu_ms_per_record: cpu.as_secs_f64() * 1000.0 / n,
     })
+}
+
+const BENCH_DID: &str = "did:web:bench.atbox.invalid";
+
+/// An account made directly (no PLC directory needed: a did:web on a reserved name),
+/// with its repo's first commit, so every measured write is an ordinary one.
+async fn create_account(state: &AppState, password: Option<&str>) -> anyhow::Result<String> {
+    let account = Account {
+        did: BENCH_DID.into(),
+        handle: "bench.test".into(),
+        email: None,
+        password_hash: password
+            .map(crate::auth::password::hash)
+            .unwrap_or_default(),
+        signing_key: crate::crypto::Keypair::generate(crate::crypto::KeyType::K256)
+            .private_bytes()
+            .to_vec(),
+        created_at: crate::syntax::Datetime::now().to_string(),
+        status: AccountStatus::Active,
+        email_confirmed: false,
+    };
+    state
+        .storage
+        .write(move |conn| crate::storage::accounts::insert_account(conn, &account))
+        .await?;
+    let session = Session {
+        did: BENCH_DID.into(),
+        scope: Scope::Access,
+    };
+    write_post(state, &session, 0).await?;
+    Ok(BENCH_DID.into())
+}
+
+/// Seeds `dir` with the benchmark account (for a server started on it afterwards).
+async fn seed_account(dir: &Path, password: Option<&str>) -> anyhow::Result<String> {
+    let mut config: Config = crate::config::development_default();
+    config.data_dir = dir.to_owned();
+    let state = AppState::open(config)?;
+    let did = create_account(&state, password).await?;
+    state.storage.writer.checkpoint().await;
+    Ok(did)
 }
 
 /// A post shaped like the ones the Bluesky app writes.

@@ -1,0 +1,177 @@
+//! `atbox bench http`: the whole server measured from outside, as a client sees it.
+//! It seeds a fresh data directory with one account, starts `atbox serve` (this very
+//! binary, as a child process) on 127.0.0.1, logs in over HTTP and creates N posts with
+//! `com.atproto.repo.createRecord` at concurrency C. Reported: records/s, p50/p99
+//! latency, the server process's CPU time per write (`/proc/<pid>/stat`, so the
+//! client's own work is not counted) and its resident memory idle and at its peak
+//! (`/proc/<pid>/status`). Every acknowledged write is durable (see `storage`).
+
+use super::{percentile, seed_account};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one whole-server run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HttpReport {
+    pub records: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub records_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub server_cpu_ms_per_record: f64,
+    pub idle_rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+/// The child's CPU time (user + system) so far.
+fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_millis(ticks * 1000 / per_sec))
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(key)?
+                    .trim_start_matches(':')
+                    .trim()
+                    .trim_end_matches(" kB")
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Stops the server when the benchmark ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs one whole-server benchmark with its data in `dir`.
+pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Result<HttpReport> {
+    let password = "bench-password-1";
+    let did = seed_account(dir, Some(password)).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .env("ATBOX_DATA_DIR", dir)
+        .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ATBOX_PUBLIC_URL", &base)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let server = Server(child);
+    let pid = server.0.id();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let up = client
+            .get(format!("{base}/xrpc/com.atproto.server.describeServer"))
+            .send()
+            .await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let session: serde_json::Value = client
+        .post(format!("{base}/xrpc/com.atproto.server.createSession"))
+        .json(&serde_json::json!({"identifier": did, "password": password}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = session["accessJwt"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no access token: {session}"))?
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss_kib = status_kib(pid, "VmRSS");
+
+    let cpu0 = cpu_of(pid)?;
+    let start = Instant::now();
+    let per_task = records.div_ceil(concurrency.max(1));
+    let shared = Arc::new((client, base, token, did));
+    let mut tasks = Vec::new();
+    for t in 0..concurrency.max(1) {
+        let shared = shared.clone();
+        let n = per_task.min(records.saturating_sub(t * per_task));
+        tasks.push(tokio::spawn(async move {
+            let (client, base, token, did) = &*shared;
+            let mut latencies = Vec::with_capacity(n);
+            for i in 0..n {
+                let body = serde_json::json!({
+                    "repo": did,
+                    "collection": "app.bsky.feed.post",
+                    "record": {
+                        "$type": "app.bsky.feed.post",
+                        "text": format!("HTTP benchmark post {t}/{i}: a sentence or two of text, as people write them"),
+                        "createdAt": crate::syntax::Datetime::now().as_str(),
+                        "langs": ["en"],
+                    },
+                });
+                let began = Instant::now();
+                client
+                    .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                latencies.push(began.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(records);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_of(pid)? - cpu0;
+    let peak_rss_kib = status_kib(pid, "VmHWM");
+    drop(server);
+    latencies.sort();
+    let n = latencies.len().max(1) as f64;
+    Ok(HttpReport {
+        records: latencies.len(),
+        concurrency,
+        seconds,
+        records_per_sec: latencies.len() as f64 / seconds,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        server_cpu_ms_per_record: cpu.as_secs_f64() * 1000.0 / n,
+        idle_rss_kib,
+        peak_rss_kib,
+    })
+}
