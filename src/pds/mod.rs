@@ -152,13 +152,27 @@ impl AppState {
 }
 
 /// The account's repo signing key.
+///
+/// Keys are kept once parsed: parsing derives the public key (a scalar multiplication,
+/// as costly as signing), and every write needs the key. Keyed by the secret itself, so
+/// an account whose key changes simply gets its new key.
 pub fn signing_key(account: &Account) -> XrpcResult<Keypair> {
-    Keypair::from_private_bytes(KeyType::K256, &account.signing_key).map_err(|e| {
+    static PARSED: std::sync::Mutex<Vec<(Vec<u8>, Keypair)>> = std::sync::Mutex::new(Vec::new());
+    let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, key)) = parsed.iter().find(|(s, _)| *s == account.signing_key) {
+        return Ok(key.clone());
+    }
+    let key = Keypair::from_private_bytes(KeyType::K256, &account.signing_key).map_err(|e| {
         XrpcError::internal(format!(
             "stored signing key of {} is unreadable: {e}",
             account.did
         ))
-    })
+    })?;
+    if parsed.len() >= 64 {
+        parsed.remove(0);
+    }
+    parsed.push((account.signing_key.clone(), key.clone()));
+    Ok(key)
 }
 
 /// Seconds since the Unix epoch.

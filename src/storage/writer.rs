@@ -279,6 +279,8 @@ impl WriterThread {
             .build()
             .expect("a timer runtime for the writer");
         let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
+        // How many writes the last batch had: the concurrency the writer expects.
+        let mut expected = 1;
         loop {
             let first =
                 rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
@@ -307,10 +309,13 @@ impl WriterThread {
                     break;
                 }
                 next = rx.try_recv().ok();
-                // Nothing queued, but requests are on their way to the queue (other
-                // writers are mid-request): wait a moment for them to share this
-                // commit. A lone writer never waits.
-                if next.is_none() && self.in_flight.load(Ordering::Relaxed) > 0 {
+                // Nothing queued, but more writes are on their way: requests being
+                // prepared (intents), or the writers of the last batch, who resubmit
+                // as soon as they hear back. Wait a moment for them to share this
+                // commit. A lone writer (last batch of one, no intents) never waits.
+                let coming = self.in_flight.load(Ordering::Relaxed) > 0
+                    || (!batch.is_empty() && batch.len() < expected);
+                if next.is_none() && coming {
                     if let Some(left) =
                         gather_until.checked_duration_since(std::time::Instant::now())
                     {
@@ -322,6 +327,7 @@ impl WriterThread {
                 }
             }
             if !batch.is_empty() {
+                expected = batch.len();
                 self.commit_batch(&mut conn, &mut batch);
             }
             for (before, done) in compactions {

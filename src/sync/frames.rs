@@ -36,9 +36,11 @@ pub struct BlocksFrame {
 
 impl BlocksFrame {
     fn new(kind: &'static str, bytes: Vec<u8>, car: &[u8]) -> BlocksFrame {
-        // The CAR is a byte string in the body, so its bytes appear verbatim; the first
-        // match is it (the fields before it are far shorter than a CAR).
-        let car = memchr::memmem::find(&bytes, car).map(|at| at..at + car.len());
+        // The CAR is a byte string in the body, so its bytes appear verbatim. Look for
+        // its start (header and commit CID: unique in the frame), then check the rest.
+        let car = memchr::memmem::find(&bytes, &car[..car.len().min(96)])
+            .map(|at| at..at + car.len())
+            .filter(|r| bytes.get(r.clone()) == Some(car));
         BlocksFrame { kind, bytes, car }
     }
 }
