@@ -419,6 +419,11 @@ impl RepoLog {
                 repo.expect("checked").remove(&d);
             }
         }
+        drop(index);
+        // The next commit to each repo reads the nodes this one wrote: keep them at hand.
+        for (id, row) in ids.iter().zip(builder.rows) {
+            self.remember(*id, Arc::new(row));
+        }
         self.discard();
     }
 
@@ -505,14 +510,19 @@ impl RepoLog {
             return Ok(None);
         };
         let row = Arc::new(inflate(id, &stored)?);
+        self.remember(id, row.clone());
+        Ok(Some(row))
+    }
+
+    /// Keeps an inflated row in the cache of recent rows (small rows only).
+    fn remember(&self, id: i64, row: Arc<Vec<u8>>) {
         if row.len() <= ROW_TARGET * 2 {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent.len() >= RECENT_ROWS {
                 recent.remove(0);
             }
-            recent.push((id, row.clone()));
+            recent.push((id, row));
         }
-        Ok(Some(row))
     }
 
     fn read_at(&self, conn: &Connection, loc: Loc) -> Result<Option<Vec<u8>>, StorageError> {
