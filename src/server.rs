@@ -52,6 +52,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     tokio::spawn(crate::sync::firehose::compact_log(state.clone()));
     tokio::spawn(crate::sync::relays::run(state.clone()));
+    tokio::spawn(crate::pds::doctor::watch(state.clone()));
     let app = crate::xrpc::router(state.clone());
     // One stop signal for both sockets.
     let (stop, stopped) = watch::channel(false);

@@ -10,7 +10,7 @@ pub enum DisplayCommand {
     /// Render one screen as the 128x64 OLED would show it.
     Preview {
         /// boot, setup, pds, network, system, alert-network, alert-disk,
-        /// alert-clock, alert-relay or alert-power.
+        /// alert-clock, alert-relay, alert-power or alert-checks.
         #[arg(long)]
         screen: String,
         /// Where to write the PNG.

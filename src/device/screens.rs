@@ -41,6 +41,7 @@ pub const NAMED: &[(&str, Screen)] = &[
     ("alert-clock", Screen::Alert(Alert::ClockNotSynced)),
     ("alert-relay", Screen::Alert(Alert::RelayNotCrawling)),
     ("alert-power", Screen::Alert(Alert::UnderVoltage)),
+    ("alert-checks", Screen::Alert(Alert::ChecksFailing)),
 ];
 
 impl Screen {
@@ -60,6 +61,9 @@ pub fn sample_for(screen: Screen) -> Snapshot {
         Screen::Alert(Alert::DiskAlmostFull) => s.disk_free = Some(180_000_000),
         Screen::Alert(Alert::ClockNotSynced) => s.clock_synced = Some(false),
         Screen::Alert(Alert::UnderVoltage) => s.power.under_voltage = true,
+        Screen::Alert(Alert::ChecksFailing) => {
+            s.failing_checks = vec!["reachable".into(), "certificate".into()]
+        }
         Screen::Alert(Alert::RelayNotCrawling) => {
             s.relay = RelayView::Checked {
                 relay: "bsky.network".into(),
@@ -310,6 +314,20 @@ fn system(f: &mut Frame, s: &Snapshot) {
     );
 }
 
+/// The failing checks in one short line: the first, and how many more.
+fn checks_line(checks: &[String]) -> String {
+    let first: String = checks
+        .first()
+        .map_or("", String::as_str)
+        .chars()
+        .take(14)
+        .collect();
+    match checks.len() {
+        0 | 1 => format!("{first} failed"),
+        n => format!("{first} +{} more", n - 1),
+    }
+}
+
 fn alert(f: &mut Frame, s: &Snapshot, a: Alert) {
     let (headline, advice): (&str, Vec<String>) = match a {
         Alert::NoNetwork => (
@@ -334,6 +352,14 @@ fn alert(f: &mut Frame, s: &Snapshot, a: Alert) {
         Alert::UnderVoltage => (
             "LOW VOLTAGE",
             vec!["Use a 5V 3A".into(), "power supply.".into()],
+        ),
+        Alert::ChecksFailing => (
+            "CHECKS FAILING",
+            vec![
+                checks_line(&s.failing_checks),
+                // Where the doctor's findings and fixes are: the setup page.
+                format!("see {}", s.mdns_name.as_deref().unwrap_or("atbox doctor")),
+            ],
         ),
     };
     let index = s.alerts().iter().position(|x| *x == a).unwrap_or(0) + 1;

@@ -67,6 +67,9 @@ pub struct Snapshot {
     /// `None` when the kernel cannot tell.
     pub clock_synced: Option<bool>,
     pub power: PowerFlags,
+    /// The `atbox doctor` checks that failed at the server's last periodic run (not
+    /// clock and relays, which have alerts of their own).
+    pub failing_checks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +86,8 @@ pub enum Alert {
     ClockNotSynced,
     RelayNotCrawling,
     UnderVoltage,
+    /// Doctor checks are failing (DNS, reachability, certificate, identity).
+    ChecksFailing,
 }
 
 /// Disk is "almost full" below this share free, or below the absolute floor.
@@ -117,6 +122,7 @@ impl Snapshot {
             uptime_secs: 0,
             clock_synced: None,
             power: PowerFlags::default(),
+            failing_checks: Vec::new(),
         }
     }
 
@@ -197,6 +203,9 @@ impl Snapshot {
                 alerts.push(Alert::RelayNotCrawling);
             }
         }
+        if !self.failing_checks.is_empty() {
+            alerts.push(Alert::ChecksFailing);
+        }
         alerts
     }
 
@@ -240,6 +249,7 @@ mod tests {
             state: "not crawling".into(),
             bad_for_secs: 3600,
         };
+        s.failing_checks = vec!["reachable".into()];
         assert_eq!(
             s.alerts(),
             vec![
@@ -247,7 +257,8 @@ mod tests {
                 Alert::UnderVoltage,
                 Alert::DiskAlmostFull,
                 Alert::ClockNotSynced,
-                Alert::RelayNotCrawling
+                Alert::RelayNotCrawling,
+                Alert::ChecksFailing,
             ]
         );
         // A relay hiccup is not an alert yet.

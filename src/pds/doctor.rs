@@ -53,6 +53,45 @@ fn finding(check: &str, verdict: Verdict, detail: String, fix: Option<&str>) -> 
     }
 }
 
+/// The server runs the checks this long after starting (the network has had time to
+/// come up)...
+const WATCH_FIRST: Duration = Duration::from_secs(90);
+/// ...and then this often, for the screen.
+const WATCH_EVERY: Duration = Duration::from_secs(30 * 60);
+
+/// Runs the checks periodically once an account exists, keeping the names of the
+/// failing ones in `AppState::failing_checks`, where the screen's status snapshot
+/// finds them. Clock and relays are left out: they have alerts of their own.
+pub async fn watch(state: super::Ctx) {
+    tokio::time::sleep(WATCH_FIRST).await;
+    loop {
+        let claimed = state
+            .storage
+            .read(|conn| Ok::<_, crate::storage::StorageError>(!accounts::list(conn)?.is_empty()))
+            .await
+            .unwrap_or(false);
+        let failing: Vec<String> = if claimed {
+            examine(&state)
+                .await
+                .into_iter()
+                .filter(|f| f.verdict == Verdict::Fail)
+                .filter(|f| f.check != "clock" && !f.check.starts_with("relay"))
+                .map(|f| f.check)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !failing.is_empty() {
+            tracing::warn!("doctor: failing checks: {}", failing.join(", "));
+        }
+        *state
+            .failing_checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = failing;
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+}
+
 /// Runs every check.
 pub async fn examine(state: &AppState) -> Vec<Finding> {
     let mut out = vec![clock()];

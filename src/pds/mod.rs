@@ -50,6 +50,8 @@ pub struct AppState {
     pub relay_clock: crate::sync::relays::WriteClock,
     /// When this process started (unix seconds) and its storage writes at that moment.
     pub started_at: i64,
+    /// The doctor checks failing at the last periodic run (see `doctor::watch`).
+    pub failing_checks: std::sync::Mutex<Vec<String>>,
     pub write_bytes_at_start: u64,
     /// The code on the screen that proves physical presence while the box is unclaimed.
     pub pairing: crate::auth::pairing::PairingCode,
@@ -88,6 +90,7 @@ impl AppState {
             setup_attempts: RateLimiter::new(10, Duration::from_secs(5 * 60)),
             relay_clock: Default::default(),
             started_at: crate::auth::tokens::now(),
+            failing_checks: Default::default(),
             write_bytes_at_start: crate::bench::write_bytes(),
             pairing: Default::default(),
             snapshots: tokio::sync::watch::channel(crate::device::Snapshot::booting(

@@ -125,6 +125,11 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
         uptime_secs: (now - state.started_at).max(0) as u64,
         clock_synced: sysinfo::clock_synced(),
         power: sysinfo::power_flags(),
+        failing_checks: state
+            .failing_checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
     }
 }
 
