@@ -60,7 +60,15 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
     let plc = common::server::start_plc();
     let screen = tempfile::tempdir().unwrap();
     let display = format!("png:{}", screen.path().display());
-    let atbox = common::server::start_atbox(&plc.url, &[("ATBOX_DISPLAY", display.as_str())]);
+    // Invite-only, as a box on the internet should be: the owner needs no code (the
+    // pairing code proves them), everyone after them does.
+    let atbox = common::server::start_atbox(
+        &plc.url,
+        &[
+            ("ATBOX_DISPLAY", display.as_str()),
+            ("ATBOX_INVITE_REQUIRED", "true"),
+        ],
+    );
 
     // Read the code off the screen (the setup screen takes turns with any alert).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -113,6 +121,50 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         "{findings}"
     );
     assert!(findings.contains("identity owner.test"), "{findings}");
+
+    // The owner's actions: a wrong password is refused, the accounts are listed, the
+    // invite code made on the page works once, the crawl request reports.
+    assert!(
+        !result["ownerWrongPassword"].as_str().unwrap().is_empty(),
+        "{result}"
+    );
+    assert!(
+        result["accounts"].to_string().contains("@owner.test"),
+        "{result}"
+    );
+    assert!(
+        result["crawl"].to_string().contains("No relays"),
+        "{result}"
+    );
+    let invite = result["inviteCode"].as_str().unwrap();
+    let create = |handle: &str, invite: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-H", "content-type: application/json", "-d"])
+            .arg(format!(
+                r#"{{"handle":"{handle}","email":"{handle}@example.com","password":"friend password 1","inviteCode":"{invite}"}}"#
+            ))
+            .arg(format!("{url}xrpc/com.atproto.server.createAccount"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let without = create("stranger.test", "");
+    assert!(without.contains("InvalidInviteCode"), "{without}");
+    let first = create("friend.test", invite);
+    assert!(first.contains("accessJwt"), "{first}");
+    let second = create("other.test", invite);
+    assert!(second.contains("InvalidInviteCode"), "{second}");
+    // Without the owner's session the owner's routes refuse.
+    let anonymous = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST"])
+        .arg(format!("{url}setup/owner/invite"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&anonymous.stdout).contains("AuthRequired"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stdout)
+    );
 
     // The account exists, and claiming again is refused.
     let listed = atbox.cli(&plc.url, &["account", "list"]);

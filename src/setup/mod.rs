@@ -7,8 +7,13 @@
 //! browser can claim the box — and the first account's handle, email and password.
 //! Wrong codes are rate-limited per client and rotate the code after a few tries
 //! (`auth::pairing`). Afterwards the page shows the same facts as the screen
-//! (`AppState.snapshots`) and how to log in from the Bluesky app. Plain HTML with a
-//! little JS, served by atbox itself: nothing to build on the device.
+//! (`AppState.snapshots`), how to log in from the Bluesky app, the doctor's checks, and
+//! the owner's actions behind their login (`owner`). Plain HTML with a little JS,
+//! served by atbox itself: nothing to build on the device.
+
+mod owner;
+
+pub use owner::{crawl as owner_crawl, invite as owner_invite, list_accounts as owner_accounts};
 
 use crate::pds::accounts::{create_account, NewAccount};
 use crate::pds::Ctx;
@@ -36,7 +41,7 @@ pub fn is_lan(ip: IpAddr) -> bool {
     }
 }
 
-fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
+pub(crate) fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
     crate::xrpc::client_ip(Some(peer), headers, &ctx.config.trusted_proxies)
         .filter(|ip| is_lan(*ip))
 }
@@ -60,7 +65,7 @@ pub async fn front_page(
     .into_response()
 }
 
-fn lan_only() -> Response {
+pub(crate) fn lan_only() -> Response {
     XrpcError::forbidden("the setup page only answers on the local network").into_response()
 }
 

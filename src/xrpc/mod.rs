@@ -44,7 +44,16 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/", get(crate::setup::front_page))
         .route("/setup/status", get(crate::setup::status))
         .route("/setup/doctor", get(crate::setup::doctor))
-        .route("/setup/claim", axum::routing::post(crate::setup::claim));
+        .route("/setup/claim", axum::routing::post(crate::setup::claim))
+        .route(
+            "/setup/owner/invite",
+            axum::routing::post(crate::setup::owner_invite),
+        )
+        .route(
+            "/setup/owner/crawl",
+            axum::routing::post(crate::setup::owner_crawl),
+        )
+        .route("/setup/owner/accounts", get(crate::setup::owner_accounts));
     public
         .merge(local)
         .fallback(|| async { XrpcError::not_found("no such page") })

@@ -8,7 +8,8 @@
 // 1. a wrong pairing code is refused with a message; 2. the right code with a handle,
 // email and password claims the box, and the page tells how to log in from the
 // Bluesky app; 3. a reload no longer offers claiming; 4. the reachability checks
-// (atbox doctor) run from the page. Saves a screenshot of each step
+// (atbox doctor) run from the page; 5. the owner logs in on the page, sees the
+// accounts, makes an invite code and asks the relays to crawl. Saves a screenshot of each step
 // in DIR and prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 import './lib/quiet.mjs'
 import { chromium } from 'playwright-core'
@@ -63,6 +64,22 @@ try {
   result.findings = await page.$$eval('#findings li', (items) => items.map((li) => li.textContent))
   await page.screenshot({ path: `${dir}/5-checks.png`, fullPage: true })
   await page.screenshot({ path: `${dir}/4-status.png`, fullPage: true })
+
+  await page.fill('#owner-password', 'wrong password')
+  await page.click('#owner-login-button')
+  await page.waitForSelector('#owner-error:not([hidden])')
+  result.ownerWrongPassword = await page.textContent('#owner-error')
+  await page.fill('#owner-password', 'a long enough password')
+  await page.click('#owner-login-button')
+  await page.waitForSelector('#owner-actions:not([hidden])', { timeout: 30000 })
+  result.accounts = await page.$$eval('#accounts li', (items) => items.map((li) => li.textContent))
+  await page.click('#invite-button')
+  await page.waitForSelector('#invite:not([hidden])')
+  result.inviteCode = await page.textContent('#invite-code')
+  await page.click('#crawl-button')
+  await page.waitForSelector('#crawl-results li')
+  result.crawl = await page.$$eval('#crawl-results li', (items) => items.map((li) => li.textContent))
+  await page.screenshot({ path: `${dir}/6-owner.png`, fullPage: true })
   result.ok = true
 } catch (e) {
   result.error = String(e && e.stack || e)

@@ -1,0 +1,107 @@
+//! The owner's actions on the LAN setup page, behind the owner's login: invite codes
+//! for family and friends, asking the relays to crawl now, and the accounts the box
+//! hosts.
+//!
+//! The page logs in with the ordinary `com.atproto.server.createSession` (same origin)
+//! and sends the access token; these routes accept only the box's owner — its first
+//! account — with a full session (an app password is for apps, not for administering
+//! the box), and only from the local network, like the rest of the page.
+
+use super::{lan_client, lan_only};
+use crate::auth::tokens::Scope;
+use crate::pds::Ctx;
+use crate::storage::accounts;
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// Checks that the request comes from the LAN with the owner's full session; returns
+/// the owner's DID.
+async fn owner(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Result<String, Response> {
+    if lan_client(ctx, peer, headers).is_none() {
+        return Err(lan_only());
+    }
+    let session = crate::xrpc::auth::access(ctx, headers).map_err(IntoResponse::into_response)?;
+    if session.scope != Scope::Access {
+        return Err(XrpcError::forbidden(
+            "log in with the account's password, not an app password",
+        )
+        .into_response());
+    }
+    let first = ctx
+        .storage
+        .read(|conn| Ok::<_, XrpcError>(accounts::list(conn)?.into_iter().next()))
+        .await
+        .map_err(IntoResponse::into_response)?;
+    match first {
+        Some(a) if a.did == session.did => Ok(a.did),
+        _ => Err(
+            XrpcError::forbidden("only the box's owner (its first account) can do this")
+                .into_response(),
+        ),
+    }
+}
+
+fn answer(result: XrpcResult<Value>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /setup/owner/invite`: a new single-use invite code.
+pub async fn invite(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let did = match owner(&ctx, peer, &headers).await {
+        Ok(did) => did,
+        Err(refused) => return refused,
+    };
+    let codes = crate::pds::accounts::create_invites(&ctx, 1, 1, &did).await;
+    answer(codes.map(|c| json!({ "code": c.first() })))
+}
+
+/// `POST /setup/owner/crawl`: asks every configured relay to crawl this box now.
+pub async fn crawl(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = owner(&ctx, peer, &headers).await {
+        return refused;
+    }
+    let mut relays = Vec::new();
+    for relay in &ctx.config.relays {
+        let outcome = crate::sync::relays::request_crawl(&ctx, relay).await;
+        relays.push(json!({ "relay": relay, "ok": outcome.is_ok(), "error": outcome.err() }));
+    }
+    Json(json!({ "relays": relays })).into_response()
+}
+
+/// `GET /setup/owner/accounts`: the accounts hosted here.
+pub async fn list_accounts(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = owner(&ctx, peer, &headers).await {
+        return refused;
+    }
+    let listed = ctx
+        .storage
+        .read(|conn| Ok::<_, XrpcError>(accounts::list(conn)?))
+        .await;
+    answer(listed.map(|list| {
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|a| json!({ "handle": a.handle, "did": a.did, "status": a.status.as_str() }))
+            .collect();
+        json!({ "accounts": rows })
+    }))
+}
