@@ -6,7 +6,7 @@
 //! client's own work is not counted) and its resident memory idle and at its peak
 //! (`/proc/<pid>/status`). Every acknowledged write is durable (see `storage`).
 
-use super::{percentile, seed_account};
+use super::{drive, percentile, seed_account};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -119,49 +119,35 @@ pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Res
     let idle_rss_kib = status_kib(pid, "VmRSS");
 
     let cpu0 = cpu_of(pid)?;
-    let start = Instant::now();
-    let per_task = records.div_ceil(concurrency.max(1));
     let shared = Arc::new((client, base, token, did));
-    let mut tasks = Vec::new();
-    for t in 0..concurrency.max(1) {
+    let (latencies, seconds) = drive(records, concurrency, move |i| {
         let shared = shared.clone();
-        let n = per_task.min(records.saturating_sub(t * per_task));
-        tasks.push(tokio::spawn(async move {
+        async move {
             let (client, base, token, did) = &*shared;
-            let mut latencies = Vec::with_capacity(n);
-            for i in 0..n {
-                let body = serde_json::json!({
-                    "repo": did,
-                    "collection": "app.bsky.feed.post",
-                    "record": {
-                        "$type": "app.bsky.feed.post",
-                        "text": format!("HTTP benchmark post {t}/{i}: a sentence or two of text, as people write them"),
-                        "createdAt": crate::syntax::Datetime::now().as_str(),
-                        "langs": ["en"],
-                    },
-                });
-                let began = Instant::now();
-                client
-                    .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await?
-                    .error_for_status()?;
-                latencies.push(began.elapsed());
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(records);
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    let seconds = start.elapsed().as_secs_f64();
+            let body = serde_json::json!({
+                "repo": did,
+                "collection": "app.bsky.feed.post",
+                "record": {
+                    "$type": "app.bsky.feed.post",
+                    "text": format!("HTTP benchmark post {i}: a sentence or two of text, as people write them"),
+                    "createdAt": crate::syntax::Datetime::now().as_str(),
+                    "langs": ["en"],
+                },
+            });
+            client
+                .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(())
+        }
+    })
+    .await?;
     let cpu = cpu_of(pid)? - cpu0;
     let peak_rss_kib = status_kib(pid, "VmHWM");
     drop(server);
-    latencies.sort();
     let n = latencies.len().max(1) as f64;
     Ok(HttpReport {
         records: latencies.len(),

@@ -77,6 +77,44 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// Makes `records` writes from `concurrency` tasks, each task writing its share one
+/// after another; `write(i)` makes write number `i` (from 1). Returns the latencies,
+/// sorted, and the seconds it all took.
+async fn drive<F, Fut>(
+    records: usize,
+    concurrency: usize,
+    write: F,
+) -> anyhow::Result<(Vec<Duration>, f64)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let write = Arc::new(write);
+    let start = Instant::now();
+    let per_task = records.div_ceil(concurrency.max(1));
+    let mut tasks = Vec::new();
+    for t in 0..concurrency.max(1) {
+        let write = write.clone();
+        let n = per_task.min(records.saturating_sub(t * per_task));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(n);
+            for i in 0..n {
+                let began = Instant::now();
+                write(t * per_task + i + 1).await?;
+                latencies.push(began.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(records);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort();
+    Ok((latencies, seconds))
+}
+
 /// Runs one benchmark in `dir` (which should be on the storage being measured).
 pub async fn storage(
     dir: &Path,
@@ -110,34 +148,19 @@ pub async fn storage(
         stats.commits.load(Ordering::Relaxed),
         stats.fsyncs(),
     );
-    let (bytes0, cpu0, start) = (write_bytes(), cpu_time(), Instant::now());
-    let per_task = records.div_ceil(concurrency.max(1));
-    let mut tasks = Vec::new();
-    for t in 0..concurrency.max(1) {
-        let (state, session) = (state.clone(), session.clone());
-        let n = per_task.min(records.saturating_sub(t * per_task));
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(n);
-            for i in 0..n {
-                let began = Instant::now();
-                write_post(&state, &session, t * per_task + i + 1).await?;
-                latencies.push(began.elapsed());
-            }
-            Ok::<_, anyhow::Error>(latencies)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(records);
-    for t in tasks {
-        latencies.extend(t.await??);
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let (bytes0, cpu0) = (write_bytes(), cpu_time());
+    let writer = state.clone();
+    let (latencies, seconds) = drive(records, concurrency, move |i| {
+        let (state, session) = (writer.clone(), session.clone());
+        async move { write_post(&state, &session, i).await }
+    })
+    .await?;
     state.storage.writer.checkpoint().await;
     let cpu = cpu_time() - cpu0;
     let bytes = write_bytes() - bytes0;
     let fsyncs = stats.fsyncs() - fsyncs0;
     let batches = (stats.commits.load(Ordering::Relaxed) - commits0).max(1);
     let jobs = stats.jobs.load(Ordering::Relaxed) - jobs0;
-    latencies.sort();
     let n = latencies.len().max(1) as f64;
     Ok(StorageReport {
         mode: if naive {

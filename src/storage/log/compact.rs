@@ -2,7 +2,7 @@
 //! give their live blocks to a new row and go), and the one-time move of the old
 //! block and event tables into the log (schema migration 5).
 
-use super::row::{deflate, entry_blocks, inflate, insert_row, parse_row, RowBuilder};
+use super::row::{entry_blocks, inflate, insert_row, parse_row, RowBuilder};
 use super::{digest, RepoLog, RowInfo};
 use crate::data::Cid;
 use crate::storage::StorageError;
@@ -79,12 +79,13 @@ impl RepoLog {
                 .collect(),
         );
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let ids: Vec<i64> = builder
-            .rows
-            .iter()
-            .map(|row| insert_row(&tx, now_ms, row))
-            .collect::<Result<_, _>>()?;
-        let written: u64 = builder.rows.iter().map(|r| deflate(r).len() as u64).sum();
+        let mut ids = Vec::with_capacity(builder.rows.len());
+        let mut written = 0;
+        for row in &builder.rows {
+            let (id, stored) = insert_row(&tx, now_ms, row)?;
+            ids.push(id);
+            written += stored as u64;
+        }
         for id in &picked {
             tx.execute("DELETE FROM repo_log WHERE id = ?1", [id])?;
         }

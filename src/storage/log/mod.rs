@@ -344,7 +344,7 @@ impl RepoLog {
         let ids = builder
             .rows
             .iter()
-            .map(|row| insert_row(conn, now_ms, row))
+            .map(|row| insert_row(conn, now_ms, row).map(|(id, _)| id))
             .collect::<Result<_, _>>()?;
         Ok(Written {
             builder,

@@ -17,7 +17,7 @@ pub(super) const ROW_TARGET: usize = 64 * 1024;
 /// Largest row inflated (a bound against a damaged database, far above any row).
 const MAX_ROW: u64 = 64 * 1024 * 1024;
 
-pub(super) fn deflate(row: &[u8]) -> Vec<u8> {
+fn deflate(row: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
     z.write_all(row).expect("writing to memory");
@@ -34,10 +34,16 @@ pub(super) fn inflate(id: i64, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
     Ok(out)
 }
 
-pub(super) fn insert_row(conn: &Connection, now_ms: i64, row: &[u8]) -> Result<i64, StorageError> {
+/// Stores a row, deflated; returns its id and its stored size.
+pub(super) fn insert_row(
+    conn: &Connection,
+    now_ms: i64,
+    row: &[u8],
+) -> Result<(i64, usize), StorageError> {
+    let stored = deflate(row);
     conn.prepare_cached("INSERT INTO repo_log (written_ms, data) VALUES (?1, ?2)")?
-        .execute(params![now_ms, deflate(row)])?;
-    Ok(conn.last_insert_rowid())
+        .execute(params![now_ms, stored])?;
+    Ok((conn.last_insert_rowid(), stored.len()))
 }
 
 pub(super) const TAG_EVENT: u8 = 1;
