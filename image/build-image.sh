@@ -70,6 +70,16 @@ log "Debian $SUITE arm64 from $MIRROR${SECURITY:+ (security: $SECURITY)}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/atbox-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# Peak scratch: the root tree (~0.9 GB) and its ext4 image (~1.4 GB), then the card
+# (~1.4 GB, sparse); say so up front rather than fail after 15 minutes of building.
+free_mb() { df --output=avail -BM "$1" | tail -1 | tr -dc 0-9; }
+mkdir -p "$OUT"
+for dir in "$work" "$OUT"; do
+  if [ "$(free_mb "$dir")" -lt 4096 ]; then
+    echo "error: $(free_mb "$dir") MiB free under $dir; the image build needs 4 GiB (set TMPDIR or free space)" >&2
+    exit 1
+  fi
+done
 rootfs="$work/rootfs"
 
 PACKAGES=(
@@ -101,6 +111,7 @@ used_mb=$(du -sm --apparent-size "$rootfs" | cut -f1)
 # to fill the card; rounded to 4 MiB.
 ROOT_MB=$(( (used_mb * 13 / 10 + 256 + 3) / 4 * 4 ))
 mkfs.ext4 -q -L RASPIROOT -d "$rootfs" -E root_owner=0:0 "$work/root.img" "${ROOT_MB}M"
+rm -rf "$rootfs"
 
 log "assembling the card (sfdisk, 4 MiB alignment)"
 mkdir -p "$OUT"
@@ -114,6 +125,7 @@ start=$((4 + BOOT_MB))MiB, size=${ROOT_MB}MiB, type=83
 SFDISK
 dd if="$work/boot.img" of="$img" bs=1M seek=4 conv=notrunc,sparse status=none
 dd if="$work/root.img" of="$img" bs=1M seek=$((4 + BOOT_MB)) conv=notrunc,sparse status=none
+rm -f "$work/boot.img" "$work/root.img"
 size=$(stat -c %s "$img")
 if [ "$XZ" = yes ]; then
   log "compressing (xz)"

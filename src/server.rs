@@ -1,5 +1,6 @@
 //! `atbox serve`: opens the data directory, binds the listener and runs the HTTP server
-//! and background tasks until SIGINT/SIGTERM.
+//! and background tasks until SIGINT/SIGTERM, or until the setup page asks for a restart
+//! (new settings that the whole server is rebuilt with: `cli` then re-executes atbox).
 
 use crate::config::Config;
 use crate::device::mdns::Mdns;
@@ -20,8 +21,17 @@ pub fn restrict_umask() {
     }
 }
 
-/// Runs the server until a shutdown signal.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM: the process ends.
+    Stopped,
+    /// The setup page saved settings: start again with them.
+    Restart,
+}
+
+/// Runs the server until a shutdown signal or a restart request.
+pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     restrict_umask();
     let listen = config.listen;
     let public_url = config.public_url.clone();
@@ -42,6 +52,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
+    if let Some(settings) = &state.config.settings {
+        tracing::info!(
+            "in force from the setup page ({}): {settings:?}",
+            crate::config::Settings::path(&data_dir).display()
+        );
+    }
     println!(
         "atbox is running: {public_url} (listening on {listen}; data in {})",
         data_dir.display()
@@ -53,11 +69,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::sync::firehose::compact_log(state.clone()));
     tokio::spawn(crate::sync::relays::run(state.clone()));
     tokio::spawn(crate::pds::doctor::watch(state.clone()));
+    tokio::spawn(crate::setup::finish_saved_claim(state.clone()));
     let app = crate::xrpc::router(state.clone());
     // One stop signal for both sockets.
     let (stop, stopped) = watch::channel(false);
+    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+    let waiter = state.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        let exit = tokio::select! {
+            _ = shutdown_signal() => Exit::Stopped,
+            _ = waiter.restart.notified() => Exit::Restart,
+        };
+        if exit == Exit::Restart {
+            tracing::info!("restarting with the settings saved by the setup page");
+            let _ = sd_notify::notify(
+                false,
+                &[sd_notify::NotifyState::Status(
+                    "restarting with new settings",
+                )],
+            );
+        }
+        let _ = exit_tx.send(exit);
         let _ = stop.send(true);
     });
     let https = crate::tls::start(&state, app.clone(), stopped.clone()).await?;
@@ -72,8 +104,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .await
     .context("the HTTP server stopped")?;
-    tracing::info!("atbox stopped");
-    Ok(())
+    let exit = exit_rx.await.unwrap_or(Exit::Stopped);
+    if exit == Exit::Stopped {
+        tracing::info!("atbox stopped");
+    }
+    Ok(exit)
 }
 
 fn display_settings(config: &Config) -> DisplaySettings {

@@ -50,6 +50,15 @@ fn read_code(frame: &Frame) -> Option<String> {
     None
 }
 
+fn curl_json(url: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-s", url])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{url}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 #[test]
 fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -62,11 +71,13 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
     let display = format!("png:{}", screen.path().display());
     // Invite-only, as a box on the internet should be: the owner needs no code (the
     // pairing code proves them), everyone after them does.
-    let atbox = common::server::start_atbox(
+    // No ATBOX_HOSTNAME: the variable would win over the name chosen on the page.
+    let mut atbox = common::server::start_atbox(
         &plc.url,
         &[
             ("ATBOX_DISPLAY", display.as_str()),
             ("ATBOX_INVITE_REQUIRED", "true"),
+            ("ATBOX_HOSTNAME", ""),
         ],
     );
 
@@ -93,8 +104,10 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
             &url,
             "--code",
             &code,
+            "--hostname",
+            "pds.test",
             "--handle",
-            "owner.test",
+            "owner",
             "--screenshots",
             shots.to_str().unwrap(),
         ],
@@ -108,19 +121,48 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
             .contains("not the code"),
         "{result}"
     );
+    // The public name chosen on the page: atbox restarted under it and then finished
+    // the claim, with the handle under that name.
+    assert!(
+        result["finishing"]
+            .as_str()
+            .is_some_and(|m| m.contains("restarting as pds.test")),
+        "{result}"
+    );
     assert!(result["doneMessage"]
         .as_str()
         .unwrap()
-        .contains("@owner.test"));
-    assert_eq!(result["loginServer"], atbox.server.url.as_str());
+        .contains("@owner.pds.test"));
+    assert_eq!(result["loginServer"], "https://pds.test");
     assert_eq!(result["claimOfferedAfterReload"], false);
-    // The doctor's checks on the page: a localhost box is told to set a public name.
-    let findings = result["findings"].to_string();
+    // Same process (systemd's main PID stays), new configuration, saved durably.
     assert!(
-        findings.contains("FAIL dns") && findings.contains("set hostname"),
-        "{findings}"
+        atbox.server.child.try_wait().unwrap().is_none(),
+        "atbox exited instead of restarting"
     );
-    assert!(findings.contains("identity owner.test"), "{findings}");
+    let data_dir = atbox.data_dir.path();
+    let settings = std::fs::read_to_string(data_dir.join("settings.toml")).unwrap();
+    assert!(settings.contains("hostname = \"pds.test\""), "{settings}");
+    assert!(!data_dir.join("saved-claim.json").exists());
+    let described = curl_json(&format!("{url}xrpc/com.atproto.server.describeServer"));
+    assert_eq!(described["did"], "did:web:pds.test", "{described}");
+    assert_eq!(
+        described["availableUserDomains"][0], ".pds.test",
+        "{described}"
+    );
+    // The DID was registered at the PLC directory with the new name's endpoint.
+    let status = curl_json(&format!("{url}setup/status"));
+    let did = status["did"].as_str().unwrap();
+    let doc = curl_json(&format!("{}/{did}", plc.url));
+    assert_eq!(
+        doc["service"][0]["serviceEndpoint"], "https://pds.test",
+        "{doc}"
+    );
+    assert_eq!(doc["alsoKnownAs"][0], "at://owner.pds.test", "{doc}");
+    // The doctor's checks on the page: the name does not resolve to this box yet.
+    let findings = result["findings"].to_string();
+    assert!(findings.contains("FAIL dns"), "{findings}");
+    assert!(findings.contains("identity owner.pds.test"), "{findings}");
 
     // The owner's actions: a wrong password is refused, the accounts are listed, the
     // invite code made on the page works once, the crawl request reports.
@@ -129,7 +171,7 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         "{result}"
     );
     assert!(
-        result["accounts"].to_string().contains("@owner.test"),
+        result["accounts"].to_string().contains("@owner.pds.test"),
         "{result}"
     );
     assert!(
@@ -148,11 +190,11 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let without = create("stranger.test", "");
+    let without = create("stranger.pds.test", "");
     assert!(without.contains("InvalidInviteCode"), "{without}");
-    let first = create("friend.test", invite);
+    let first = create("friend.pds.test", invite);
     assert!(first.contains("accessJwt"), "{first}");
-    let second = create("other.test", invite);
+    let second = create("other.pds.test", invite);
     assert!(second.contains("InvalidInviteCode"), "{second}");
     // Without the owner's session the owner's routes refuse.
     let anonymous = std::process::Command::new("curl")
@@ -168,7 +210,7 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
 
     // The account exists, and claiming again is refused.
     let listed = atbox.cli(&plc.url, &["account", "list"]);
-    assert!(listed.contains("owner.test"), "{listed}");
+    assert!(listed.contains("owner.pds.test"), "{listed}");
     let again = std::process::Command::new("curl")
         .args(["-s", "-H", "content-type: application/json", "-d"])
         .arg(format!(
@@ -178,4 +220,42 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("AlreadyClaimed"));
+}
+
+/// A bad public name, or one the environment would override, is refused before the
+/// pairing code is looked at (a typo must not cost the owner a trip to the screen),
+/// and nothing is saved.
+#[test]
+fn a_public_name_is_checked_before_the_code_is_spent() {
+    let plc = common::server::start_plc();
+    // The test harness sets ATBOX_HOSTNAME=localhost: the variable wins over the page.
+    let atbox = common::server::start_atbox(&plc.url, &[]);
+    let url = format!("{}/", atbox.server.url.replace("localhost", "127.0.0.1"));
+    let claim = |hostname: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-H", "content-type: application/json", "-d"])
+            .arg(format!(
+                r#"{{"code":"000000","hostname":"{hostname}","handle":"owner","email":"o@example.com","password":"pw pw pw pw"}}"#
+            ))
+            .arg(format!("{url}setup/claim"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    for (name, says) in [
+        ("atbox.local", "only works on this network"),
+        ("not a name", "not a host name"),
+        ("192.0.2.7", "not a host name"),
+        ("pds.example.com", "ATBOX_HOSTNAME"),
+    ] {
+        let answer = claim(name);
+        assert_eq!(answer["error"], "InvalidHostname", "{name}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{name}: {answer}"
+        );
+    }
+    // The name it already has: on to the code, which is wrong.
+    assert_eq!(claim("localhost")["error"], "WrongCode");
+    assert!(!atbox.data_dir.path().join("settings.toml").exists());
 }

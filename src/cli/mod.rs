@@ -212,9 +212,7 @@ pub fn main() -> ExitCode {
             init_logging();
             firstboot::run(args).map(|()| ExitCode::SUCCESS)
         }
-        Command::Serve => with_config(cli.config, |config| async move {
-            crate::server::serve(config).await
-        }),
+        Command::Serve => serve(cli.config),
         Command::Account(cmd) => with_config(cli.config, |config| admin::account(config, cmd)),
         Command::Invite(cmd) => with_config(cli.config, |config| admin::invite(config, cmd)),
         Command::Status => with_config(cli.config, status::status),
@@ -230,6 +228,30 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `atbox serve`; when the server asks for a restart (the setup page saved settings),
+/// atbox executes itself again with the same arguments: the same process for systemd
+/// (`Type=notify` sees READY again), everything rebuilt from the new configuration.
+fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = crate::config::load(path.as_deref(), &|k| std::env::var(k).ok())?;
+    let runtime = runtime()?;
+    let exit = runtime.block_on(crate::server::serve(config))?;
+    // Background tasks end here, and with them the storage writer.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    if exit == crate::server::Exit::Restart {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe()?;
+        let err = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        anyhow::bail!(
+            "could not restart {} ({err}); start atbox again: the new settings are saved",
+            exe.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads the configuration and runs `f` on a Tokio runtime.

@@ -129,6 +129,12 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         config.public_url,
         config.data_dir.display()
     );
+    if config.settings.is_some() {
+        println!(
+            "  public name chosen on the setup page ({}; ATBOX_* variables still win)",
+            crate::config::Settings::path(&config.data_dir).display()
+        );
+    }
     storage_health(&config).await;
     let certs = crate::tls::stored_certificates(&config.data_dir);
     if config.tls != crate::config::TlsMode::Off || !certs.is_empty() {

@@ -5,6 +5,12 @@
 //! built-in development default. Environment variables override the file. The key
 //! names and variables are a stable interface (docs, systemd units and tests use them).
 //! A bad value stops start-up with one line naming the key and what is wrong.
+//! What the owner chose on the LAN setup page (`settings`, kept in `data_dir`) lies
+//! between the file and the variables.
+
+pub mod settings;
+
+pub use settings::Settings;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -70,6 +76,10 @@ pub struct Config {
     /// (e.g. `https://api.ipify.org`); `atbox doctor` compares it with the host name's
     /// DNS records. Never asked unless set.
     pub public_ip_url: Option<String>,
+    /// The config file read, if any (`--config`, or the system one).
+    pub config_file: Option<PathBuf>,
+    /// The setup page's settings in force (from `data_dir`), if any.
+    pub settings: Option<Settings>,
 }
 
 /// `tls = "off" | "files" | "acme"`.
@@ -89,7 +99,7 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// The file form: every key optional, unknown keys refused (a typo should not pass
 /// silently on a box the user cannot easily debug).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     hostname: Option<String>,
@@ -128,7 +138,7 @@ struct ConfigFile {
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum StringOrList {
     One(String),
@@ -176,12 +186,41 @@ pub fn load(
     explicit: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let file = match explicit {
+    load_with(explicit, env, None)
+}
+
+/// As [`load`], with `settings` in place of those saved in the data directory: the
+/// setup page checks a choice this way before it saves it.
+pub fn load_with(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    settings: Option<Settings>,
+) -> Result<Config, ConfigError> {
+    let source = match explicit {
+        Some(path) => Some(path.to_owned()),
+        None if Path::new(SYSTEM_CONFIG).exists() => Some(PathBuf::from(SYSTEM_CONFIG)),
+        None => None,
+    };
+    let mut file = match &source {
         Some(path) => read_file(path)?,
-        None if Path::new(SYSTEM_CONFIG).exists() => read_file(Path::new(SYSTEM_CONFIG))?,
         None => ConfigFile::default(),
     };
-    resolve(file, env)
+    // The data directory comes from the file and the variables, never from settings.
+    let plain = resolve(file.clone(), env)?;
+    let settings = match settings {
+        Some(s) => Some(s),
+        None => Settings::read(&plain.data_dir)?,
+    };
+    let mut config = match &settings {
+        Some(s) => {
+            s.apply(&mut file);
+            resolve(file, env)?
+        }
+        None => plain,
+    };
+    config.config_file = source;
+    config.settings = settings;
+    Ok(config)
 }
 
 /// The development default, as `atbox serve` runs with no file and no variables.
@@ -499,6 +538,8 @@ fn resolve(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         relays,
         appview_url,
         appview_did,
+        config_file: None,
+        settings: None,
     })
 }
 

@@ -77,3 +77,50 @@ fn file_keys_are_checked() {
     let c = resolve(f, &|_| None).unwrap();
     assert_eq!(c.handle_domains, vec![".example.org"]);
 }
+
+#[test]
+fn setup_page_settings_lie_between_the_file_and_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("atbox.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &file,
+        format!(
+            "hostname = \"atbox.local\"\npublic_url = \"http://atbox.local\"\ndata_dir = {:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let no_env = |_: &str| None;
+    let before = load(Some(&file), &no_env).unwrap();
+    assert_eq!(before.hostname, "atbox.local");
+    assert_eq!(before.settings, None);
+    assert_eq!(before.config_file.as_deref(), Some(file.as_path()));
+
+    Settings::public_name("PDS.Example.com.")
+        .save(&data)
+        .unwrap();
+    let after = load(Some(&file), &no_env).unwrap();
+    assert_eq!(after.hostname, "pds.example.com");
+    // The file's public_url belonged to the old name.
+    assert_eq!(after.public_url, "https://pds.example.com");
+    assert_eq!(after.handle_domains, vec![".pds.example.com"]);
+    assert!(after.settings.is_some());
+
+    let env = |k: &str| (k == "ATBOX_HOSTNAME").then(|| "env.example.net".to_owned());
+    assert_eq!(load(Some(&file), &env).unwrap().hostname, "env.example.net");
+
+    // A choice is checked before it is saved: a bad one names the key.
+    let bad = Settings {
+        hostname: Some("not a host".into()),
+        handle_domains: None,
+    };
+    assert_eq!(
+        load_with(Some(&file), &no_env, Some(bad)).unwrap_err().key,
+        "hostname"
+    );
+
+    std::fs::write(Settings::path(&data), "hostname = 3\n").unwrap();
+    let e = load(Some(&file), &no_env).unwrap_err();
+    assert_eq!(e.key, "settings");
+}

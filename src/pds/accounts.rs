@@ -8,6 +8,7 @@ use super::{signing_key, unix_now, AppState};
 use crate::auth::password;
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
+use crate::config::Config;
 use crate::crypto::{KeyType, Keypair};
 use crate::identity::plc::PlcOperation;
 use crate::identity::DidDocument;
@@ -46,6 +47,16 @@ pub struct NewAccount {
     /// needed. Never read from a request body.
     #[serde(skip)]
     pub by_owner: bool,
+    /// The password, already hashed: a claim saved across a restart (`setup::claim`)
+    /// keeps no plain password on disk. Never read from a request body.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+}
+
+/// The new account's password as given.
+enum Password {
+    Plain(String),
+    Hashed(String),
 }
 
 /// Checks a handle asked for on this server: syntax, one of our domains, a sensible
@@ -55,6 +66,21 @@ pub async fn check_new_handle(
     handle: &str,
     own_did: Option<&str>,
 ) -> XrpcResult<String> {
+    let handle = handle_fits(&state.config, handle)?;
+    if let Some(existing) = state.find_account(&handle).await? {
+        if Some(existing.did.as_str()) != own_did {
+            return Err(XrpcError::named(
+                "HandleNotAvailable",
+                format!("handle {handle} is already taken"),
+            ));
+        }
+    }
+    Ok(handle)
+}
+
+/// The checks of a new handle that need only the configuration: syntax, one of its
+/// domains, a sensible first label. Returns it normalised (lowercase).
+pub fn handle_fits(config: &Config, handle: &str) -> XrpcResult<String> {
     let handle = handle.trim().to_ascii_lowercase();
     let invalid = |m: &str| XrpcError::named("InvalidHandle", m.to_owned());
     Handle::new(handle.as_str()).map_err(|e| invalid(&e.to_string()))?;
@@ -64,9 +90,8 @@ pub async fn check_new_handle(
     {
         return Err(invalid("this top-level domain cannot be used for handles"));
     }
-    if state.config.is_local_handle(&handle) {
-        let domain = state
-            .config
+    if config.is_local_handle(&handle) {
+        let domain = config
             .handle_domains
             .iter()
             .find(|d| handle.ends_with(d.as_str()))
@@ -87,22 +112,28 @@ pub async fn check_new_handle(
             "UnsupportedDomain",
             format!(
                 "handles on this server end in one of: {}",
-                state.config.handle_domains.join(", ")
+                config.handle_domains.join(", ")
             ),
         ));
-    }
-    if let Some(existing) = state.find_account(&handle).await? {
-        if Some(existing.did.as_str()) != own_did {
-            return Err(XrpcError::named(
-                "HandleNotAvailable",
-                format!("handle {handle} is already taken"),
-            ));
-        }
     }
     Ok(handle)
 }
 
-fn check_email(email: &str) -> XrpcResult<String> {
+/// A new password: present, and at most 256 bytes.
+pub fn check_password(password: Option<String>) -> XrpcResult<String> {
+    let pass = password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| XrpcError::named("InvalidPassword", "a password is required"))?;
+    if pass.len() > 256 {
+        return Err(XrpcError::named(
+            "InvalidPassword",
+            "the password is too long (256 bytes at most)",
+        ));
+    }
+    Ok(pass)
+}
+
+pub fn check_email(email: &str) -> XrpcResult<String> {
     let email = email.trim().to_ascii_lowercase();
     let ok = email.len() <= 254
         && email.split_once('@').is_some_and(|(user, domain)| {
@@ -138,16 +169,10 @@ pub async fn create_account(
             )));
         }
     }
-    let pass = input
-        .password
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| XrpcError::named("InvalidPassword", "a password is required"))?;
-    if pass.len() > 256 {
-        return Err(XrpcError::named(
-            "InvalidPassword",
-            "the password is too long (256 bytes at most)",
-        ));
-    }
+    let pass = match input.password_hash {
+        Some(hash) => Password::Hashed(hash),
+        None => Password::Plain(check_password(input.password)?),
+    };
     if state.config.invite_required && !input.by_owner {
         let code = input
             .invite_code
@@ -165,13 +190,16 @@ pub async fn create_account(
         Some(did) => check_existing_did(state, did, service_auth).await?,
     };
     if migrating {
-        if let Some(existing) = state.find_account(&did).await? {
-            return welcome_back(state, existing, handle, email, pass).await;
+        if let (Some(existing), Password::Plain(pass)) = (state.find_account(&did).await?, &pass) {
+            return welcome_back(state, existing, handle, email, pass.clone()).await;
         }
     }
-    let pass_hash = tokio::task::spawn_blocking(move || password::hash(&pass))
-        .await
-        .map_err(|e| XrpcError::internal(e.to_string()))?;
+    let pass_hash = match pass {
+        Password::Hashed(hash) => hash,
+        Password::Plain(pass) => tokio::task::spawn_blocking(move || password::hash(&pass))
+            .await
+            .map_err(|e| XrpcError::internal(e.to_string()))?,
+    };
     let account = Account {
         did: did.clone(),
         handle: handle.clone(),

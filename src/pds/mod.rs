@@ -55,6 +55,11 @@ pub struct AppState {
     pub write_bytes_at_start: u64,
     /// The code on the screen that proves physical presence while the box is unclaimed.
     pub pairing: crate::auth::pairing::PairingCode,
+    /// Asks `serve` to stop and start again in the same process (the setup page saved
+    /// settings that the whole server must be rebuilt with).
+    pub restart: tokio::sync::Notify,
+    /// Why the claim saved across the last restart failed, for the setup page.
+    pub claim_error: std::sync::Mutex<Option<String>>,
     /// The latest status snapshot (what the screen shows). `serve` connects this to
     /// the status collector; elsewhere it stays the start-up snapshot.
     pub snapshots: tokio::sync::watch::Receiver<crate::device::Snapshot>,
@@ -93,6 +98,8 @@ impl AppState {
             failing_checks: Default::default(),
             write_bytes_at_start: crate::bench::write_bytes(),
             pairing: Default::default(),
+            restart: Default::default(),
+            claim_error: Default::default(),
             snapshots: tokio::sync::watch::channel(crate::device::Snapshot::booting(
                 "opening the database",
                 1,

@@ -11,15 +11,16 @@
 //! the owner's actions behind their login (`owner`). Plain HTML with a little JS,
 //! served by atbox itself: nothing to build on the device.
 
+mod claim;
 mod owner;
 
+pub use claim::{claim, finish_saved_claim};
 pub use owner::{crawl as owner_crawl, invite as owner_invite, list_accounts as owner_accounts};
 
-use crate::pds::accounts::{create_account, NewAccount};
 use crate::pds::Ctx;
 use crate::xrpc::error::XrpcError;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -96,9 +97,23 @@ pub async fn status(
         .ok()
         .and_then(|list| list.into_iter().next());
     let claimed = owner.is_some();
+    let tls = match &ctx.config.tls {
+        crate::config::TlsMode::Off => "off",
+        crate::config::TlsMode::Files { .. } => "files",
+        crate::config::TlsMode::Acme => "acme",
+    };
+    // The certificate for the host name, once issued (`tls = "acme"` or files).
+    let certificate = crate::tls::stored_certificates(&ctx.config.data_dir)
+        .into_iter()
+        .find(|(name, _)| *name == ctx.config.hostname)
+        .map(|(name, not_after)| json!({"name": name, "notAfter": not_after}));
     Json(json!({
         "version": snap.version,
         "claimed": claimed,
+        "claimFinishing": claim::claim_saved(&ctx.config.data_dir),
+        "claimError": ctx.claim_error.lock().expect("claim error lock").clone(),
+        "tls": tls,
+        "certificate": certificate,
         "handle": owner.as_ref().map(|a| a.handle.clone()),
         "did": owner.as_ref().map(|a| a.did.clone()),
         "hostname": ctx.config.hostname,
@@ -142,83 +157,6 @@ pub async fn doctor(
         })
         .collect();
     Json(json!({ "findings": list })).into_response()
-}
-
-/// `POST /setup/claim` `{code, handle, email, password}`: creates the first account.
-pub async fn claim(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let Some(ip) = lan_client(&ctx, peer, &headers) else {
-        return lan_only();
-    };
-    // JSON only: a cross-site form post cannot send it without a CORS preflight, which
-    // atbox does not grant for this path.
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_body {
-        return XrpcError::invalid_request("send the claim as application/json").into_response();
-    }
-    let input: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return XrpcError::invalid_request(format!("the body is not JSON: {e}")).into_response()
-        }
-    };
-    let field = |k: &str| input[k].as_str().unwrap_or("").trim().to_owned();
-    if !matches!(
-        ctx.storage.read(crate::storage::accounts::count).await,
-        Ok(0)
-    ) {
-        return XrpcError::new(
-            StatusCode::CONFLICT,
-            "AlreadyClaimed",
-            "this box already has its owner",
-        )
-        .into_response();
-    }
-    if !ctx.setup_attempts.allow(&ip.to_string()) {
-        return XrpcError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RateLimitExceeded",
-            "too many attempts: wait a few minutes",
-        )
-        .into_response();
-    }
-    if !ctx.pairing.verify(&field("code")) {
-        return XrpcError::new(
-            StatusCode::UNAUTHORIZED,
-            "WrongCode",
-            "that is not the code on the box's screen (after a few wrong tries the code changes: look again)",
-        )
-        .into_response();
-    }
-    let account = NewAccount {
-        handle: field("handle"),
-        email: Some(field("email")).filter(|e| !e.is_empty()),
-        password: Some(input["password"].as_str().unwrap_or("").to_owned()),
-        by_owner: true,
-        ..Default::default()
-    };
-    match create_account(&ctx, account, None).await {
-        Ok(created) => {
-            tracing::info!(
-                "setup: the box was claimed from {ip} by {}",
-                created["handle"]
-            );
-            Json(json!({
-                "did": created["did"],
-                "handle": created["handle"],
-                "publicUrl": ctx.config.public_url,
-            }))
-            .into_response()
-        }
-        Err(e) => e.into_response(),
-    }
 }
 
 #[cfg(test)]

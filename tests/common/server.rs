@@ -79,8 +79,13 @@ pub fn spawn_atbox(
         .env("ATBOX_LOG", "atbox=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    // An empty value removes a variable set above.
     for (k, v) in extra_env {
-        cmd.env(k, v);
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
     }
     let child = cmd.spawn().unwrap();
     wait_healthy(&format!("127.0.0.1:{port}"));

@@ -3,11 +3,12 @@
 // playwright-core), as a phone on the LAN would:
 //
 //   node tests/interop/setup-browser.mjs --url http://127.0.0.1:PORT/ --code 123456 \
-//        --handle owner.test --screenshots DIR
+//        --hostname pds.test --handle owner --screenshots DIR
 //
-// 1. a wrong pairing code is refused with a message; 2. the right code with a handle,
-// email and password claims the box, and the page tells how to log in from the
-// Bluesky app; 3. a reload no longer offers claiming; 4. the reachability checks
+// 1. a wrong pairing code is refused with a message; 2. the right code with a public
+// name, handle, email and password claims the box (the box restarts under that name
+// and finishes the claim while the page waits), and the page tells how to log in from
+// the Bluesky app; 3. a reload no longer offers claiming; 4. the reachability checks
 // (atbox doctor) run from the page; 5. the owner logs in on the page, sees the
 // accounts, makes an invite code and asks the relays to crawl. Saves a screenshot of each step
 // in DIR and prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
@@ -23,6 +24,7 @@ function arg(name) {
 const url = arg('url')
 const code = arg('code')
 const handle = arg('handle')
+const hostname = arg('hostname')
 const dir = arg('screenshots')
 const wrong = code === '000000' ? '111111' : '000000'
 
@@ -40,7 +42,8 @@ try {
   await page.screenshot({ path: `${dir}/1-unclaimed.png`, fullPage: true })
 
   await page.fill('#code', wrong)
-  await page.fill('#handle', handle.split('.')[0])
+  await page.fill('#hostname', hostname)
+  await page.fill('#handle', handle)
   await page.fill('#email', 'owner@example.com')
   await page.fill('#password', 'a long enough password')
   await page.click('#claim-button')
@@ -50,10 +53,13 @@ try {
 
   await page.fill('#code', code)
   await page.click('#claim-button')
+  await page.waitForSelector('#finishing:not([hidden]), #done:not([hidden])', { timeout: 30000 })
+  result.finishing = await page.isVisible('#finishing') ? await page.textContent('#finishing-message') : null
+  if (result.finishing) await page.screenshot({ path: `${dir}/3-restarting.png`, fullPage: true })
   await page.waitForSelector('#done:not([hidden])', { timeout: 30000 })
   result.doneMessage = await page.textContent('#done-message')
   result.loginServer = await page.textContent('#login-server')
-  await page.screenshot({ path: `${dir}/3-claimed.png`, fullPage: true })
+  await page.screenshot({ path: `${dir}/4-claimed.png`, fullPage: true })
 
   await page.reload()
   await page.waitForSelector('#status:not([hidden])')
@@ -63,7 +69,6 @@ try {
   await page.waitForSelector('#findings li[class^="finding-"]', { timeout: 60000 })
   result.findings = await page.$$eval('#findings li', (items) => items.map((li) => li.textContent))
   await page.screenshot({ path: `${dir}/5-checks.png`, fullPage: true })
-  await page.screenshot({ path: `${dir}/4-status.png`, fullPage: true })
 
   await page.fill('#owner-password', 'wrong password')
   await page.click('#owner-login-button')

@@ -1,0 +1,263 @@
+//! Claiming the box: the pairing code from the screen, the public host name, and the
+//! first account.
+//!
+//! With the host name the box already has, a claim creates the account at once. A new
+//! public host name changes what the whole server is (its URL, service DID, handle
+//! domain, certificates, mDNS record), so it is not patched into a running server: the
+//! claim is checked against the configuration it will run under (`config::load_with`),
+//! then saved — the settings to `data_dir/settings.toml`, the account's details
+//! (password already hashed) to `data_dir/saved-claim.json` — and atbox restarts; the
+//! new server finishes the claim ([`finish_saved_claim`]) and the page, polling
+//! `/setup/status`, follows along. The pairing code is spent before anything is saved,
+//! so a saved claim is always one the owner proved.
+
+use super::{lan_client, lan_only};
+use crate::config::Settings;
+use crate::pds::accounts::{check_email, check_password, create_account, handle_fits, NewAccount};
+use crate::pds::Ctx;
+use crate::xrpc::error::XrpcError;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A claim waiting for the restart that applies its host name.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedClaim {
+    handle: String,
+    email: String,
+    password_hash: String,
+    from: String,
+}
+
+impl SavedClaim {
+    fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("saved-claim.json")
+    }
+}
+
+/// Whether a claim is waiting to be finished (the page shows "finishing").
+pub fn claim_saved(data_dir: &Path) -> bool {
+    SavedClaim::path(data_dir).exists()
+}
+
+/// `POST /setup/claim` `{code, hostname?, handle, email, password}`.
+pub async fn claim(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(ip) = lan_client(&ctx, peer, &headers) else {
+        return lan_only();
+    };
+    match claim_inner(&ctx, ip, &headers, &body).await {
+        Ok(answer) => answer,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn claim_inner(
+    ctx: &Ctx,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, XrpcError> {
+    // JSON only: a cross-site form post cannot send it without a CORS preflight, which
+    // atbox does not grant for this path.
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return Err(XrpcError::invalid_request(
+            "send the claim as application/json",
+        ));
+    }
+    let input: Value = serde_json::from_slice(body)
+        .map_err(|e| XrpcError::invalid_request(format!("the body is not JSON: {e}")))?;
+    let field = |k: &str| input[k].as_str().unwrap_or("").trim().to_owned();
+    if !matches!(
+        ctx.storage.read(crate::storage::accounts::count).await,
+        Ok(0)
+    ) || claim_saved(&ctx.config.data_dir)
+    {
+        return Err(XrpcError::new(
+            StatusCode::CONFLICT,
+            "AlreadyClaimed",
+            "this box already has its owner",
+        ));
+    }
+    if !ctx.setup_attempts.allow(&ip.to_string()) {
+        return Err(XrpcError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitExceeded",
+            "too many attempts: wait a few minutes",
+        ));
+    }
+    // Everything is checked before the code is spent: a typo in the host name or the
+    // handle should not cost the owner a trip back to the screen.
+    let hostname = field("hostname").trim_end_matches('.').to_ascii_lowercase();
+    let new_name = (!hostname.is_empty() && hostname != ctx.config.hostname)
+        .then(|| check_public_name(ctx, &hostname))
+        .transpose()?;
+    let runs_under = new_name.as_ref().unwrap_or(&ctx.config);
+    let handle = handle_fits(runs_under, &qualify(&field("handle"), runs_under))?;
+    let email = check_email(&field("email"))?;
+    let password = check_password(input["password"].as_str().map(str::to_owned))?;
+
+    if !ctx.pairing.verify(&field("code")) {
+        return Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "WrongCode",
+            "that is not the code on the box's screen (after a few wrong tries the code changes: look again)",
+        ));
+    }
+    let Some(config) = new_name else {
+        let account = NewAccount {
+            handle,
+            email: Some(email),
+            password: Some(password),
+            by_owner: true,
+            ..Default::default()
+        };
+        let created = create_account(ctx, account, None).await?;
+        tracing::info!(
+            "setup: the box was claimed from {ip} by {}",
+            created["handle"]
+        );
+        return Ok(Json(json!({
+            "did": created["did"],
+            "handle": created["handle"],
+            "publicUrl": ctx.config.public_url,
+        }))
+        .into_response());
+    };
+
+    let password_hash = tokio::task::spawn_blocking(move || crate::auth::password::hash(&password))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
+    let saved = SavedClaim {
+        handle: handle.clone(),
+        email,
+        password_hash,
+        from: ip.to_string(),
+    };
+    let data_dir = ctx.config.data_dir.clone();
+    let settings = config.settings.clone().expect("checked with settings");
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let json = serde_json::to_vec(&saved).expect("claim serialises");
+        crate::storage::write_durably(&SavedClaim::path(&data_dir), &json)?;
+        settings.save(&data_dir).inspect_err(|_| {
+            let _ = std::fs::remove_file(SavedClaim::path(&data_dir));
+        })
+    })
+    .await
+    .map_err(|e| XrpcError::internal(e.to_string()))?;
+    written.map_err(|e| XrpcError::internal(format!("could not save the settings: {e}")))?;
+    tracing::info!(
+        "setup: claimed from {ip} for {handle} at {}; restarting to serve under that name",
+        config.hostname
+    );
+    ctx.restart.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "restarting": true,
+            "handle": handle,
+            "hostname": config.hostname,
+            "publicUrl": config.public_url,
+        })),
+    )
+        .into_response())
+}
+
+/// A bare name typed on the page ("alice") gets the first handle domain.
+fn qualify(handle: &str, config: &crate::config::Config) -> String {
+    let handle = handle.trim_start_matches('@');
+    match config.handle_domains.first() {
+        Some(domain) if !handle.contains('.') && !handle.is_empty() => format!("{handle}{domain}"),
+        _ => handle.to_owned(),
+    }
+}
+
+/// The configuration the server would run under with `hostname` as its public name.
+fn check_public_name(ctx: &Ctx, hostname: &str) -> Result<crate::config::Config, XrpcError> {
+    let invalid = |m: String| XrpcError::named("InvalidHostname", m);
+    if crate::syntax::Handle::new(hostname).is_err() || hostname.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err(invalid(format!(
+            "{hostname:?} is not a host name: use a domain name such as pds.example.com"
+        )));
+    }
+    if hostname.ends_with(".local")
+        || crate::syntax::DISALLOWED_HANDLE_TLDS
+            .iter()
+            .any(|t| hostname.ends_with(t))
+    {
+        return Err(invalid(format!(
+            "{hostname} only works on this network: the public name must be a domain the internet can look up"
+        )));
+    }
+    let config = crate::config::load_with(
+        ctx.config.config_file.as_deref(),
+        &|k| std::env::var(k).ok(),
+        Some(Settings::public_name(hostname)),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    if config.hostname != hostname {
+        return Err(invalid(format!(
+            "atbox's environment sets the host name (ATBOX_HOSTNAME={}): change it there, or leave the name empty",
+            config.hostname
+        )));
+    }
+    Ok(config)
+}
+
+/// Finishes a claim saved before the restart: creates the account under the new name
+/// (which registers its DID with the PLC directory). A failure is kept for the page
+/// (`AppState.claim_error`) and the saved claim removed: the owner tries again with a
+/// fresh code, and the new name stays.
+pub async fn finish_saved_claim(ctx: Ctx) {
+    let path = SavedClaim::path(&ctx.config.data_dir);
+    let saved: SavedClaim = match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::warn!("setup: ignoring an unreadable saved claim ({e})");
+                let _ = std::fs::remove_file(&path);
+                return;
+            }
+        },
+        Err(_) => return,
+    };
+    let account = NewAccount {
+        handle: saved.handle,
+        email: Some(saved.email),
+        password_hash: Some(saved.password_hash),
+        by_owner: true,
+        ..Default::default()
+    };
+    let outcome = match ctx.storage.read(crate::storage::accounts::count).await {
+        Ok(0) => create_account(&ctx, account, None).await.map(|_| ()),
+        // Finished already (the box lost power between creating it and this cleanup).
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
+        Ok(()) => tracing::info!(
+            "setup: the box was claimed from {} at {}",
+            saved.from,
+            ctx.config.public_url
+        ),
+        Err(e) => {
+            tracing::warn!("setup: the saved claim failed: {}", e.message);
+            *ctx.claim_error.lock().expect("claim error lock") = Some(e.message);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
