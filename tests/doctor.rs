@@ -41,34 +41,7 @@ const HOST: &str = "pds.test";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_says_what_is_wrong_then_that_it_is_fixed() {
     let plc = common::server::start_plc();
-    let (dns, dns_mgmt) = (common::server::free_port(), common::server::free_port());
-    let _dns = Proc(
-        Command::new("pebble-challtestsrv")
-            .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-defaultIPv4", "", "-defaultIPv6", ""])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv (apt package pebble): run bash .ci/install"),
-    );
-    let mgmt = reqwest::Client::new();
-    let dns_api = |path: &str, body: serde_json::Value| {
-        let req = mgmt
-            .post(format!("http://127.0.0.1:{dns_mgmt}/{path}"))
-            .json(&body);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match req.try_clone().unwrap().send().await {
-                    Ok(r) if r.status().is_success() => return,
-                    other => assert!(Instant::now() < deadline, "challtestsrv {other:?}"),
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let dns = common::server::start_dns();
     let my_ip = text_server("127.0.0.1");
     let dead_relay = common::server::free_port();
 
@@ -82,7 +55,7 @@ async fn doctor_says_what_is_wrong_then_that_it_is_fixed() {
             ("ATBOX_HANDLE_DOMAINS".into(), format!(".{HOST}")),
             ("ATBOX_DATA_DIR".into(), data.path().display().to_string()),
             ("ATBOX_PLC_URL".into(), plc.url.clone()),
-            ("ATBOX_DNS_SERVER".into(), format!("127.0.0.1:{dns}")),
+            ("ATBOX_DNS_SERVER".into(), dns.addr.clone()),
             (
                 "ATBOX_PUBLIC_IP_URL".into(),
                 format!("http://127.0.0.1:{my_ip}/"),
@@ -155,16 +128,14 @@ async fn doctor_says_what_is_wrong_then_that_it_is_fixed() {
     assert!(line(&said, "certificate").starts_with("SKIP"));
 
     // Fixed: the host name points here, the handle has its TXT record.
-    dns_api(
+    dns.set(
         "add-a",
         serde_json::json!({"host": format!("{HOST}."), "addresses": ["127.0.0.1"]}),
-    )
-    .await;
-    dns_api(
+    );
+    dns.set(
         "set-txt",
         serde_json::json!({"host": format!("_atproto.alice.{HOST}."), "value": format!("did={did}")}),
-    )
-    .await;
+    );
     let (_, said) = doctor(String::new());
     assert!(line(&said, "dns").starts_with("PASS"), "{said}");
     assert!(said.contains("this network's public address"));
@@ -177,12 +148,11 @@ async fn doctor_says_what_is_wrong_then_that_it_is_fixed() {
     // The clock is whatever this machine's kernel says; never a crash.
     assert!(line(&said, "clock").len() > 6);
     // A stale record: the public address moved.
-    dns_api("clear-a", serde_json::json!({"host": format!("{HOST}.")})).await;
-    dns_api(
+    dns.set("clear-a", serde_json::json!({"host": format!("{HOST}.")}));
+    dns.set(
         "add-a",
         serde_json::json!({"host": format!("{HOST}."), "addresses": ["192.0.2.7"]}),
-    )
-    .await;
+    );
     let (_, said) = doctor(String::new());
     let dns_line = line(&said, "dns");
     assert!(

@@ -1,6 +1,9 @@
 //! The LAN setup page in a real browser (Debian's chromium driven by playwright-core,
 //! `tests/interop/setup-browser.mjs`): a wrong pairing code is refused, the right one
-//! claims the box, the account then exists, and the page no longer offers claiming.
+//! claims the box under the public name typed on the page (atbox restarts under it and
+//! finishes the claim: the DID is registered with that endpoint), the account then
+//! exists, the page no longer offers claiming, and the owner takes their own domain as
+//! handle once its TXT record is in the test's DNS server.
 //! The code is read off the box's screen (the `png:` display), as a person would.
 //! Screenshots land in `target/setup-screenshots/` (the README shows copies from
 //! `docs/setup/`).
@@ -67,6 +70,7 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         "{chromium} is missing: run `bash .ci/install` (apt package chromium)"
     );
     let plc = common::server::start_plc();
+    let dns = common::server::start_dns();
     let screen = tempfile::tempdir().unwrap();
     let display = format!("png:{}", screen.path().display());
     // Invite-only, as a box on the internet should be: the owner needs no code (the
@@ -78,6 +82,7 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
             ("ATBOX_DISPLAY", display.as_str()),
             ("ATBOX_INVITE_REQUIRED", "true"),
             ("ATBOX_HOSTNAME", ""),
+            ("ATBOX_DNS_SERVER", dns.addr.as_str()),
         ],
     );
 
@@ -110,6 +115,10 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
             "owner",
             "--screenshots",
             shots.to_str().unwrap(),
+            "--own-domain",
+            "owner.home.test",
+            "--dns-api",
+            &dns.server.url,
         ],
         "",
     );
@@ -158,7 +167,26 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         doc["service"][0]["serviceEndpoint"], "https://pds.test",
         "{doc}"
     );
-    assert_eq!(doc["alsoKnownAs"][0], "at://owner.pds.test", "{doc}");
+    // The owner then took their own domain as handle, once its TXT record existed.
+    assert!(
+        result["domainBeforeRecord"]
+            .as_str()
+            .unwrap()
+            .contains("_atproto.owner.home.test"),
+        "{result}"
+    );
+    assert_eq!(
+        result["domainRecord"],
+        serde_json::json!(["_atproto.owner.home.test", format!("did={did}")])
+    );
+    assert!(
+        result["domainOk"]
+            .as_str()
+            .unwrap()
+            .contains("@owner.home.test"),
+        "{result}"
+    );
+    assert_eq!(doc["alsoKnownAs"][0], "at://owner.home.test", "{doc}");
     // The doctor's checks on the page: the name does not resolve to this box yet.
     let findings = result["findings"].to_string();
     assert!(findings.contains("FAIL dns"), "{findings}");
@@ -210,7 +238,7 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
 
     // The account exists, and claiming again is refused.
     let listed = atbox.cli(&plc.url, &["account", "list"]);
-    assert!(listed.contains("owner.pds.test"), "{listed}");
+    assert!(listed.contains("owner.home.test"), "{listed}");
     let again = std::process::Command::new("curl")
         .args(["-s", "-H", "content-type: application/json", "-d"])
         .arg(format!(

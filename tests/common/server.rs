@@ -135,3 +135,46 @@ pub fn python() -> PathBuf {
     );
     venv
 }
+
+/// A DNS server the test controls: `pebble-challtestsrv` answering DNS only, its
+/// records set over its management API ([`Dns::set`]). No default address: a name
+/// without records does not resolve.
+pub struct Dns {
+    /// The management API (`url`) and the process.
+    pub server: Running,
+    /// Where it answers DNS (`ATBOX_DNS_SERVER`).
+    pub addr: String,
+}
+
+pub fn start_dns() -> Dns {
+    let (dns, mgmt) = (free_port(), free_port());
+    let child = Command::new("pebble-challtestsrv")
+        .args(["-management", &format!("127.0.0.1:{mgmt}")])
+        .args(["-dns01", &format!("127.0.0.1:{dns}")])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+        .args(["-defaultIPv4", "", "-defaultIPv6", ""])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pebble-challtestsrv (apt package pebble): run bash .ci/install");
+    wait_healthy(&format!("127.0.0.1:{mgmt}"));
+    Dns {
+        server: Running {
+            child,
+            url: format!("http://127.0.0.1:{mgmt}"),
+        },
+        addr: format!("127.0.0.1:{dns}"),
+    }
+}
+
+impl Dns {
+    /// Calls the management API, e.g. `set("set-txt", {"host": "_atproto.x.", "value": "did=..."})`.
+    pub fn set(&self, path: &str, body: serde_json::Value) {
+        let out = Command::new("curl")
+            .args(["-sf", "-X", "POST", "-d", &body.to_string()])
+            .arg(format!("{}/{path}", self.server.url))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "challtestsrv {path} {body}: {out:?}");
+    }
+}

@@ -10,7 +10,8 @@
 // and finishes the claim while the page waits), and the page tells how to log in from
 // the Bluesky app; 3. a reload no longer offers claiming; 4. the reachability checks
 // (atbox doctor) run from the page; 5. the owner logs in on the page, sees the
-// accounts, makes an invite code and asks the relays to crawl. Saves a screenshot of each step
+// accounts, makes an invite code and asks the relays to crawl; 6. with --own-domain,
+// takes that domain as the handle once its TXT record exists. Saves a screenshot of each step
 // in DIR and prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 import './lib/quiet.mjs'
 import { chromium } from 'playwright-core'
@@ -21,10 +22,19 @@ function arg(name) {
   return process.argv[i + 1]
 }
 
+function optional(name) {
+  const i = process.argv.indexOf(`--${name}`)
+  return i < 0 ? null : process.argv[i + 1]
+}
+
 const url = arg('url')
 const code = arg('code')
 const handle = arg('handle')
 const hostname = arg('hostname')
+// Optional: a domain the owner takes as their handle, and the management API of the
+// test's DNS server, where "the owner" adds the TXT record the page tells them to.
+const ownDomain = optional('own-domain')
+const dnsApi = optional('dns-api')
 const dir = arg('screenshots')
 const wrong = code === '000000' ? '111111' : '000000'
 
@@ -85,6 +95,24 @@ try {
   await page.waitForSelector('#crawl-results li')
   result.crawl = await page.$$eval('#crawl-results li', (items) => items.map((li) => li.textContent))
   await page.screenshot({ path: `${dir}/6-owner.png`, fullPage: true })
+
+  if (ownDomain) {
+    await page.fill('#domain', ownDomain)
+    await page.click('#domain-button')
+    await page.waitForSelector('#domain-error:not([hidden])', { timeout: 30000 })
+    result.domainBeforeRecord = await page.textContent('#domain-error')
+    const name = await page.textContent('#domain-record-name')
+    const value = await page.textContent('#domain-record-value')
+    result.domainRecord = [name, value]
+    const set = await fetch(`${dnsApi}/set-txt`, {
+      method: 'POST', body: JSON.stringify({ host: `${name}.`, value }),
+    })
+    if (!set.ok) throw new Error(`DNS stand-in: ${set.status}`)
+    await page.click('#domain-button')
+    await page.waitForSelector('#domain-ok:not([hidden])', { timeout: 30000 })
+    result.domainOk = await page.textContent('#domain-ok')
+    await page.screenshot({ path: `${dir}/7-own-domain.png`, fullPage: true })
+  }
   result.ok = true
 } catch (e) {
   result.error = String(e && e.stack || e)
