@@ -53,6 +53,21 @@ fn read_code(frame: &Frame) -> Option<String> {
     None
 }
 
+/// Reads the code off the `png:` screen (the setup screen takes turns with any alert).
+fn code_on_screen(screen: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let frame = std::fs::read(screen.join("current.png"))
+            .ok()
+            .and_then(|b| Frame::from_png(&b).ok());
+        if let Some(code) = frame.as_ref().and_then(read_code) {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "no pairing code on the screen");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn curl_json(url: &str) -> serde_json::Value {
     let out = std::process::Command::new("curl")
         .args(["-s", url])
@@ -86,18 +101,7 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         ],
     );
 
-    // Read the code off the screen (the setup screen takes turns with any alert).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let code = loop {
-        let frame = std::fs::read(screen.path().join("current.png"))
-            .ok()
-            .and_then(|b| Frame::from_png(&b).ok());
-        if let Some(code) = frame.as_ref().and_then(read_code) {
-            break code;
-        }
-        assert!(Instant::now() < deadline, "no pairing code on the screen");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let code = code_on_screen(screen.path());
 
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/setup-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -286,4 +290,76 @@ fn a_public_name_is_checked_before_the_code_is_spent() {
     // The name it already has: on to the code, which is wrong.
     assert_eq!(claim("localhost")["error"], "WrongCode");
     assert!(!atbox.data_dir.path().join("settings.toml").exists());
+}
+
+/// The did:web choice: the box restarts under its public name, makes the owner's DID
+/// `did:web:<handle>` (no PLC directory involved) and serves its document on the
+/// handle's host, beside its own service document on the host name.
+#[test]
+fn a_did_web_claim_is_served_by_the_box_itself() {
+    let plc = common::server::start_plc();
+    let screen = tempfile::tempdir().unwrap();
+    let display = format!("png:{}", screen.path().display());
+    let mut atbox = common::server::start_atbox(
+        &plc.url,
+        &[("ATBOX_DISPLAY", display.as_str()), ("ATBOX_HOSTNAME", "")],
+    );
+    let url = format!("{}/", atbox.server.url.replace("localhost", "127.0.0.1"));
+    let code = code_on_screen(screen.path());
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H", "content-type: application/json", "-d"])
+        .arg(format!(
+            r#"{{"code":"{code}","hostname":"box.test","handle":"meg","email":"me@example.com","password":"pw pw pw pw","didMethod":"web"}}"#
+        ))
+        .arg(format!("{url}setup/claim"))
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["restarting"], true, "{answer}");
+    assert_eq!(answer["handle"], "meg.box.test", "{answer}");
+
+    // The restart: the same process answers again, then the claim is finished.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("{url}setup/status")])
+            .output()
+            .unwrap();
+        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if status["claimed"] == true || !status["claimError"].is_null() {
+                break status;
+            }
+        }
+        assert!(Instant::now() < deadline, "the claim did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(atbox.server.child.try_wait().unwrap().is_none());
+    assert_eq!(status["did"], "did:web:meg.box.test", "{status}");
+    assert_eq!(status["handle"], "meg.box.test", "{status}");
+
+    let did_json = |host: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-H", &format!("host: {host}")])
+            .arg(format!("{url}.well-known/did.json"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let doc = did_json("meg.box.test");
+    assert_eq!(doc["id"], "did:web:meg.box.test", "{doc}");
+    assert_eq!(doc["alsoKnownAs"][0], "at://meg.box.test", "{doc}");
+    assert_eq!(doc["service"][0]["serviceEndpoint"], "https://box.test");
+    let key = atbox::identity::DidDocument(doc.clone()).signing_key();
+    assert!(key.is_some(), "no #atproto key in {doc}");
+    assert_eq!(did_json("box.test")["id"], "did:web:box.test");
+    // The handle's host answers for the handle, too.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H", "host: meg.box.test"])
+        .arg(format!("{url}.well-known/atproto-did"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "did:web:meg.box.test");
+    // Nothing went to the PLC directory.
+    let listed = atbox.cli(&plc.url, &["account", "list"]);
+    assert!(listed.contains("did:web:meg.box.test"), "{listed}");
 }

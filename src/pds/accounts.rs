@@ -51,6 +51,11 @@ pub struct NewAccount {
     /// keeps no plain password on disk. Never read from a request body.
     #[serde(skip)]
     pub password_hash: Option<String>,
+    /// Make the DID `did:web:<handle>`, served by this box itself (the handle's host
+    /// answers `/.well-known/did.json`), instead of registering a did:plc. Chosen by the
+    /// owner on the setup page; never read from a request body.
+    #[serde(skip)]
+    pub did_web_here: bool,
 }
 
 /// The new account's password as given.
@@ -183,6 +188,7 @@ pub async fn create_account(
 
     let signing = Keypair::generate(KeyType::K256);
     let (did, migrating) = match input.did.as_deref() {
+        None if input.did_web_here => (format!("did:web:{handle}"), false),
         None => (
             register_plc(state, &signing, &handle, input.recovery_key.as_deref()).await?,
             false,

@@ -13,9 +13,13 @@ use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// The account's DID document as the world sees it, or (if that cannot be fetched)
-/// the one this server would publish.
+/// the one this server would publish. A did:web this box serves itself is always the
+/// one it publishes: the box is that document's authority.
 pub async fn did_document(state: &AppState, account: &Account) -> DidDocument {
-    if let Ok(did) = Did::new(account.did.as_str()) {
+    if let (Ok(did), false) = (
+        Did::new(account.did.as_str()),
+        hosts_did_web(&state.config, &account.did),
+    ) {
         if let Ok(doc) = state.resolver.resolve_did(&did).await {
             return doc;
         }
@@ -30,6 +34,13 @@ pub async fn did_document(state: &AppState, account: &Account) -> DidDocument {
         ),
         Err(_) => DidDocument(json!({ "id": account.did })),
     }
+}
+
+/// Whether `did` is a `did:web` whose document this box serves: one on a host under our
+/// handle domains (`did:web:alice.<hostname>`, made on the setup page).
+pub fn hosts_did_web(config: &crate::config::Config, did: &str) -> bool {
+    did.strip_prefix("did:web:")
+        .is_some_and(|host| !host.contains(':') && config.is_local_handle(host))
 }
 
 /// com.atproto.sync.getRepo: the repo as a CAR (all of it, or what changed after `since`).

@@ -32,6 +32,8 @@ struct SavedClaim {
     email: String,
     password_hash: String,
     from: String,
+    #[serde(default)]
+    did_web: bool,
 }
 
 impl SavedClaim {
@@ -45,7 +47,7 @@ pub fn claim_saved(data_dir: &Path) -> bool {
     SavedClaim::path(data_dir).exists()
 }
 
-/// `POST /setup/claim` `{code, hostname?, handle, email, password}`.
+/// `POST /setup/claim` `{code, hostname?, handle, email, password, didMethod?}`.
 pub async fn claim(
     State(ctx): State<Ctx>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -107,6 +109,21 @@ async fn claim_inner(
         .transpose()?;
     let runs_under = new_name.as_ref().unwrap_or(&ctx.config);
     let handle = handle_fits(runs_under, &qualify(&field("handle"), runs_under))?;
+    // did:plc (the default) or a did:web the box serves at the handle's host.
+    let did_web = match field("didMethod").as_str() {
+        "" | "plc" => false,
+        "web" => true,
+        other => {
+            return Err(XrpcError::invalid_request(format!(
+                "didMethod must be \"plc\" or \"web\", not {other:?}"
+            )))
+        }
+    };
+    if did_web && !runs_under.public_url.starts_with("https://") {
+        return Err(XrpcError::invalid_request(
+            "a did:web needs a public name: the world fetches it over HTTPS from the handle's host",
+        ));
+    }
     let email = check_email(&field("email"))?;
     let password = check_password(input["password"].as_str().map(str::to_owned))?;
 
@@ -123,6 +140,7 @@ async fn claim_inner(
             email: Some(email),
             password: Some(password),
             by_owner: true,
+            did_web_here: did_web,
             ..Default::default()
         };
         let created = create_account(ctx, account, None).await?;
@@ -146,6 +164,7 @@ async fn claim_inner(
         email,
         password_hash,
         from: ip.to_string(),
+        did_web,
     };
     let data_dir = ctx.config.data_dir.clone();
     let settings = config.settings.clone().expect("checked with settings");
@@ -240,6 +259,7 @@ pub async fn finish_saved_claim(ctx: Ctx) {
         email: Some(saved.email),
         password_hash: Some(saved.password_hash),
         by_owner: true,
+        did_web_here: saved.did_web,
         ..Default::default()
     };
     let outcome = match ctx.storage.read(crate::storage::accounts::count).await {

@@ -47,14 +47,20 @@ fn load_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Issued, S
     Issued::from_pem("files", &read(cert)?, &read(key)?)
 }
 
-/// Whether `name` is one atbox may get a certificate for: the host name, or the handle
-/// of one of our accounts (the "ask" of on-demand TLS).
+/// Whether `name` is one atbox may get a certificate for: the host name, the handle of
+/// one of our accounts, or the host of a did:web we serve (the "ask" of on-demand TLS).
 pub async fn is_our_name(ctx: &Ctx, name: &str) -> bool {
     if name == ctx.config.hostname {
         return true;
     }
-    ctx.config.is_local_handle(name)
-        && matches!(ctx.find_account(name).await, Ok(Some(a)) if a.handle == name)
+    if !ctx.config.is_local_handle(name) {
+        return false;
+    }
+    matches!(ctx.find_account(name).await, Ok(Some(a)) if a.handle == name)
+        || matches!(
+            ctx.find_account(&format!("did:web:{name}")).await,
+            Ok(Some(_))
+        )
 }
 
 impl ChooseConfig for Certificates {

@@ -115,8 +115,24 @@ async fn well_known_did(State(ctx): State<Ctx>, headers: HeaderMap) -> Response 
     }
 }
 
-/// `/.well-known/did.json`: the server's own `did:web` document.
-async fn well_known_did_json(State(ctx): State<Ctx>) -> Response {
+/// `/.well-known/did.json`: on the host of a did:web account we serve, that account's
+/// document; otherwise the server's own `did:web` document.
+async fn well_known_did_json(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let did = format!("did:web:{host}");
+    if crate::pds::sync::hosts_did_web(&ctx.config, &did) {
+        return match ctx.find_account(&did).await {
+            Ok(Some(account)) => {
+                axum::Json(crate::pds::sync::did_document(&ctx, &account).await.0).into_response()
+            }
+            Ok(None) => (StatusCode::NOT_FOUND, "no account here has this DID").into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     axum::Json(serde_json::json!({
         "@context": ["https://www.w3.org/ns/did/v1"],
         "id": ctx.config.service_did(),
