@@ -1,6 +1,7 @@
 //! Properties of atbox's MST on random workloads: the tree matches a sorted map, its
 //! root depends only on the final key set (not on the order of edits), edits write only
-//! the changed path, and diffs and proofs say exactly what changed.
+//! the changed path, diffs and proofs say exactly what changed, and the nodes an edit
+//! knows it dropped are the ones a diff of the two trees finds removed.
 
 use atbox::data::{cid_for_cbor, Cid};
 use atbox::repo::mst::diff;
@@ -70,6 +71,8 @@ fn random_edits_match_a_sorted_map_and_a_fresh_build() {
             }
             assert_eq!(mst.delete("app.bsky.feed.post/absent").unwrap(), None);
             let (new_root, new_blocks) = mst.persist();
+            // What the tree knows it dropped, without reading anything more.
+            let dropped = mst.dropped_nodes();
             let (fresh_root, _) = build(&model);
             assert_eq!(
                 new_root, fresh_root,
@@ -98,6 +101,11 @@ fn random_edits_match_a_sorted_map_and_a_fresh_build() {
             assert_eq!(
                 d.creates.len() + d.updates.len() + d.deletes.len(),
                 changes(&old_entries, &model)
+            );
+            assert_eq!(
+                dropped,
+                d.removed_nodes.iter().copied().collect::<Vec<_>>(),
+                "seed {seed} round {round}: dropped nodes differ from the diff's removed nodes"
             );
             for cid in &new_blocks.cids().copied().collect::<Vec<_>>() {
                 if *cid != root && !old_nodes_contain(&store, root, cid) {

@@ -40,6 +40,8 @@ pub struct StorageReport {
     pub fsyncs_per_record: f64,
     pub avg_batch: f64,
     pub cpu_ms_per_record: f64,
+    /// Emulated extra flush latency per commit (0: this machine's disk as it is).
+    pub sync_latency_ms: f64,
 }
 
 /// Bytes this process has caused to be written to storage so far.
@@ -121,6 +123,7 @@ pub async fn storage(
     records: usize,
     concurrency: usize,
     naive: bool,
+    sync_latency: Duration,
 ) -> anyhow::Result<StorageReport> {
     let mut config: Config = crate::config::development_default();
     config.data_dir = dir.to_owned();
@@ -130,6 +133,7 @@ pub async fn storage(
         } else {
             crate::storage::writer::MAX_BATCH
         },
+        sync_latency,
         ..Default::default()
     };
     let mut state = AppState::open(config)?;
@@ -180,6 +184,7 @@ pub async fn storage(
         fsyncs_per_record: fsyncs as f64 / n,
         avg_batch: jobs as f64 / batches as f64,
         cpu_ms_per_record: cpu.as_secs_f64() * 1000.0 / n,
+        sync_latency_ms: sync_latency.as_secs_f64() * 1000.0,
     })
 }
 

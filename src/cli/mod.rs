@@ -78,6 +78,10 @@ enum BenchCommand {
         /// One transaction (and fsync) per write, for comparison.
         #[arg(long)]
         naive: bool,
+        /// Emulate a device slower to sync: every commit's flush takes this much longer
+        /// than this disk's fsync (an SD card's is milliseconds).
+        #[arg(long, default_value_t = 0.0)]
+        sync_latency_ms: f64,
         /// Where to write (on the storage to measure; default: a fresh directory
         /// under the current one, removed afterwards).
         #[arg(long)]
@@ -99,18 +103,19 @@ enum BenchCommand {
 }
 
 fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let (records, concurrency, naive, dir, http) = match cmd {
+    let (records, concurrency, naive, sync_latency_ms, dir, http) = match cmd {
         BenchCommand::Storage {
             records,
             concurrency,
             naive,
+            sync_latency_ms,
             dir,
-        } => (records, concurrency, naive, dir, false),
+        } => (records, concurrency, naive, sync_latency_ms, dir, false),
         BenchCommand::Http {
             records,
             concurrency,
             dir,
-        } => (records, concurrency, false, dir, true),
+        } => (records, concurrency, false, 0.0, dir, true),
     };
     let scratch = match &dir {
         Some(_) => None,
@@ -147,8 +152,21 @@ fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let r = runtime.block_on(crate::bench::storage(&path, records, concurrency, naive))?;
+    let sync_latency = std::time::Duration::from_secs_f64(sync_latency_ms.max(0.0) / 1000.0);
+    let r = runtime.block_on(crate::bench::storage(
+        &path,
+        records,
+        concurrency,
+        naive,
+        sync_latency,
+    ))?;
     println!("mode                 {}", r.mode);
+    if r.sync_latency_ms > 0.0 {
+        println!(
+            "emulated device     +{:.1} ms per flush on top of this disk's fsync",
+            r.sync_latency_ms
+        );
+    }
     println!(
         "records             {} at concurrency {}",
         r.records, r.concurrency

@@ -7,7 +7,6 @@
 //! no I/O; storage runs it inside the writer's transaction, so commits to one repo
 //! chain correctly even within one group commit.
 
-use super::mst::diff;
 use super::{BlockMap, BlockStore, Mst, RepoError, UnsignedCommit};
 use crate::crypto::Keypair;
 use crate::data::{cid_for_cbor, encode_cbor, Cid, Ipld};
@@ -190,20 +189,8 @@ pub fn apply_writes(
         ops.push(op);
     }
     let (data, nodes) = mst.persist();
-    // Nodes the new tree dropped: read from the old tree and the new blocks together.
-    let removed_nodes = match head {
-        Some(h) if h.data != data => {
-            let overlay = super::blockstore::Overlay {
-                upper: &nodes,
-                lower: store,
-            };
-            diff(&overlay, Some(h.data), data)?
-                .removed_nodes
-                .into_iter()
-                .collect()
-        }
-        _ => Vec::new(),
-    };
+    // Nodes the new tree dropped: the edits read every node they changed or removed.
+    let removed_nodes = mst.dropped_nodes();
     let mut proof = BlockMap::new();
     for op in &ops {
         for (cid, bytes) in mst.covering_proof(&op.path)?.iter() {

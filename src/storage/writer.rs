@@ -52,6 +52,10 @@ fn on_wal_commit(_: &rusqlite::hooks::Wal, pages: std::os::raw::c_int) -> rusqli
 pub struct WriterOptions {
     pub max_batch: usize,
     pub live_buffer: usize,
+    /// Extra time each commit's flush takes, on top of the real fsync: zero in the
+    /// server; `atbox bench storage --sync-latency-ms` sets it to emulate a device
+    /// slower to sync than the one benchmarked on (an SD card: milliseconds).
+    pub sync_latency: std::time::Duration,
 }
 
 impl Default for WriterOptions {
@@ -59,6 +63,7 @@ impl Default for WriterOptions {
         WriterOptions {
             max_batch: MAX_BATCH,
             live_buffer: 4096,
+            sync_latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -148,6 +153,7 @@ impl Writer {
             stats: stats.clone(),
             log: log.clone(),
             max_batch: options.max_batch.max(1),
+            sync_latency: options.sync_latency,
         };
         std::thread::Builder::new()
             .name("atbox-writer".into())
@@ -265,6 +271,7 @@ struct WriterThread {
     stats: Arc<WriterStats>,
     log: Arc<RepoLog>,
     max_batch: usize,
+    sync_latency: std::time::Duration,
 }
 
 /// How much of the log one compaction call reads (it runs between batches).
@@ -392,7 +399,14 @@ impl WriterThread {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let written = self.log.write_rows(conn, &changes, now_ms);
         let committed = match &written {
-            Ok(_) => conn.execute_batch("COMMIT").map_err(StorageError::from),
+            Ok(_) => {
+                let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
+                // The emulated slow device holds the writer as a slow fsync would.
+                if !self.sync_latency.is_zero() {
+                    std::thread::sleep(self.sync_latency);
+                }
+                committed
+            }
             Err(e) => {
                 tracing::error!("cannot write the repo log: {e}");
                 Err(e.clone())

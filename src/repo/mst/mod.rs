@@ -23,8 +23,49 @@ use node::{check_key, Entry, Link, Node};
 
 /// A Merkle Search Tree over a block store.
 pub struct Mst<S: BlockStore> {
-    store: S,
+    store: Reads<S>,
     root: Node,
+}
+
+/// The tree's block store, remembering which nodes were read: every node an edit
+/// changes or drops was read first, so after [`Mst::persist`] the nodes read that the
+/// tree no longer holds are exactly the ones the new tree dropped.
+struct Reads<S> {
+    inner: S,
+    read: std::cell::RefCell<Vec<Cid>>,
+}
+
+impl<S: BlockStore> BlockStore for Reads<S> {
+    fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
+        self.read.borrow_mut().push(*cid);
+        self.inner.get_block(cid)
+    }
+}
+
+impl<S> Reads<S> {
+    fn new(inner: S) -> Self {
+        Reads {
+            inner,
+            read: Default::default(),
+        }
+    }
+}
+
+/// The CIDs of the nodes the in-memory part of the tree holds: its loaded nodes (as
+/// last persisted) and the subtrees it links to without having read them.
+fn held_nodes(node: &Node, out: &mut std::collections::HashSet<Cid>) {
+    if let Some(cid) = node.stored_as {
+        out.insert(cid);
+    }
+    let links = std::iter::once(&node.left).chain(node.entries.iter().map(|e| &e.right));
+    for link in links.flatten() {
+        match link {
+            Link::Stored(cid) => {
+                out.insert(*cid);
+            }
+            Link::Loaded(child) => held_nodes(child, out),
+        }
+    }
 }
 
 /// Reads a subtree into memory (if it is not already) and returns it.
@@ -299,7 +340,7 @@ impl<S: BlockStore> Mst<S> {
     /// An empty tree.
     pub fn new(store: S) -> Self {
         Mst {
-            store,
+            store: Reads::new(store),
             root: Node::empty(0),
         }
     }
@@ -313,11 +354,13 @@ impl<S: BlockStore> Mst<S> {
                 "root {root} has no entries, only a subtree"
             )));
         }
+        let store = Reads::new(store);
+        store.read.borrow_mut().push(root);
         Ok(Mst { store, root: node })
     }
 
     pub fn store(&self) -> &S {
-        &self.store
+        &self.store.inner
     }
 
     /// The value stored under `key`, if any.
@@ -378,6 +421,26 @@ impl<S: BlockStore> Mst<S> {
         let mut blocks = BlockMap::new();
         let root = persist_node(&mut self.root, &mut blocks);
         (root, blocks)
+    }
+
+    /// The nodes of the stored tree that the edits since loading dropped (changed,
+    /// merged away or emptied): those read that the tree no longer holds. Sorted.
+    /// Call after [`persist`](Self::persist); it needs no block reads, unlike a
+    /// [`diff`] of the two roots.
+    pub fn dropped_nodes(&self) -> Vec<Cid> {
+        let mut held = std::collections::HashSet::new();
+        held_nodes(&self.root, &mut held);
+        let mut dropped: Vec<Cid> = self
+            .store
+            .read
+            .borrow()
+            .iter()
+            .filter(|c| !held.contains(*c))
+            .copied()
+            .collect();
+        dropped.sort();
+        dropped.dedup();
+        dropped
     }
 
     /// The root CID (encoding any pending changes, whose blocks are discarded).

@@ -17,21 +17,54 @@ pub(super) const ROW_TARGET: usize = 64 * 1024;
 /// Largest row inflated (a bound against a damaged database, far above any row).
 const MAX_ROW: u64 = 64 * 1024 * 1024;
 
+thread_local! {
+    // One compressor and one decompressor per thread, reset between rows: a fresh
+    // miniz compressor is ~300 KiB of tables, allocated and zeroed (and, above glibc's
+    // mmap threshold, mapped and faulted in) for every row otherwise.
+    static DEFLATE: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), false));
+    static INFLATE: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
 fn deflate(row: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(row).expect("writing to memory");
-    z.finish().expect("writing to memory")
+    DEFLATE.with_borrow_mut(|z| {
+        z.reset();
+        let mut out = Vec::with_capacity(row.len() / 2 + 64);
+        loop {
+            let before = z.total_in() as usize;
+            let status = z
+                .compress_vec(&row[before..], &mut out, flate2::FlushCompress::Finish)
+                .expect("deflating to memory");
+            if status == flate2::Status::StreamEnd {
+                return out;
+            }
+            out.reserve(out.len().max(4096));
+        }
+    })
 }
 
 pub(super) fn inflate(id: i64, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(stored)
-        .take(MAX_ROW)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(id, &format!("cannot inflate: {e}")))?;
-    Ok(out)
+    INFLATE.with_borrow_mut(|z| {
+        z.reset(false);
+        let mut out = Vec::with_capacity(stored.len() * 4);
+        loop {
+            let before = z.total_in() as usize;
+            let status = z
+                .decompress_vec(&stored[before..], &mut out, flate2::FlushDecompress::Finish)
+                .map_err(|e| corrupt(id, &format!("cannot inflate: {e}")))?;
+            match status {
+                flate2::Status::StreamEnd => return Ok(out),
+                _ if z.total_in() as usize == stored.len() && out.len() < out.capacity() => {
+                    return Err(corrupt(id, "cannot inflate: the row is truncated"))
+                }
+                _ if out.len() as u64 >= MAX_ROW => {
+                    return Err(corrupt(id, "cannot inflate: the row is too large"))
+                }
+                _ => out.reserve(out.len().max(4096)),
+            }
+        }
+    })
 }
 
 /// Stores a row, deflated; returns its id and its stored size.
