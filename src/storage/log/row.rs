@@ -47,11 +47,13 @@ fn deflate(row: &[u8]) -> Vec<u8> {
 pub(super) fn inflate(id: i64, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
     INFLATE.with_borrow_mut(|z| {
         z.reset(false);
-        let mut out = Vec::with_capacity(stored.len() * 4);
+        let mut out = Vec::with_capacity(stored.len() * 4 + 64);
         loop {
             let before = z.total_in() as usize;
             let status = z
-                .decompress_vec(&stored[before..], &mut out, flate2::FlushDecompress::Finish)
+                // `None`, not `Finish`: miniz treats `Finish` as "the output buffer holds
+                // it all" and cannot resume once the buffer had to grow.
+                .decompress_vec(&stored[before..], &mut out, flate2::FlushDecompress::None)
                 .map_err(|e| corrupt(id, &format!("cannot inflate: {e}")))?;
             match status {
                 flate2::Status::StreamEnd => return Ok(out),
@@ -283,5 +285,37 @@ impl RowBuilder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{deflate, inflate};
+
+    /// Rows of every size round-trip through the reused (de)compressor, including rows
+    /// that compress badly (more output than the first buffer holds) and well.
+    #[test]
+    fn rows_round_trip_through_the_reused_compressor() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect()
+        };
+        for n in [0, 1, 100, 4095, 4096, 70_000, 300_000] {
+            let random = noise(n);
+            let repetitive: Vec<u8> = (0..n).map(|i| (i % 7) as u8).collect();
+            for row in [random, repetitive] {
+                let stored = deflate(&row);
+                assert_eq!(inflate(1, &stored).unwrap(), row, "{n} bytes");
+            }
+        }
+        let stored = deflate(&noise(10_000));
+        assert!(inflate(1, &stored[..stored.len() / 2]).is_err());
     }
 }
