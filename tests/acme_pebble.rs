@@ -321,6 +321,21 @@ async fn acme_issuance_renewal_on_demand_and_refusal_against_pebble() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "challenge paths are never redirected");
+    // The setup page's progress (over the LAN address) shows the certificate issued.
+    let status: serde_json::Value = plain
+        .get(format!("http://127.0.0.1:{http}/setup/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["tls"], "acme", "{status}");
+    assert_eq!(status["certificate"]["name"], HOST, "{status}");
+    assert!(
+        status["certificate"]["notAfter"].as_i64().unwrap() > chrono::Utc::now().timestamp(),
+        "{status}"
+    );
     let r = plain
         .get(format!("http://127.0.0.1:{http}/xrpc/_health"))
         .send()
