@@ -261,7 +261,8 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
 fn a_public_name_is_checked_before_the_code_is_spent() {
     let plc = common::server::start_plc();
     // The test harness sets ATBOX_HOSTNAME=localhost: the variable wins over the page.
-    let atbox = common::server::start_atbox(&plc.url, &[]);
+    // The test is the "reverse proxy" that says where clients come from.
+    let atbox = common::server::start_atbox(&plc.url, &[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]);
     let url = format!("{}/", atbox.server.url.replace("localhost", "127.0.0.1"));
     let claim = |hostname: &str| {
         let out = std::process::Command::new("curl")
@@ -290,6 +291,27 @@ fn a_public_name_is_checked_before_the_code_is_spent() {
     // The name it already has: on to the code, which is wrong.
     assert_eq!(claim("localhost")["error"], "WrongCode");
     assert!(!atbox.data_dir.path().join("settings.toml").exists());
+
+    // From the internet the setup routes refuse, and / is the public front page.
+    let from = |client: &str, path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("x-forwarded-for: {client}"))
+            .arg(format!("{url}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for path in ["setup/status", "setup/doctor", "setup/owner/accounts"] {
+        let said = from("8.8.8.8", path);
+        assert!(
+            said.ends_with("403") && said.contains("only answers on the local network"),
+            "{path}: {said}"
+        );
+    }
+    assert!(from("8.8.8.8", "").contains("personal data server"));
+    assert!(from("192.168.1.20", "setup/status").ends_with("200"));
+    assert!(from("192.168.1.20", "").contains("claim-form"));
 }
 
 /// The did:web choice: the box restarts under its public name, makes the owner's DID

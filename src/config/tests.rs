@@ -124,3 +124,14 @@ fn setup_page_settings_lie_between_the_file_and_the_variables() {
     let e = load(Some(&file), &no_env).unwrap_err();
     assert_eq!(e.key, "settings");
 }
+
+#[test]
+fn the_sd_image_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("image/rootfs/etc/atbox/atbox.toml");
+    let c = resolve(read_file(&path).unwrap(), &|_| None).unwrap();
+    assert_eq!(c.listen.port(), 80);
+    assert_eq!(c.tls, TlsMode::Acme);
+    assert!(c.invite_required && c.mdns);
+    assert_eq!(c.relays, vec!["bsky.network"]);
+    assert_eq!(c.appview_did.as_deref(), Some("did:web:api.bsky.app"));
+}

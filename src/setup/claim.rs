@@ -11,18 +11,17 @@
 //! `/setup/status`, follows along. The pairing code is spent before anything is saved,
 //! so a saved claim is always one the owner proved.
 
-use super::{lan_client, lan_only};
+use super::LanClient;
 use crate::config::Settings;
 use crate::pds::accounts::{check_email, check_password, create_account, handle_fits, NewAccount};
 use crate::pds::Ctx;
 use crate::xrpc::error::XrpcError;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A claim waiting for the restart that applies its host name.
@@ -50,13 +49,10 @@ pub fn claim_saved(data_dir: &Path) -> bool {
 /// `POST /setup/claim` `{code, hostname?, handle, email, password, didMethod?}`.
 pub async fn claim(
     State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(LanClient(ip)): axum::Extension<LanClient>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(ip) = lan_client(&ctx, peer, &headers) else {
-        return lan_only();
-    };
     match claim_inner(&ctx, ip, &headers, &body).await {
         Ok(answer) => answer,
         Err(e) => e.into_response(),

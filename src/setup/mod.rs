@@ -42,7 +42,7 @@ pub fn is_lan(ip: IpAddr) -> bool {
     }
 }
 
-pub(crate) fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
+fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
     crate::xrpc::client_ip(Some(peer), headers, &ctx.config.trusted_proxies)
         .filter(|ip| is_lan(*ip))
 }
@@ -66,19 +66,34 @@ pub async fn front_page(
     .into_response()
 }
 
-pub(crate) fn lan_only() -> Response {
+fn lan_only() -> Response {
     XrpcError::forbidden("the setup page only answers on the local network").into_response()
 }
 
-/// `GET /setup/status`: the box's state for the page.
-pub async fn status(
+/// The client's address, on the local network: what [`require_lan`] hands the `/setup`
+/// handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct LanClient(pub IpAddr);
+
+/// The layer over every `/setup/*` route: clients outside the local network are refused
+/// here, once, and the handlers get the client's address as a [`LanClient`].
+pub async fn require_lan(
     State(ctx): State<Ctx>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
 ) -> Response {
-    if lan_client(&ctx, peer, &headers).is_none() {
-        return lan_only();
+    match lan_client(&ctx, peer, request.headers()) {
+        Some(ip) => {
+            request.extensions_mut().insert(LanClient(ip));
+            next.run(request).await
+        }
+        None => lan_only(),
     }
+}
+
+/// `GET /setup/status`: the box's state for the page.
+pub async fn status(State(ctx): State<Ctx>) -> Response {
     let snap = ctx.snapshots.borrow().clone();
     let relay = match &snap.relay {
         crate::device::snapshot::RelayView::NoneConfigured => json!(null),
@@ -136,14 +151,7 @@ pub async fn status(
 }
 
 /// `GET /setup/doctor`: the `atbox doctor` checks, for the page's "Check" button.
-pub async fn doctor(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if lan_client(&ctx, peer, &headers).is_none() {
-        return lan_only();
-    }
+pub async fn doctor(State(ctx): State<Ctx>) -> Response {
     let findings = crate::pds::doctor::examine(&ctx).await;
     let list: Vec<Value> = findings
         .iter()

@@ -7,24 +7,19 @@
 //! account — with a full session (an app password is for apps, not for administering
 //! the box), and only from the local network, like the rest of the page.
 
-use super::{lan_client, lan_only};
 use crate::auth::tokens::Scope;
 use crate::pds::Ctx;
 use crate::storage::accounts;
 use crate::xrpc::error::{XrpcError, XrpcResult};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
-/// Checks that the request comes from the LAN with the owner's full session; returns
-/// the owner's DID.
-async fn owner(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Result<String, Response> {
-    if lan_client(ctx, peer, headers).is_none() {
-        return Err(lan_only());
-    }
+/// Checks that the request carries the owner's full session (the LAN check is the
+/// `/setup` routes' layer); returns the owner's DID.
+async fn owner(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Response> {
     let session = crate::xrpc::auth::access(ctx, headers).map_err(IntoResponse::into_response)?;
     if session.scope != Scope::Access {
         return Err(XrpcError::forbidden(
@@ -54,12 +49,8 @@ fn answer(result: XrpcResult<Value>) -> Response {
 }
 
 /// `POST /setup/owner/invite`: a new single-use invite code.
-pub async fn invite(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let did = match owner(&ctx, peer, &headers).await {
+pub async fn invite(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let did = match owner(&ctx, &headers).await {
         Ok(did) => did,
         Err(refused) => return refused,
     };
@@ -68,12 +59,8 @@ pub async fn invite(
 }
 
 /// `POST /setup/owner/crawl`: asks every configured relay to crawl this box now.
-pub async fn crawl(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = owner(&ctx, peer, &headers).await {
+pub async fn crawl(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Err(refused) = owner(&ctx, &headers).await {
         return refused;
     }
     let mut relays = Vec::new();
@@ -85,12 +72,8 @@ pub async fn crawl(
 }
 
 /// `GET /setup/owner/accounts`: the accounts hosted here.
-pub async fn list_accounts(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = owner(&ctx, peer, &headers).await {
+pub async fn list_accounts(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Err(refused) = owner(&ctx, &headers).await {
         return refused;
     }
     let listed = ctx

@@ -39,9 +39,7 @@ pub fn router(ctx: Ctx) -> Router {
         .layer(cors());
     // The box's own pages: same-origin only (no CORS), so no other site's page can
     // drive them from a visitor's browser.
-    let local = Router::new()
-        .route("/_atbox/status", get(live_status))
-        .route("/", get(crate::setup::front_page))
+    let setup = Router::new()
         .route("/setup/status", get(crate::setup::status))
         .route("/setup/doctor", get(crate::setup::doctor))
         .route("/setup/claim", axum::routing::post(crate::setup::claim))
@@ -53,7 +51,15 @@ pub fn router(ctx: Ctx) -> Router {
             "/setup/owner/crawl",
             axum::routing::post(crate::setup::owner_crawl),
         )
-        .route("/setup/owner/accounts", get(crate::setup::owner_accounts));
+        .route("/setup/owner/accounts", get(crate::setup::owner_accounts))
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            crate::setup::require_lan,
+        ));
+    let local = Router::new()
+        .route("/_atbox/status", get(live_status))
+        .route("/", get(crate::setup::front_page))
+        .merge(setup);
     public
         .merge(local)
         .fallback(|| async { XrpcError::not_found("no such page") })
