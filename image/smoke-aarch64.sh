@@ -33,7 +33,10 @@ for _ in $(seq 100); do [ -s "$work/plc.json" ] && break; sleep 0.1; done
 PLC=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).url)' "$work/plc.json")
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ATBOX_LISTEN=127.0.0.1:$PORT ATBOX_DATA_DIR=$work/data ATBOX_PLC_URL=$PLC ATBOX_LOG=warn pi serve > "$work/serve.log" 2>&1 &
+# qemu itself in the background, not the `pi` function: `$!` of a backgrounded function
+# is a subshell, and killing that would leave the server running.
+ATBOX_LISTEN=127.0.0.1:$PORT ATBOX_DATA_DIR=$work/data ATBOX_PLC_URL=$PLC ATBOX_LOG=warn \
+  qemu-aarch64-static "$BIN" serve > "$work/serve.log" 2>&1 &
 pids+=($!)
 URL=http://127.0.0.1:$PORT
 for _ in $(seq 300); do curl -sf "$URL/xrpc/_health" >/dev/null && break; sleep 0.1; done
