@@ -91,9 +91,7 @@ async fn claim_inner(
         ));
     }
     if !ctx.setup_attempts.allow(&ip.to_string()) {
-        return Err(XrpcError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RateLimitExceeded",
+        return Err(XrpcError::rate_limited(
             "too many attempts: wait a few minutes",
         ));
     }

@@ -16,7 +16,7 @@ use crate::config::TlsMode;
 use crate::pds::Ctx;
 use acme::{Acme, Challenges};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -235,25 +235,12 @@ async fn http01(State(challenges): State<Arc<Challenges>>, Path(token): Path<Str
     }
 }
 
-fn host_of(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    // Strip a port (but not from a bracketed IPv6 literal's inside).
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
-        _ => host,
-    };
-    host.to_ascii_lowercase()
-}
-
 async fn redirect_public_names(
     State((ctx, https_port)): State<(Ctx, u16)>,
     req: Request,
     next: Next,
 ) -> Response {
-    let host = host_of(req.headers());
+    let host = crate::xrpc::request_host(req.headers());
     let public = host == ctx.config.hostname
         || host.ends_with(&format!(".{}", ctx.config.hostname))
         || ctx.config.is_local_handle(&host);

@@ -109,11 +109,7 @@ async fn live_status(State(ctx): State<Ctx>, req: Request<Body>) -> Response {
 
 /// `/.well-known/atproto-did` on a handle's host: the DID of the account with that handle.
 async fn well_known_did(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let host = request_host(&headers);
     match ctx.find_account(&host).await {
         Ok(Some(account)) => ([(header::CONTENT_TYPE, "text/plain")], account.did).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no account here has this handle").into_response(),
@@ -124,12 +120,7 @@ async fn well_known_did(State(ctx): State<Ctx>, headers: HeaderMap) -> Response 
 /// `/.well-known/did.json`: on the host of a did:web account we serve, that account's
 /// document; otherwise the server's own `did:web` document.
 async fn well_known_did_json(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
-    let did = format!("did:web:{host}");
+    let did = format!("did:web:{}", request_host(&headers));
     if crate::pds::sync::hosts_did_web(&ctx.config, &did) {
         return match ctx.find_account(&did).await {
             Ok(Some(account)) => {
@@ -149,6 +140,20 @@ async fn well_known_did_json(State(ctx): State<Ctx>, headers: HeaderMap) -> Resp
         }]
     }))
     .into_response()
+}
+
+/// The host a request was sent to (its `Host` header), lowercase, without a port (but
+/// a bracketed IPv6 literal keeps its colons).
+pub fn request_host(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    host.to_ascii_lowercase()
 }
 
 /// The client's address: the peer's, unless the peer is a trusted reverse proxy, in
