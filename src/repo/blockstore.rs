@@ -35,12 +35,16 @@ impl BlockMap {
         self.blocks.insert(cid, bytes);
     }
 
-    /// Encodes `value` as DAG-CBOR, adds it and returns its CID.
-    pub fn put_cbor<T: Serialize + ?Sized>(&mut self, value: &T) -> Cid {
-        let bytes = to_cbor(value);
+    /// Adds a block already encoded as DAG-CBOR and returns its CID.
+    pub fn put_encoded(&mut self, bytes: Vec<u8>) -> Cid {
         let cid = cid_for_cbor(&bytes);
         self.blocks.insert(cid, bytes);
         cid
+    }
+
+    /// Encodes `value` as DAG-CBOR, adds it and returns its CID.
+    pub fn put_cbor<T: Serialize + ?Sized>(&mut self, value: &T) -> Cid {
+        self.put_encoded(to_cbor(value))
     }
 
     pub fn get(&self, cid: &Cid) -> Option<&[u8]> {

@@ -10,6 +10,7 @@
 //! height is a node with only a left link; the root is the node of the highest key
 //! height and is never such a leafless node (the empty tree is a root with nothing).
 
+pub mod codec;
 mod diff;
 pub mod node;
 mod proof;
@@ -331,7 +332,7 @@ fn persist_node(node: &mut Node, blocks: &mut BlockMap) -> Cid {
             persist_node(child, blocks);
         }
     }
-    let cid = blocks.put_cbor(&node.to_data());
+    let cid = blocks.put_encoded(node.encode());
     node.stored_as = Some(cid);
     cid
 }

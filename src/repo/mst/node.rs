@@ -8,7 +8,8 @@
 //! and only a left link). This shape is a pure function of the key set, which is why
 //! every implementation computes the same root CID.
 
-use crate::data::{from_cbor, Cid};
+use super::codec;
+use crate::data::Cid;
 use crate::repo::RepoError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -152,7 +153,7 @@ impl Node {
     /// subtrees below layer 0. `layer` is `None` for a root, whose layer comes from its keys.
     pub fn decode(cid: Cid, bytes: &[u8], layer: Option<u32>) -> Result<Node, RepoError> {
         let bad = |why: String| RepoError::InvalidMst(format!("node {cid}: {why}"));
-        let data: NodeData = from_cbor(bytes).map_err(|e| RepoError::BadBlock {
+        let data = codec::decode(bytes).map_err(|e| RepoError::BadBlock {
             cid: Box::new(cid),
             source: e,
         })?;
@@ -201,6 +202,12 @@ impl Node {
             return Err(bad("a layer-0 node has a subtree".into()));
         }
         Ok(node)
+    }
+
+    /// The node's block: the canonical DAG-CBOR of its wire form. All subtrees must
+    /// already be stored (persisted bottom-up).
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(&self.to_data())
     }
 
     /// The wire form. All subtrees must already be stored (persisted bottom-up).

@@ -15,7 +15,7 @@ enum Edge {
 }
 
 fn add_node(node: &Node, proof: &mut BlockMap) {
-    let cid = proof.put_cbor(&node.to_data());
+    let cid = proof.put_encoded(node.encode());
     debug_assert!(
         node.stored_as.is_none_or(|c| c == cid),
         "persisted node re-encodes to its CID"

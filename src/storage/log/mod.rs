@@ -569,9 +569,8 @@ impl RepoLog {
             if !seen.insert(node) {
                 continue;
             }
-            let data: crate::repo::mst::node::NodeData =
-                serde_ipld_dagcbor::from_slice(&read(blocks, &node)?)
-                    .map_err(|e| StorageError::Corrupt(format!("MST node {node}: {e}")))?;
+            let data = crate::repo::mst::codec::decode(&read(blocks, &node)?)
+                .map_err(|e| StorageError::Corrupt(format!("MST node {node}: {e}")))?;
             stack.extend(data.l);
             for e in data.e {
                 bump(blocks, &e.v);
