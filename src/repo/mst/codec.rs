@@ -64,28 +64,52 @@ fn nullable_cid(out: &mut Vec<u8>, c: Option<&Cid>) {
     }
 }
 
+/// Writes a node's block entry by entry, straight from whatever holds the node.
+pub struct Encoder {
+    out: Vec<u8>,
+}
+
+impl Encoder {
+    /// Starts a node of `entries` entries whose keys add up to `key_bytes` bytes.
+    pub fn new(entries: usize, key_bytes: usize) -> Encoder {
+        let mut out = Vec::with_capacity(48 + entries * 96 + key_bytes);
+        head(&mut out, MAJOR_MAP, 2);
+        key(&mut out, b'e');
+        head(&mut out, MAJOR_ARRAY, entries as u64);
+        Encoder { out }
+    }
+
+    /// The next entry: `k` is the key's suffix after the `p` bytes it shares with the
+    /// previous key.
+    pub fn entry(&mut self, p: u64, k: &[u8], t: Option<&Cid>, v: &Cid) {
+        let out = &mut self.out;
+        head(out, MAJOR_MAP, 4);
+        key(out, b'k');
+        head(out, MAJOR_BYTES, k.len() as u64);
+        out.extend_from_slice(k);
+        key(out, b'p');
+        head(out, MAJOR_UNSIGNED, p);
+        key(out, b't');
+        nullable_cid(out, t);
+        key(out, b'v');
+        cid(out, v);
+    }
+
+    /// Ends the node with its left subtree.
+    pub fn finish(mut self, l: Option<&Cid>) -> Vec<u8> {
+        key(&mut self.out, b'l');
+        nullable_cid(&mut self.out, l);
+        self.out
+    }
+}
+
 /// The canonical DAG-CBOR of a node's wire form.
 pub fn encode(node: &NodeData) -> Vec<u8> {
-    let keys: usize = node.e.iter().map(|e| e.k.len()).sum();
-    let mut out = Vec::with_capacity(48 + node.e.len() * 96 + keys);
-    head(&mut out, MAJOR_MAP, 2);
-    key(&mut out, b'e');
-    head(&mut out, MAJOR_ARRAY, node.e.len() as u64);
+    let mut enc = Encoder::new(node.e.len(), node.e.iter().map(|e| e.k.len()).sum());
     for e in &node.e {
-        head(&mut out, MAJOR_MAP, 4);
-        key(&mut out, b'k');
-        head(&mut out, MAJOR_BYTES, e.k.len() as u64);
-        out.extend_from_slice(&e.k);
-        key(&mut out, b'p');
-        head(&mut out, MAJOR_UNSIGNED, e.p);
-        key(&mut out, b't');
-        nullable_cid(&mut out, e.t.as_ref());
-        key(&mut out, b'v');
-        cid(&mut out, &e.v);
+        enc.entry(e.p, &e.k, e.t.as_ref(), &e.v);
     }
-    key(&mut out, b'l');
-    nullable_cid(&mut out, node.l.as_ref());
-    out
+    enc.finish(node.l.as_ref())
 }
 
 /// Reads a node block, accepting only the canonical encoding.

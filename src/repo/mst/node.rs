@@ -158,25 +158,24 @@ impl Node {
             source: e,
         })?;
         let mut entries = Vec::with_capacity(data.e.len());
-        let mut prev_key: Vec<u8> = Vec::new();
         for e in data.e {
+            let prev: &[u8] = entries.last().map_or(&[], |x: &Entry| x.key.as_bytes());
             let p = usize::try_from(e.p).unwrap_or(usize::MAX);
-            if p > prev_key.len() {
+            if p > prev.len() {
                 return Err(bad(format!("prefix length {} exceeds previous key", e.p)));
             }
-            let mut key = prev_key[..p].to_vec();
+            let mut key = Vec::with_capacity(p + e.k.len());
+            key.extend_from_slice(&prev[..p]);
             key.extend_from_slice(&e.k);
             check_key(&key)?;
-            if !entries.is_empty() && key <= prev_key {
+            if !entries.is_empty() && key.as_slice() <= prev {
                 return Err(bad("keys are not in ascending order".into()));
             }
-            let key_str = String::from_utf8(key.clone()).expect("checked ASCII");
             entries.push(Entry {
-                key: key_str,
+                key: String::from_utf8(key).expect("checked ASCII"),
                 value: e.v,
                 right: e.t.map(Link::Stored),
             });
-            prev_key = key;
         }
         let layer = match (layer, entries.first()) {
             (Some(l), _) => l,
@@ -207,39 +206,28 @@ impl Node {
     /// The node's block: the canonical DAG-CBOR of its wire form. All subtrees must
     /// already be stored (persisted bottom-up).
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(&self.to_data())
-    }
-
-    /// The wire form. All subtrees must already be stored (persisted bottom-up).
-    pub fn to_data(&self) -> NodeData {
-        let cid_of = |link: &Option<Link>| match link {
-            None => None,
-            Some(Link::Stored(c)) => Some(*c),
-            Some(Link::Loaded(n)) => Some(
-                n.stored_as
-                    .expect("subtrees are persisted before their parent"),
-            ),
-        };
+        let key_bytes = self.entries.iter().map(|e| e.key.len()).sum();
+        let mut enc = codec::Encoder::new(self.entries.len(), key_bytes);
         let mut prev: &[u8] = &[];
-        let e = self
-            .entries
-            .iter()
-            .map(|e| {
-                let key = e.key.as_bytes();
-                let p = common_prefix_len(prev, key);
-                prev = key;
-                EntryData {
-                    p: p as u64,
-                    k: key[p..].to_vec(),
-                    v: e.value,
-                    t: cid_of(&e.right),
-                }
-            })
-            .collect();
-        NodeData {
-            l: cid_of(&self.left),
-            e,
+        for e in &self.entries {
+            let key = e.key.as_bytes();
+            let p = common_prefix_len(prev, key);
+            enc.entry(p as u64, &key[p..], stored_cid(&e.right).as_ref(), &e.value);
+            prev = key;
         }
+        enc.finish(stored_cid(&self.left).as_ref())
+    }
+}
+
+/// The CID a subtree link points at; subtrees are persisted before their parent.
+fn stored_cid(link: &Option<Link>) -> Option<Cid> {
+    match link {
+        None => None,
+        Some(Link::Stored(c)) => Some(*c),
+        Some(Link::Loaded(n)) => Some(
+            n.stored_as
+                .expect("subtrees are persisted before their parent"),
+        ),
     }
 }
 
