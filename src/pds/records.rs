@@ -10,7 +10,7 @@ use crate::auth::Session;
 use crate::data::{decode_cbor, ipld_from_json, ipld_to_json, Cid, Ipld};
 use crate::lexicon::Validation;
 use crate::repo::writes::{apply_writes, CommitData, PreparedWrite, Write, WriteError};
-use crate::storage::accounts::AccountStatus;
+use crate::storage::accounts::{self, Account, AccountStatus};
 use crate::storage::{blobs, repos};
 use crate::syntax::{Did, Nsid, RecordKey, Tid};
 use crate::xrpc::error::{XrpcError, XrpcResult};
@@ -204,6 +204,21 @@ fn prepare(
     Ok(out)
 }
 
+/// Refuses writes to a deactivated or taken-down account.
+fn check_writable(account: &Account) -> XrpcResult<()> {
+    match account.status {
+        AccountStatus::Active => Ok(()),
+        AccountStatus::Deactivated => Err(XrpcError::named(
+            "AccountDeactivated",
+            "the account is deactivated; activate it first",
+        )),
+        AccountStatus::Takendown => Err(XrpcError::named(
+            "AccountTakedown",
+            "the account has been taken down",
+        )),
+    }
+}
+
 /// Applies a batch of writes to the session's repo as one commit.
 pub async fn write(
     state: &AppState,
@@ -215,25 +230,18 @@ pub async fn write(
 ) -> XrpcResult<WriteOutcome> {
     // Tell the writer a write is coming, so concurrent ones share a commit.
     let intent = state.storage.writer.intent();
-    let account = state.repo_account(repo).await?;
-    if account.did != session.did {
-        return Err(XrpcError::forbidden("you can only write to your own repo"));
-    }
-    match account.status {
-        AccountStatus::Active => {}
-        AccountStatus::Deactivated => {
-            return Err(XrpcError::named(
-                "AccountDeactivated",
-                "the account is deactivated; activate it first",
-            ))
+    // Writers name their own repo, nearly always by DID: then the account is read inside
+    // the writer job, on the writer's connection (no read transaction and no thread
+    // hand-off of its own). A handle is resolved first.
+    let did = if repo == session.did {
+        session.did.clone()
+    } else {
+        let account = state.repo_account(repo).await?;
+        if account.did != session.did {
+            return Err(XrpcError::forbidden("you can only write to your own repo"));
         }
-        AccountStatus::Takendown => {
-            return Err(XrpcError::named(
-                "AccountTakedown",
-                "the account has been taken down",
-            ))
-        }
-    }
+        account.did
+    };
     if requests.is_empty() {
         return Err(XrpcError::invalid_request("no writes given"));
     }
@@ -251,8 +259,7 @@ pub async fn write(
     let actions: Vec<WriteAction> = requests.iter().map(|r| r.action).collect();
     let single_delete = requests.len() == 1 && actions[0] == WriteAction::Delete;
     let prepared = prepare(state, requests, validate)?;
-    let key = signing_key(&account)?;
-    let did = Did::new(account.did.as_str())?;
+    let repo_did = Did::new(did.as_str())?;
     // The rev must follow the repo's current rev, which only the job can see: take a
     // fresh TID now, and step past the head inside the job if the clock is behind it.
     let tid_now = state.tids.next_tid();
@@ -264,8 +271,13 @@ pub async fn write(
             _ => tid_now.clone(),
         }
     };
-    let job_did = account.did.clone();
+    let job_did = did;
     let job = state.storage.writer.write_with_events(move |conn, outbox| {
+        let account = accounts::by_did(conn, &job_did)?.ok_or_else(|| {
+            XrpcError::named("RepoNotFound", format!("could not find repo {job_did}"))
+        })?;
+        check_writable(&account)?;
+        let key = signing_key(&account)?;
         let head = repos::head(conn, &job_did)?;
         if let Some(expected) = swap_commit {
             if head.as_ref().map(|h| h.commit) != Some(expected) {
@@ -337,7 +349,7 @@ pub async fn write(
         }
         let rev = rev_after(head.as_ref().map(|h| &h.rev));
         let blocks = repos::blocks(&outbox.log, conn, &job_did);
-        let commit = match apply_writes(&blocks, &did, head.as_ref(), &writes, &key, rev) {
+        let commit = match apply_writes(&blocks, &repo_did, head.as_ref(), &writes, &key, rev) {
             Ok(c) => c,
             // Deleting a record that is not there is not an error for deleteRecord.
             Err(WriteError::NotFound(_)) if single_delete => {
