@@ -1,0 +1,198 @@
+//! One-time codes and what they unlock: password resets, email confirmation and
+//! change. Where the reference PDS emails a code, atbox keeps it for the owner to read
+//! with `atbox account tokens` (home ISPs often block mail).
+
+use super::check_email;
+use crate::auth::password;
+use crate::auth::Session;
+use crate::pds::{unix_now, AppState};
+use crate::storage::accounts::{self as db};
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use serde_json::{json, Value};
+
+/// How long a one-time code (password reset, account deletion, PLC signature) lives.
+pub const TOKEN_TTL_SECS: i64 = 15 * 60;
+
+/// A six-character one-time code, easy to read off a screen or a terminal.
+fn one_time_code() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let part = |n: usize| {
+        (0..n)
+            .map(|_| CHARS[rand::random::<usize>() % CHARS.len()] as char)
+            .collect::<String>()
+    };
+    format!("{}-{}", part(5), part(5))
+}
+
+/// Issues a one-time code for `purpose`; it is shown by `atbox account tokens`.
+pub async fn request_token(state: &AppState, did: &str, purpose: &'static str) -> XrpcResult<()> {
+    let (did, code) = (did.to_owned(), one_time_code());
+    tracing::info!(%did, purpose, "one-time code issued; the owner can read it with `atbox account tokens`");
+    state
+        .storage
+        .write(move |conn| {
+            Ok::<_, XrpcError>(db::put_token(conn, purpose, &did, &code, unix_now())?)
+        })
+        .await
+}
+
+/// Checks and consumes a one-time code inside a write job.
+pub fn consume_token(
+    conn: &rusqlite::Connection,
+    purpose: &str,
+    did: &str,
+    token: &str,
+) -> XrpcResult<()> {
+    match db::get_token(conn, purpose, did)? {
+        Some((expected, at)) if expected == token.trim().to_ascii_uppercase() => {
+            db::delete_token(conn, purpose, did)?;
+            if unix_now() - at > TOKEN_TTL_SECS {
+                return Err(XrpcError::named(
+                    "ExpiredToken",
+                    "the code has expired; request a new one",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(XrpcError::named("InvalidToken", "the code is not valid")),
+    }
+}
+
+/// com.atproto.server.requestPasswordReset (by email).
+pub async fn request_password_reset(state: &AppState, email: &str) -> XrpcResult<()> {
+    // Say nothing about whether the address has an account.
+    if let Some(account) = state.find_account(&check_email(email)?).await? {
+        request_token(state, &account.did, "reset_password").await?;
+    }
+    Ok(())
+}
+
+/// com.atproto.server.resetPassword
+pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -> XrpcResult<()> {
+    if new_password.is_empty() || new_password.len() > 256 {
+        return Err(XrpcError::named(
+            "InvalidPassword",
+            "the password must be 1 to 256 bytes",
+        ));
+    }
+    let token = token.trim().to_ascii_uppercase();
+    let pass = new_password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
+    state
+        .storage
+        .write(move |conn| {
+            let (did, _) = db::token_owner(conn, "reset_password", &token)?
+                .ok_or_else(|| XrpcError::named("InvalidToken", "the code is not valid"))?;
+            consume_token(conn, "reset_password", &did, &token)?;
+            db::set_password(conn, &did, &hash)?;
+            db::delete_refresh_tokens(conn, &did)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Sets a new password directly (the admin CLI's reset-password).
+pub async fn set_password(state: &AppState, did: &str, new_password: &str) -> XrpcResult<()> {
+    let pass = new_password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
+    let did = did.to_owned();
+    state
+        .storage
+        .write(move |conn| {
+            db::set_password(conn, &did, &hash)?;
+            db::delete_refresh_tokens(conn, &did)?;
+            Ok::<_, XrpcError>(())
+        })
+        .await
+}
+
+/// com.atproto.server.requestEmailConfirmation: a code for confirmEmail (shown by
+/// `atbox account tokens`; home connections often cannot send mail).
+pub async fn request_email_confirmation(state: &AppState, session: &Session) -> XrpcResult<()> {
+    let account = state.repo_account(&session.did).await?;
+    if account.email.is_none() {
+        return Err(XrpcError::invalid_request(
+            "the account has no email address",
+        ));
+    }
+    request_token(state, &account.did, "confirm_email").await
+}
+
+/// com.atproto.server.confirmEmail
+pub async fn confirm_email(
+    state: &AppState,
+    session: &Session,
+    email: &str,
+    token: &str,
+) -> XrpcResult<()> {
+    let (did, email, token) = (
+        session.did.clone(),
+        email.trim().to_ascii_lowercase(),
+        token.to_owned(),
+    );
+    state
+        .storage
+        .write(move |conn| {
+            let account = db::by_did(conn, &did)?
+                .ok_or_else(|| XrpcError::named("AccountNotFound", "account not found"))?;
+            if account.email.as_deref() != Some(email.as_str()) {
+                return Err(XrpcError::named(
+                    "InvalidEmail",
+                    "that is not the account's email address",
+                ));
+            }
+            consume_token(conn, "confirm_email", &did, &token)?;
+            db::set_email_confirmed(conn, &did)?;
+            Ok(())
+        })
+        .await
+}
+
+/// com.atproto.server.requestEmailUpdate: a confirmed address needs a code to change.
+pub async fn request_email_update(state: &AppState, session: &Session) -> XrpcResult<Value> {
+    session.require_full()?;
+    let account = state.repo_account(&session.did).await?;
+    if account.email_confirmed {
+        request_token(state, &account.did, "update_email").await?;
+    }
+    Ok(json!({ "tokenRequired": account.email_confirmed }))
+}
+
+/// com.atproto.server.updateEmail
+pub async fn update_email(
+    state: &AppState,
+    session: &Session,
+    email: &str,
+    token: Option<&str>,
+) -> XrpcResult<()> {
+    session.require_full()?;
+    let email = check_email(email)?;
+    let (did, token) = (session.did.clone(), token.map(str::to_owned));
+    state
+        .storage
+        .write(move |conn| {
+            let account = db::by_did(conn, &did)?
+                .ok_or_else(|| XrpcError::named("AccountNotFound", "account not found"))?;
+            if account.email_confirmed {
+                let token = token.ok_or_else(|| {
+                    XrpcError::named(
+                        "TokenRequired",
+                        "a code from requestEmailUpdate is required",
+                    )
+                })?;
+                consume_token(conn, "update_email", &did, &token)?;
+            }
+            if db::by_email(conn, &email)?.is_some_and(|a| a.did != did) {
+                return Err(XrpcError::invalid_request(
+                    "that email address is used by another account",
+                ));
+            }
+            db::set_email(conn, &did, Some(&email))?;
+            Ok(())
+        })
+        .await
+}

@@ -1,0 +1,162 @@
+//! Handles and DIDs: resolving them (local accounts first, then DNS and HTTPS),
+//! changing an account's handle, and the DID credentials a migrating account needs.
+
+use super::check_new_handle;
+use crate::auth::Session;
+use crate::pds::{signing_key, AppState};
+use crate::storage::accounts::{self as db};
+use crate::syntax::{Did, Handle};
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use serde_json::{json, Value};
+
+/// com.atproto.identity.getRecommendedDidCredentials
+pub async fn recommended_credentials(state: &AppState, session: &Session) -> XrpcResult<Value> {
+    let account = state.repo_account(&session.did).await?;
+    let key = signing_key(&account)?;
+    Ok(json!({
+        "rotationKeys": [state.secrets.plc_rotation_key.public_key().to_did_key()],
+        "alsoKnownAs": [format!("at://{}", account.handle)],
+        "verificationMethods": { "atproto": key.public_key().to_did_key() },
+        "services": { "atproto_pds": { "type": "AtprotoPersonalDataServer", "endpoint": state.config.public_url } },
+    }))
+}
+
+/// com.atproto.identity.resolveHandle: local accounts first, then DNS and HTTPS.
+pub async fn resolve_handle(state: &AppState, handle: &str) -> XrpcResult<Value> {
+    let parsed = Handle::new(handle.trim())?;
+    if let Some(account) = state.find_account(parsed.normalized().as_str()).await? {
+        return Ok(json!({ "did": account.did }));
+    }
+    match state.resolver.resolve_handle(&parsed).await {
+        Some(did) => Ok(json!({ "did": did })),
+        None => Err(XrpcError::named(
+            "HandleNotFound",
+            format!("unable to resolve handle {handle}"),
+        )),
+    }
+}
+
+/// com.atproto.identity.updateHandle: a handle under our domains, or any domain whose
+/// DNS or well-known file points at the account's DID. The PLC document follows.
+pub async fn update_handle(state: &AppState, session: &Session, handle: &str) -> XrpcResult<()> {
+    let account = state.repo_account(&session.did).await?;
+    let handle = handle.trim().to_ascii_lowercase();
+    let handle = if state.config.is_local_handle(&handle) {
+        check_new_handle(state, &handle, Some(&account.did)).await?
+    } else {
+        let parsed = Handle::new(handle.as_str())
+            .map_err(|e| XrpcError::named("InvalidHandle", e.to_string()))?;
+        if state
+            .find_account(&handle)
+            .await?
+            .is_some_and(|a| a.did != account.did)
+        {
+            return Err(XrpcError::named(
+                "HandleNotAvailable",
+                format!("handle {handle} is already taken"),
+            ));
+        }
+        match state.resolver.resolve_handle(&parsed).await {
+            Some(did) if did.as_str() == account.did => handle,
+            _ => {
+                return Err(XrpcError::invalid_request(format!(
+                    "external handle did not resolve to {}: add a DNS TXT record _atproto.{handle} with \"did={}\"",
+                    account.did, account.did
+                )))
+            }
+        }
+    };
+    if Did::new(account.did.as_str())?.method() == "plc" {
+        let last = state
+            .plc
+            .last_operation(&account.did)
+            .await
+            .map_err(|e| XrpcError::upstream(e.to_string()))?;
+        let mut op = last.clone();
+        op.also_known_as = vec![format!("at://{handle}")];
+        op.prev = Some(last.cid());
+        let op = op.sign(&state.secrets.plc_rotation_key);
+        state
+            .plc
+            .submit(&account.did, &op)
+            .await
+            .map_err(|e| XrpcError::upstream(e.to_string()))?;
+        state.resolver.forget(&account.did);
+    }
+    let did = account.did.clone();
+    state
+        .storage
+        .writer
+        .write_with_events(move |conn, outbox| {
+            if db::by_handle(conn, &handle)?.is_some_and(|a| a.did != did) {
+                return Err(XrpcError::named(
+                    "HandleNotAvailable",
+                    format!("handle {handle} is already taken"),
+                ));
+            }
+            db::set_handle(conn, &did, &handle)?;
+            crate::sync::emit::identity(outbox, &did, Some(&handle));
+            Ok(())
+        })
+        .await
+}
+
+/// com.atproto.identity.resolveDid
+pub async fn resolve_did(state: &AppState, did: &str) -> XrpcResult<Value> {
+    let parsed = Did::new(did)?;
+    let doc = match state.find_account(did).await? {
+        Some(account) => crate::pds::sync::did_document(state, &account).await,
+        None => state
+            .resolver
+            .resolve_did(&parsed)
+            .await
+            .map_err(|e| XrpcError::named("DidNotFound", e.to_string()))?,
+    };
+    Ok(json!({ "didDoc": doc }))
+}
+
+/// com.atproto.identity.resolveIdentity (and refreshIdentity with `fresh`): the DID, its
+/// document, and the handle if it resolves back to the DID (else `handle.invalid`).
+pub async fn resolve_identity(
+    state: &AppState,
+    identifier: &str,
+    fresh: bool,
+) -> XrpcResult<Value> {
+    let id = crate::syntax::AtIdentifier::new(identifier.trim())?;
+    let did = match &id {
+        crate::syntax::AtIdentifier::Did(d) => d.clone(),
+        crate::syntax::AtIdentifier::Handle(_) => {
+            let v = resolve_handle(state, id.as_str()).await?;
+            Did::new(v["did"].as_str().unwrap_or_default())?
+        }
+    };
+    if fresh {
+        state.resolver.forget(did.as_str());
+    }
+    let local = state.find_account(did.as_str()).await?;
+    let doc = match &local {
+        Some(account) => crate::pds::sync::did_document(state, account).await,
+        None => state
+            .resolver
+            .resolve_did(&did)
+            .await
+            .map_err(|e| XrpcError::named("DidNotFound", e.to_string()))?,
+    };
+    let claimed = doc.handle();
+    let verified = match (&claimed, &local) {
+        (Some(h), Some(a)) if h == &a.handle => Some(h.clone()),
+        (Some(h), None) => match Handle::new(h.as_str()) {
+            Ok(parsed) => state
+                .resolver
+                .resolve_handle(&parsed)
+                .await
+                .filter(|d| d == &did)
+                .map(|_| h.clone()),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    Ok(
+        json!({ "did": did, "handle": verified.unwrap_or_else(|| "handle.invalid".into()), "didDoc": doc }),
+    )
+}

@@ -1,0 +1,418 @@
+//! Accounts: creating them (with a did:plc registered at the PLC directory, or an
+//! existing did:web) and describing the server; the rest of an account's life is in the
+//! submodules, re-exported here so callers name one place (`pds::accounts`).
+
+mod codes;
+mod handles;
+mod invites;
+mod preferences;
+mod status;
+
+pub use codes::*;
+pub use handles::*;
+pub use invites::*;
+pub use preferences::*;
+pub use status::*;
+
+use super::sessions::issue;
+use super::{signing_key, AppState};
+use crate::auth::password;
+use crate::auth::tokens::Scope;
+use crate::config::Config;
+use crate::crypto::{KeyType, Keypair};
+use crate::identity::plc::PlcOperation;
+use crate::identity::DidDocument;
+use crate::repo::writes::apply_writes;
+use crate::storage::accounts::{self as db, Account, AccountStatus};
+use crate::storage::repos;
+use crate::syntax::{Datetime, Did, Handle};
+use crate::xrpc::error::{XrpcError, XrpcResult};
+use serde_json::{json, Value};
+
+/// com.atproto.server.describeServer
+pub fn describe_server(state: &AppState) -> Value {
+    json!({
+        "did": state.config.service_did(),
+        "availableUserDomains": state.config.handle_domains,
+        "inviteCodeRequired": state.config.invite_required,
+        "phoneVerificationRequired": false,
+        "links": {},
+    })
+}
+
+/// The input of createAccount.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    pub handle: String,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub did: Option<String>,
+    pub invite_code: Option<String>,
+    pub recovery_key: Option<String>,
+    /// Created by the box's owner (the CLI, first boot, the LAN setup page): no invite
+    /// needed. Never read from a request body.
+    #[serde(skip)]
+    pub by_owner: bool,
+    /// The password, already hashed: a claim saved across a restart (`setup::claim`)
+    /// keeps no plain password on disk. Never read from a request body.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    /// Make the DID `did:web:<handle>`, served by this box itself (the handle's host
+    /// answers `/.well-known/did.json`), instead of registering a did:plc. Chosen by the
+    /// owner on the setup page; never read from a request body.
+    #[serde(skip)]
+    pub did_web_here: bool,
+}
+
+/// The new account's password as given.
+enum Password {
+    Plain(String),
+    Hashed(String),
+}
+
+/// Checks a handle asked for on this server: syntax, one of our domains, a sensible
+/// first label, not taken. Returns it normalised (lowercase).
+pub async fn check_new_handle(
+    state: &AppState,
+    handle: &str,
+    own_did: Option<&str>,
+) -> XrpcResult<String> {
+    let handle = handle_fits(&state.config, handle)?;
+    if let Some(existing) = state.find_account(&handle).await? {
+        if Some(existing.did.as_str()) != own_did {
+            return Err(XrpcError::named(
+                "HandleNotAvailable",
+                format!("handle {handle} is already taken"),
+            ));
+        }
+    }
+    Ok(handle)
+}
+
+/// The checks of a new handle that need only the configuration: syntax, one of its
+/// domains, a sensible first label. Returns it normalised (lowercase).
+pub fn handle_fits(config: &Config, handle: &str) -> XrpcResult<String> {
+    let handle = handle.trim().to_ascii_lowercase();
+    let invalid = |m: &str| XrpcError::named("InvalidHandle", m.to_owned());
+    Handle::new(handle.as_str()).map_err(|e| invalid(&e.to_string()))?;
+    if crate::syntax::DISALLOWED_HANDLE_TLDS
+        .iter()
+        .any(|t| handle.ends_with(t))
+    {
+        return Err(invalid("this top-level domain cannot be used for handles"));
+    }
+    if config.is_local_handle(&handle) {
+        let domain = config
+            .handle_domains
+            .iter()
+            .find(|d| handle.ends_with(d.as_str()))
+            .expect("local handle");
+        let front = &handle[..handle.len() - domain.len()];
+        if front.contains('.') {
+            return Err(invalid(
+                "a handle on this server has a single name before the domain",
+            ));
+        }
+        if front.len() < 3 || front.len() > 18 {
+            return Err(invalid(
+                "the name before the domain must be 3 to 18 characters",
+            ));
+        }
+    } else {
+        return Err(XrpcError::named(
+            "UnsupportedDomain",
+            format!(
+                "handles on this server end in one of: {}",
+                config.handle_domains.join(", ")
+            ),
+        ));
+    }
+    Ok(handle)
+}
+
+/// A new password: present, and at most 256 bytes.
+pub fn check_password(password: Option<String>) -> XrpcResult<String> {
+    let pass = password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| XrpcError::named("InvalidPassword", "a password is required"))?;
+    if pass.len() > 256 {
+        return Err(XrpcError::named(
+            "InvalidPassword",
+            "the password is too long (256 bytes at most)",
+        ));
+    }
+    Ok(pass)
+}
+
+pub fn check_email(email: &str) -> XrpcResult<String> {
+    let email = email.trim().to_ascii_lowercase();
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
+    if !ok {
+        return Err(XrpcError::invalid_request("that is not an email address"));
+    }
+    Ok(email)
+}
+
+/// com.atproto.server.createAccount
+/// `service_auth` is the bearer token of the request: for an existing did:plc (an
+/// account moving here) it must be a service-auth JWT signed with the DID's current key.
+pub async fn create_account(
+    state: &AppState,
+    input: NewAccount,
+    service_auth: Option<&str>,
+) -> XrpcResult<Value> {
+    let handle = check_new_handle(state, &input.handle, input.did.as_deref()).await?;
+    let email = match &input.email {
+        Some(e) => Some(check_email(e)?),
+        None => return Err(XrpcError::invalid_request("an email address is required")),
+    };
+    if let Some(e) = &email {
+        if state
+            .find_account(e)
+            .await?
+            .is_some_and(|a| Some(a.did.as_str()) != input.did.as_deref())
+        {
+            return Err(XrpcError::invalid_request(format!(
+                "email {e} is already used by an account"
+            )));
+        }
+    }
+    let pass = match input.password_hash {
+        Some(hash) => Password::Hashed(hash),
+        None => Password::Plain(check_password(input.password)?),
+    };
+    if state.config.invite_required && !input.by_owner {
+        let code = input
+            .invite_code
+            .clone()
+            .ok_or_else(|| XrpcError::named("InvalidInviteCode", "an invite code is required"))?;
+        check_invite(state, &code).await?;
+    }
+
+    let signing = Keypair::generate(KeyType::K256);
+    let (did, migrating) = match input.did.as_deref() {
+        None if input.did_web_here => (format!("did:web:{handle}"), false),
+        None => (
+            register_plc(state, &signing, &handle, input.recovery_key.as_deref()).await?,
+            false,
+        ),
+        Some(did) => check_existing_did(state, did, service_auth).await?,
+    };
+    if migrating {
+        if let (Some(existing), Password::Plain(pass)) = (state.find_account(&did).await?, &pass) {
+            return welcome_back(state, existing, handle, email, pass.clone()).await;
+        }
+    }
+    let pass_hash = match pass {
+        Password::Hashed(hash) => hash,
+        Password::Plain(pass) => tokio::task::spawn_blocking(move || password::hash(&pass))
+            .await
+            .map_err(|e| XrpcError::internal(e.to_string()))?,
+    };
+    let account = Account {
+        did: did.clone(),
+        handle: handle.clone(),
+        email,
+        password_hash: pass_hash,
+        signing_key: signing.private_bytes().to_vec(),
+        created_at: Datetime::now().to_string(),
+        // An account moving here stays deactivated until its identity points here
+        // and the owner activates it (the migration flow of the official tools).
+        status: if migrating {
+            AccountStatus::Deactivated
+        } else {
+            AccountStatus::Active
+        },
+        email_confirmed: false,
+    };
+    let rev = state.tids.next_tid();
+    let did_parsed = Did::new(did.as_str())?;
+    let invite = input
+        .invite_code
+        .filter(|_| state.config.invite_required && !input.by_owner);
+    let stored = account.clone();
+    state
+        .storage
+        .writer
+        .write_with_events(move |conn, outbox| {
+            if db::by_handle(conn, &stored.handle)?.is_some() {
+                return Err(XrpcError::named(
+                    "HandleNotAvailable",
+                    format!("handle {} is already taken", stored.handle),
+                ));
+            }
+            if db::by_did(conn, &stored.did)?.is_some() {
+                return Err(XrpcError::invalid_request(format!(
+                    "an account for {} already exists here",
+                    stored.did
+                )));
+            }
+            if let Some(code) = &invite {
+                use_invite_code(conn, code, &stored.did)?;
+            }
+            db::insert_account(conn, &stored)?;
+            // An empty repo with its first signed commit.
+            let commit = apply_writes(
+                &repos::blocks(&outbox.log, conn, &stored.did),
+                &did_parsed,
+                None,
+                &[],
+                &signing,
+                rev,
+            )?;
+            repos::save_commit(conn, outbox, &stored.did, None, &commit)?;
+            crate::sync::emit::identity(outbox, &stored.did, Some(&stored.handle));
+            let active = stored.status == AccountStatus::Active;
+            let shown = (!active).then(|| stored.status.as_str());
+            crate::sync::emit::account(outbox, &stored.did, active, shown);
+            crate::sync::emit::commit(outbox, &stored.did, &commit);
+            let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
+            crate::sync::emit::sync(
+                outbox,
+                &stored.did,
+                commit.commit_cid,
+                commit_block,
+                commit.rev.as_str(),
+            );
+            Ok(())
+        })
+        .await?;
+    tracing::info!(did = %account.did, handle = %account.handle, "account created");
+    let (access, refresh) = issue(state, &account.did, Scope::Access, None).await?;
+    let doc = DidDocument::for_account(
+        &account.did,
+        &account.handle,
+        &signing_key(&account)?.public_key(),
+        &state.config.public_url,
+    );
+    Ok(
+        json!({ "did": account.did, "handle": account.handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
+    )
+}
+
+/// An account that moved away (and is deactivated here) coming back: it keeps its
+/// signing key and record of invites; handle, email and password are the new ones, and
+/// its repo will be replaced by importRepo.
+async fn welcome_back(
+    state: &AppState,
+    existing: Account,
+    handle: String,
+    email: Option<String>,
+    pass: String,
+) -> XrpcResult<Value> {
+    if existing.status != AccountStatus::Deactivated {
+        return Err(XrpcError::invalid_request(format!(
+            "an active account for {} already exists here",
+            existing.did
+        )));
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        .await
+        .map_err(|e| XrpcError::internal(e.to_string()))?;
+    let (did, h, e) = (existing.did.clone(), handle.clone(), email.clone());
+    state
+        .storage
+        .writer
+        .write_with_events(move |conn, outbox| {
+            db::set_handle(conn, &did, &h)?;
+            db::set_email(conn, &did, e.as_deref())?;
+            db::set_password(conn, &did, &hash)?;
+            db::delete_refresh_tokens(conn, &did)?;
+            crate::sync::emit::identity(outbox, &did, Some(&h));
+            Ok::<_, XrpcError>(())
+        })
+        .await?;
+    let (access, refresh) = issue(state, &existing.did, Scope::Access, None).await?;
+    let doc = DidDocument::for_account(
+        &existing.did,
+        &handle,
+        &signing_key(&existing)?.public_key(),
+        &state.config.public_url,
+    );
+    Ok(
+        json!({ "did": existing.did, "handle": handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
+    )
+}
+
+/// Registers a new did:plc pointing at this server; returns the DID.
+async fn register_plc(
+    state: &AppState,
+    signing: &Keypair,
+    handle: &str,
+    recovery_key: Option<&str>,
+) -> XrpcResult<String> {
+    let mut rotation_keys = Vec::new();
+    if let Some(key) = recovery_key {
+        crate::crypto::parse_did_key(key)
+            .map_err(|e| XrpcError::invalid_request(format!("recoveryKey: {e}")))?;
+        rotation_keys.push(key.to_owned());
+    }
+    rotation_keys.push(state.secrets.plc_rotation_key.public_key().to_did_key());
+    let op = PlcOperation::for_account(
+        rotation_keys,
+        &signing.public_key().to_did_key(),
+        handle,
+        &state.config.public_url,
+        None,
+    )
+    .sign(&state.secrets.plc_rotation_key);
+    let did = op.genesis_did();
+    state
+        .plc
+        .submit(&did, &op)
+        .await
+        .map_err(|e| XrpcError::upstream(format!("could not register the DID: {e}")))?;
+    Ok(did)
+}
+
+/// An existing DID brought to this server: a did:web whose document names us.
+async fn check_existing_did(
+    state: &AppState,
+    did: &str,
+    service_auth: Option<&str>,
+) -> XrpcResult<(String, bool)> {
+    let parsed = Did::new(did)?;
+    let doc = state
+        .resolver
+        .resolve_did_fresh(&parsed)
+        .await
+        .map_err(|e| XrpcError::named("UnresolvableDid", e.to_string()))?;
+    if parsed.method() == "plc" {
+        // Moving an account here: its current PDS vouches with a service-auth token
+        // signed by the account's key.
+        let token = service_auth.ok_or_else(|| {
+            XrpcError::auth_required("bringing an existing did:plc here needs a service-auth token from its current PDS (getServiceAuth)")
+        })?;
+        let key = doc.signing_key().ok_or_else(|| {
+            XrpcError::named("IncompatibleDidDoc", "the DID document has no #atproto key")
+        })?;
+        let claims = crate::auth::service_jwt::verify(
+            token,
+            &key,
+            &state.config.service_did(),
+            "com.atproto.server.createAccount",
+            super::unix_now(),
+        )
+        .map_err(|e| XrpcError::auth_required(format!("service-auth token refused: {e}")))?;
+        if claims.iss.split('#').next() != Some(did) {
+            return Err(XrpcError::auth_required(
+                "the service-auth token was issued for another account",
+            ));
+        }
+        return Ok((did.to_owned(), true));
+    }
+    if doc.pds_endpoint().as_deref() != Some(state.config.public_url.as_str()) {
+        return Err(XrpcError::named(
+            "IncompatibleDidDoc",
+            format!(
+                "the DID document's #atproto_pds service must be {}",
+                state.config.public_url
+            ),
+        ));
+    }
+    Ok((did.to_owned(), false))
+}
