@@ -1,7 +1,7 @@
 //! Handles and DIDs: resolving them (local accounts first, then DNS and HTTPS),
 //! changing an account's handle, and the DID credentials a migrating account needs.
 
-use super::check_new_handle;
+use super::{check_email, check_new_handle};
 use crate::auth::Session;
 use crate::pds::{signing_key, AppState};
 use crate::storage::accounts::{self as db};
@@ -159,4 +159,76 @@ pub async fn resolve_identity(
     Ok(
         json!({ "did": did, "handle": verified.unwrap_or_else(|| "handle.invalid".into()), "didDoc": doc }),
     )
+}
+
+/// com.atproto.temp.checkHandleAvailability: whether a handle could be created here,
+/// and if not, a few that could (from the name asked for, and the email's local part).
+/// A handle outside this server's domains is unavailable; the suggestions then use the
+/// first of them.
+pub async fn check_handle_availability(
+    state: &AppState,
+    handle: &str,
+    email: Option<&str>,
+) -> XrpcResult<Value> {
+    let asked = Handle::new(handle.trim())?.normalized().as_str().to_owned();
+    let email = email
+        .map(|e| check_email(e).map_err(|e| XrpcError::named("InvalidEmail", e.message)))
+        .transpose()?;
+    if check_new_handle(state, &asked, None).await.is_ok() {
+        return Ok(json!({
+            "handle": asked,
+            "result": { "$type": "com.atproto.temp.checkHandleAvailability#resultAvailable" },
+        }));
+    }
+    let domain = state
+        .config
+        .handle_domains
+        .iter()
+        .find(|d| asked.ends_with(d.as_str()))
+        .or(state.config.handle_domains.first())
+        .cloned()
+        .unwrap_or_default();
+    // A name for each source: the handle's first label, the email's local part, both
+    // cut to the characters and length a name on this server may have.
+    let name_of = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .map(|c| c.to_ascii_lowercase())
+            .take(14)
+            .collect::<String>()
+            .trim_matches('-')
+            .to_owned()
+    };
+    let from_handle = name_of(asked.split('.').next().unwrap_or_default());
+    let from_email = email
+        .as_deref()
+        .and_then(|e| e.split('@').next())
+        .map(name_of);
+    let mut candidates: Vec<(String, &str)> = Vec::new();
+    if let Some(name) = &from_email {
+        candidates.push((format!("{name}{domain}"), "email"));
+    }
+    for _ in 0..4 {
+        let n: u16 = rand::random::<u16>() % 1000;
+        candidates.push((format!("{from_handle}{n}{domain}"), "random_digits"));
+    }
+    let mut suggestions = Vec::new();
+    for (candidate, method) in candidates {
+        if suggestions.len() == 3 {
+            break;
+        }
+        let fresh = !suggestions
+            .iter()
+            .any(|s: &Value| s["handle"] == candidate.as_str());
+        if fresh && check_new_handle(state, &candidate, None).await.is_ok() {
+            suggestions.push(json!({ "handle": candidate, "method": method }));
+        }
+    }
+    Ok(json!({
+        "handle": asked,
+        "result": {
+            "$type": "com.atproto.temp.checkHandleAvailability#resultUnavailable",
+            "suggestions": suggestions,
+        },
+    }))
 }

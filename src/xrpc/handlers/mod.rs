@@ -40,6 +40,8 @@ pub async fn query(ctx: &Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Resp
         "com.atproto.repo.listMissingBlobs" => repo::list_missing_blobs(ctx, h, p).await,
         "com.atproto.sync.getRepo" => sync::get_repo(ctx, p).await,
         "com.atproto.sync.getLatestCommit" => sync::latest_commit(ctx, p).await,
+        "com.atproto.sync.getHead" => sync::head(ctx, p).await,
+        "com.atproto.sync.getCheckout" => sync::checkout(ctx, p).await,
         "com.atproto.sync.getRecord" => sync::get_record(ctx, p).await,
         "com.atproto.sync.getBlocks" => sync::get_blocks(ctx, p).await,
         "com.atproto.sync.getBlob" => sync::get_blob(ctx, h, p).await,
@@ -50,6 +52,9 @@ pub async fn query(ctx: &Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Resp
         "com.atproto.identity.resolveDid" => server::resolve_did(ctx, p).await,
         "com.atproto.identity.resolveIdentity" => server::resolve_identity(ctx, p).await,
         "com.atproto.temp.checkSignupQueue" => server::check_signup_queue(ctx, h).await,
+        "com.atproto.temp.checkHandleAvailability" => {
+            server::check_handle_availability(ctx, p).await
+        }
         "com.atproto.admin.getAccountInfo" => admin::get_account_info(ctx, h, p).await,
         "com.atproto.admin.getAccountInfos" => admin::get_account_infos(ctx, h, p).await,
         "com.atproto.admin.getSubjectStatus" => admin::get_subject_status(ctx, h, p).await,

@@ -190,6 +190,10 @@ pub async fn resolve_handle(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     json(accounts::resolve_handle(ctx, p.required("handle")?).await?)
 }
 
+pub async fn check_handle_availability(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    json(accounts::check_handle_availability(ctx, p.required("handle")?, p.get("email")).await?)
+}
+
 pub async fn recommended_credentials(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
     json(accounts::recommended_credentials(ctx, &session(ctx, h)?).await?)
 }

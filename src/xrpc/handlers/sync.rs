@@ -17,6 +17,17 @@ pub async fn latest_commit(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     json(sync::latest_commit(ctx, p.required("did")?).await?)
 }
 
+/// com.atproto.sync.getHead, deprecated for getLatestCommit (older relays still ask).
+pub async fn head(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    let latest = sync::latest_commit(ctx, p.required("did")?).await?;
+    json(serde_json::json!({ "root": latest["cid"] }))
+}
+
+/// com.atproto.sync.getCheckout, deprecated for getRepo: the whole repo as a CAR.
+pub async fn checkout(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+    car(sync::get_repo(ctx, p.required("did")?, None).await?)
+}
+
 pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     car(sync::record_proof(
         ctx,
