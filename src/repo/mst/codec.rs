@@ -118,12 +118,13 @@ pub fn decode(bytes: &[u8]) -> Result<NodeData, DataError> {
     r.expect_head(MAJOR_MAP, 2, "a node is a map of e and l")?;
     r.expect_key(b'e')?;
     let n = r.head_of(MAJOR_ARRAY, "e must be a list")?;
-    // Every entry takes at least 2 bytes, so a length past that cannot be real: refuse
-    // it before allocating for it.
-    if n > (bytes.len() - r.pos) as u64 / 2 {
+    // An entry takes at least 20 bytes, so a length past that cannot be real; and
+    // room is reserved only for what a real node holds: an untrusted block's claimed
+    // length never decides an allocation.
+    if n > (bytes.len() - r.pos) as u64 / 20 {
         return Err(r.error("e is longer than the block"));
     }
-    let mut e = Vec::with_capacity(n as usize);
+    let mut e = Vec::with_capacity((n as usize).min(64));
     for _ in 0..n {
         r.expect_head(MAJOR_MAP, 4, "an entry is a map of k, p, t and v")?;
         r.expect_key(b'k')?;
