@@ -30,25 +30,12 @@ pub struct FirstbootArgs {
     user: String,
 }
 
+/// Writes a file durably with its permission bits, creating its directory.
 fn write_private(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    // Explicitly: the unit's umask (077) would otherwise narrow `mode`.
-    use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    crate::storage::write_durably_with_mode(path, text.as_bytes(), mode)?;
     Ok(())
 }
 

@@ -94,15 +94,22 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
 /// Replaces `path` with `bytes` so that a power cut leaves the old file or the new one,
 /// never a mix: a temp file (0600), fsync, rename, fsync the directory.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durably_with_mode(path, bytes, 0o600)
+}
+
+/// [`write_durably`] with the file's permission bits (set explicitly: the process's
+/// umask of 077 would otherwise narrow them).
+pub fn write_durably_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
