@@ -3,6 +3,7 @@
 //! and a non-zero exit.
 
 mod admin;
+mod bench;
 mod display;
 mod doctor;
 mod firstboot;
@@ -55,7 +56,7 @@ enum Command {
     Firstboot(firstboot::FirstbootArgs),
     /// Measure atbox on this machine.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
     /// The OLED status display.
     #[command(subcommand)]
     Display(display::DisplayCommand),
@@ -64,139 +65,6 @@ enum Command {
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Record writes through the real write path: throughput, latency, bytes written
-    /// and fsyncs per record.
-    Storage {
-        #[arg(long, default_value_t = 2000)]
-        records: usize,
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// One transaction (and fsync) per write, for comparison.
-        #[arg(long)]
-        naive: bool,
-        /// Emulate a device slower to sync: every commit's flush takes this much longer
-        /// than this disk's fsync (an SD card's is milliseconds).
-        #[arg(long, default_value_t = 0.0)]
-        sync_latency_ms: f64,
-        /// Where to write (on the storage to measure; default: a fresh directory
-        /// under the current one, removed afterwards).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// The whole server over HTTP: starts `atbox serve` on 127.0.0.1 with one account
-    /// and creates posts at concurrency C; records/s, latency, server CPU per write,
-    /// server memory idle and at peak.
-    Http {
-        #[arg(long, default_value_t = 2000)]
-        records: usize,
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Where the server keeps its data (default: a fresh directory under the
-        /// current one, removed afterwards).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-}
-
-fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let (records, concurrency, naive, sync_latency_ms, dir, http) = match cmd {
-        BenchCommand::Storage {
-            records,
-            concurrency,
-            naive,
-            sync_latency_ms,
-            dir,
-        } => (records, concurrency, naive, sync_latency_ms, dir, false),
-        BenchCommand::Http {
-            records,
-            concurrency,
-            dir,
-        } => (records, concurrency, false, 0.0, dir, true),
-    };
-    let scratch = match &dir {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
-                .prefix("atbox-bench-")
-                .tempdir_in(".")?,
-        ),
-    };
-    let path = dir.unwrap_or_else(|| scratch.as_ref().expect("made above").path().to_owned());
-    let runtime = runtime()?;
-    if http {
-        let r = runtime.block_on(crate::bench::http::http(&path, records, concurrency))?;
-        println!(
-            "whole server over HTTP (createRecord), {} records at concurrency {}",
-            r.records, r.concurrency
-        );
-        println!(
-            "throughput          {:.0} records/s ({:.2} s)",
-            r.records_per_sec, r.seconds
-        );
-        println!(
-            "latency             p50 {:.2} ms, p99 {:.2} ms",
-            r.p50_ms, r.p99_ms
-        );
-        println!(
-            "server cpu          {:.3} ms per record",
-            r.server_cpu_ms_per_record
-        );
-        println!(
-            "server memory       {} KiB idle, {} KiB peak",
-            r.idle_rss_kib, r.peak_rss_kib
-        );
-        println!("{}", serde_json::to_string(&r)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let sync_latency = std::time::Duration::from_secs_f64(sync_latency_ms.max(0.0) / 1000.0);
-    let r = runtime.block_on(crate::bench::storage(
-        &path,
-        records,
-        concurrency,
-        naive,
-        sync_latency,
-    ))?;
-    println!("mode                 {}", r.mode);
-    if r.sync_latency_ms > 0.0 {
-        println!(
-            "emulated device     +{:.1} ms per flush on top of this disk's fsync",
-            r.sync_latency_ms
-        );
-    }
-    println!(
-        "records             {} at concurrency {}",
-        r.records, r.concurrency
-    );
-    println!(
-        "throughput          {:.0} records/s ({:.2} s)",
-        r.records_per_sec, r.seconds
-    );
-    println!(
-        "latency             p50 {:.2} ms, p99 {:.2} ms",
-        r.p50_ms, r.p99_ms
-    );
-    println!(
-        "written to storage  {:.0} bytes/record ({} bytes)",
-        r.bytes_per_record, r.bytes_written
-    );
-    println!(
-        "fsyncs              {:.3} per record ({})",
-        r.fsyncs_per_record, r.fsyncs
-    );
-    println!(
-        "average batch       {:.2} writes per transaction",
-        r.avg_batch
-    );
-    println!(
-        "cpu                 {:.3} ms per record",
-        r.cpu_ms_per_record
-    );
-    println!("{}", serde_json::to_string(&r)?);
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The async runtime every command runs on: two workers (a Pi has four cores, and the
@@ -224,7 +92,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repo(cmd) => repo::run(cmd),
-        Command::Bench(cmd) => bench(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Lan(args) => lan::run(args),
         Command::Firstboot(args) => {
             init_logging();
