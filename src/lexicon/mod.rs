@@ -209,6 +209,19 @@ impl Lexicons {
         Ok(Validation::Valid)
     }
 
+    /// Validates a procedure's JSON input (as IPLD) against its lexicon's `input.schema`;
+    /// a method without one accepts anything.
+    pub fn validate_input(&self, nsid: &str, input: &Ipld) -> Result<(), ValidationError> {
+        let schema = self
+            .def(nsid, nsid)
+            .and_then(|d| d.get("input"))
+            .and_then(|i| i.get("schema"));
+        match schema {
+            Some(schema) => validate::Validator { lexicons: self }.value(schema, nsid, input, ""),
+            None => Ok(()),
+        }
+    }
+
     /// The record-key type a record schema declares (`tid`, `any`, `nsid`, `literal:self`).
     pub fn record_key_type(&self, collection: &str) -> Option<&str> {
         self.def(collection, collection)?.get("key")?.as_str()

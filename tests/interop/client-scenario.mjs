@@ -766,6 +766,29 @@ await step('post with image embed', ['uploadBlob (PNG)'], async () => {
   return { rkey: p.rkey }
 })
 
+await step('preferences through the Agent helpers', ['deleteSession'], async () => {
+  // What the Bluesky app does with preferences: each helper reads them, edits one and
+  // writes them all back; getPreferences validates the response against the lexicons.
+  await agent.setPersonalDetails({ birthDate: new Date('1990-01-01T00:00:00.000Z') })
+  await agent.setAdultContentEnabled(true)
+  await agent.addSavedFeeds([{ type: 'timeline', value: 'following', pinned: true }])
+  await agent.addMutedWord({ value: 'spoiler', targets: ['content', 'tag'], actorTarget: 'all' })
+  const prefs = await agent.getPreferences()
+  check(prefs.moderationPrefs.adultContentEnabled === true, 'adult content preference not kept')
+  check(prefs.birthDate?.toISOString().startsWith('1990-01-01'), 'birth date not kept')
+  check(prefs.savedFeeds.some((f) => f.value === 'following'), 'saved feed not kept')
+  check(prefs.moderationPrefs.mutedWords.some((w) => w.value === 'spoiler'), 'muted word not kept')
+  // A preference that breaks its schema is refused, not stored to break every later read.
+  const bad = await rawXrpc('POST', 'app.bsky.actor.putPreferences', {
+    body: { preferences: [{ $type: 'app.bsky.actor.defs#personalDetailsPref', birthDate: '1990-01-01' }] },
+    token: session.session?.accessJwt,
+  })
+  expectRawError(bad, 400, ['InvalidRequest'], 'putPreferences with a birthDate that is not a datetime')
+  const again = await agent.getPreferences()
+  check(again.moderationPrefs.adultContentEnabled === true, 'the refused write changed the stored preferences')
+  return { savedFeeds: prefs.savedFeeds.length, mutedWords: prefs.moderationPrefs.mutedWords.length }
+})
+
 await step('sync.getBlob', ['post with image embed'], async () => {
   const res = await anon.com.atproto.sync.getBlob({ did, cid: blob.json.ref.$link })
   const ct = res.headers['content-type'] ?? ''

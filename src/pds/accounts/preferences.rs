@@ -1,6 +1,7 @@
 //! `app.bsky.actor` preferences, kept on the PDS as the reference does.
 
 use crate::auth::Session;
+use crate::data::ipld_from_json;
 use crate::pds::AppState;
 use crate::storage::accounts::{self as db};
 use crate::xrpc::error::{XrpcError, XrpcResult};
@@ -34,6 +35,14 @@ pub async fn put_preferences(state: &AppState, session: &Session, prefs: Value) 
             ));
         }
     }
+    // Checked against the lexicon as the reference does: what is stored here is served
+    // back, and clients refuse a response whose preferences break the schema.
+    let input = ipld_from_json(&json!({ "preferences": &prefs }))
+        .map_err(|e| XrpcError::invalid_request(format!("Input/preferences: {e}")))?;
+    state
+        .lexicons
+        .validate_input("app.bsky.actor.putPreferences", &input)
+        .map_err(|e| XrpcError::invalid_request(format!("Input/{e}")))?;
     let (did, text) = (session.did.clone(), prefs.to_string());
     state
         .storage
