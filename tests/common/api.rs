@@ -156,3 +156,13 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// Asserts an XRPC error: its status, its name, and a message for people.
+pub fn assert_xrpc_error(status: StatusCode, body: &Value, want_status: u16, want_error: &str) {
+    assert_eq!(status.as_u16(), want_status, "{body}");
+    assert_eq!(body["error"], want_error, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message: {body}"
+    );
+}
