@@ -45,7 +45,7 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
         .find_map(|l| l.strip_prefix("password: "))
         .unwrap()
         .to_owned();
-    let (s, _) = api
+    let (s, v) = api
         .post(
             "com.atproto.server.createSession",
             None,
@@ -53,6 +53,11 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
         )
         .await;
     assert_eq!(s, 200, "an account made by the CLI logs in over HTTP");
+    // As the reference answers: the DID document (clients take the PDS endpoint from
+    // it) and no email second factor.
+    let registered = api.did_document(&plc.url, v["did"].as_str().unwrap()).await;
+    assert_eq!(v["didDoc"], registered, "{v}");
+    assert_eq!(v["emailAuthFactor"], false, "{v}");
     let list = cli(&["account", "list"]);
     assert!(
         list.contains("owner.test") && list.contains("second.test"),

@@ -32,12 +32,17 @@ pub async fn issue(
     Ok((access, refresh))
 }
 
-/// The fields of createSession/getSession/refreshSession that describe the account.
-pub fn account_view(account: &Account) -> Value {
+/// The fields of createSession/getSession/refreshSession that describe the account,
+/// with its DID document as the reference gives it (clients take the PDS endpoint from
+/// it). atbox has no email two-factor sign-in, so `emailAuthFactor` is always false.
+pub async fn account_view(state: &AppState, account: &Account) -> Value {
+    let doc = super::sync::did_document(state, account).await;
     let mut v = json!({
         "did": account.did,
         "handle": account.handle,
+        "didDoc": doc,
         "emailConfirmed": account.email_confirmed,
+        "emailAuthFactor": false,
         "active": account.status == AccountStatus::Active,
     });
     if let Some(email) = &account.email {
@@ -86,12 +91,17 @@ pub async fn create_session(
         ));
     }
     let (access, refresh) = issue(state, &account.did, scope, app_password).await?;
-    Ok(session_response(&account, access, refresh))
+    Ok(session_response(state, &account, access, refresh).await)
 }
 
 /// The account view with a new session's tokens.
-fn session_response(account: &Account, access: String, refresh: String) -> Value {
-    let mut v = account_view(account);
+async fn session_response(
+    state: &AppState,
+    account: &Account,
+    access: String,
+    refresh: String,
+) -> Value {
+    let mut v = account_view(state, account).await;
     v["accessJwt"] = json!(access);
     v["refreshJwt"] = json!(refresh);
     v
@@ -133,7 +143,7 @@ async fn check_password(
 /// com.atproto.server.getSession
 pub async fn get_session(state: &AppState, session: &Session) -> XrpcResult<Value> {
     let account = state.repo_account(&session.did).await?;
-    Ok(account_view(&account))
+    Ok(account_view(state, &account).await)
 }
 
 /// com.atproto.server.refreshSession: the old refresh token is revoked as it is used.
@@ -181,7 +191,7 @@ pub async fn refresh_session(state: &AppState, did: &str, jti: &str) -> XrpcResu
         }
     };
     let (access, refresh) = issue(state, did, scope, app_password).await?;
-    Ok(session_response(&account, access, refresh))
+    Ok(session_response(state, &account, access, refresh).await)
 }
 
 /// com.atproto.server.deleteSession: revokes the refresh token.
