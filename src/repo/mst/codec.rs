@@ -103,15 +103,6 @@ impl Encoder {
     }
 }
 
-/// The canonical DAG-CBOR of a node's wire form.
-pub fn encode(node: &NodeData) -> Vec<u8> {
-    let mut enc = Encoder::new(node.e.len(), node.e.iter().map(|e| e.k.len()).sum());
-    for e in &node.e {
-        enc.entry(e.p, &e.k, e.t.as_ref(), &e.v);
-    }
-    enc.finish(node.l.as_ref())
-}
-
 /// Reads a node block, accepting only the canonical encoding.
 pub fn decode(bytes: &[u8]) -> Result<NodeData, DataError> {
     let mut r = Reader { bytes, pos: 0 };
@@ -260,6 +251,15 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::data::cid_for_cbor;
+
+    /// The wire form written through the [`Encoder`] (as `Node::encode` does).
+    fn encode(node: &NodeData) -> Vec<u8> {
+        let mut enc = Encoder::new(node.e.len(), node.e.iter().map(|e| e.k.len()).sum());
+        for e in &node.e {
+            enc.entry(e.p, &e.k, e.t.as_ref(), &e.v);
+        }
+        enc.finish(node.l.as_ref())
+    }
 
     fn sample(entries: usize, key_len: usize, with_links: bool) -> NodeData {
         let c = |i: usize| cid_for_cbor(format!("block {i}").as_bytes());
