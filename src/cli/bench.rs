@@ -43,98 +43,97 @@ pub enum BenchCommand {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    let (records, concurrency, naive, sync_latency_ms, dir, http) = match cmd {
+    let runtime = runtime()?;
+    match cmd {
         BenchCommand::Storage {
             records,
             concurrency,
             naive,
             sync_latency_ms,
             dir,
-        } => (records, concurrency, naive, sync_latency_ms, dir, false),
+        } => {
+            let (path, _scratch) = bench_dir(dir)?;
+            let sync_latency =
+                std::time::Duration::from_secs_f64(sync_latency_ms.max(0.0) / 1000.0);
+            let r = runtime.block_on(crate::bench::storage(
+                &path,
+                records,
+                concurrency,
+                naive,
+                sync_latency,
+            ))?;
+            println!("mode                 {}", r.mode);
+            if r.sync_latency_ms > 0.0 {
+                println!(
+                    "emulated device     +{:.1} ms per flush on top of this disk's fsync",
+                    r.sync_latency_ms
+                );
+            }
+            println!(
+                "records             {} at concurrency {}",
+                r.records, r.concurrency
+            );
+            print_speed(r.records_per_sec, r.seconds, r.p50_ms, r.p99_ms);
+            println!(
+                "written to storage  {:.0} bytes/record ({} bytes)",
+                r.bytes_per_record, r.bytes_written
+            );
+            println!(
+                "fsyncs              {:.3} per record ({})",
+                r.fsyncs_per_record, r.fsyncs
+            );
+            println!(
+                "average batch       {:.2} writes per transaction",
+                r.avg_batch
+            );
+            println!(
+                "cpu                 {:.3} ms per record",
+                r.cpu_ms_per_record
+            );
+            println!("{}", serde_json::to_string(&r)?);
+        }
         BenchCommand::Http {
             records,
             concurrency,
             dir,
-        } => (records, concurrency, false, 0.0, dir, true),
-    };
-    let scratch = match &dir {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
-                .prefix("atbox-bench-")
-                .tempdir_in(".")?,
-        ),
-    };
-    let path = dir.unwrap_or_else(|| scratch.as_ref().expect("made above").path().to_owned());
-    let runtime = runtime()?;
-    if http {
-        let r = runtime.block_on(crate::bench::http::http(&path, records, concurrency))?;
-        println!(
-            "whole server over HTTP (createRecord), {} records at concurrency {}",
-            r.records, r.concurrency
-        );
-        println!(
-            "throughput          {:.0} records/s ({:.2} s)",
-            r.records_per_sec, r.seconds
-        );
-        println!(
-            "latency             p50 {:.2} ms, p99 {:.2} ms",
-            r.p50_ms, r.p99_ms
-        );
-        println!(
-            "server cpu          {:.3} ms per record",
-            r.server_cpu_ms_per_record
-        );
-        println!(
-            "server memory       {} KiB idle, {} KiB peak",
-            r.idle_rss_kib, r.peak_rss_kib
-        );
-        println!("{}", serde_json::to_string(&r)?);
-        return Ok(ExitCode::SUCCESS);
+        } => {
+            let (path, _scratch) = bench_dir(dir)?;
+            let r = runtime.block_on(crate::bench::http::http(&path, records, concurrency))?;
+            println!(
+                "whole server over HTTP (createRecord), {} records at concurrency {}",
+                r.records, r.concurrency
+            );
+            print_speed(r.records_per_sec, r.seconds, r.p50_ms, r.p99_ms);
+            println!(
+                "server cpu          {:.3} ms per record",
+                r.server_cpu_ms_per_record
+            );
+            println!(
+                "server memory       {} KiB idle, {} KiB peak",
+                r.idle_rss_kib, r.peak_rss_kib
+            );
+            println!("{}", serde_json::to_string(&r)?);
+        }
     }
-    let sync_latency = std::time::Duration::from_secs_f64(sync_latency_ms.max(0.0) / 1000.0);
-    let r = runtime.block_on(crate::bench::storage(
-        &path,
-        records,
-        concurrency,
-        naive,
-        sync_latency,
-    ))?;
-    println!("mode                 {}", r.mode);
-    if r.sync_latency_ms > 0.0 {
-        println!(
-            "emulated device     +{:.1} ms per flush on top of this disk's fsync",
-            r.sync_latency_ms
-        );
-    }
-    println!(
-        "records             {} at concurrency {}",
-        r.records, r.concurrency
-    );
-    println!(
-        "throughput          {:.0} records/s ({:.2} s)",
-        r.records_per_sec, r.seconds
-    );
-    println!(
-        "latency             p50 {:.2} ms, p99 {:.2} ms",
-        r.p50_ms, r.p99_ms
-    );
-    println!(
-        "written to storage  {:.0} bytes/record ({} bytes)",
-        r.bytes_per_record, r.bytes_written
-    );
-    println!(
-        "fsyncs              {:.3} per record ({})",
-        r.fsyncs_per_record, r.fsyncs
-    );
-    println!(
-        "average batch       {:.2} writes per transaction",
-        r.avg_batch
-    );
-    println!(
-        "cpu                 {:.3} ms per record",
-        r.cpu_ms_per_record
-    );
-    println!("{}", serde_json::to_string(&r)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a benchmark writes: `dir`, or a fresh directory under the current one that is
+/// removed when the returned guard drops.
+fn bench_dir(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match dir {
+        Some(dir) => (dir, None),
+        None => {
+            let scratch = tempfile::Builder::new()
+                .prefix("atbox-bench-")
+                .tempdir_in(".")?;
+            (scratch.path().to_owned(), Some(scratch))
+        }
+    })
+}
+
+/// The throughput and latency lines both benchmarks print.
+fn print_speed(records_per_sec: f64, seconds: f64, p50_ms: f64, p99_ms: f64) {
+    println!("throughput          {records_per_sec:.0} records/s ({seconds:.2} s)");
+    println!("latency             p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms");
 }
