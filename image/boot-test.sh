@@ -27,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-[ -d tests/interop/node_modules ] || npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
+[ -d tests/interop/node_modules/@ipld/dag-cbor ] || bash .ci/install node
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/atbox-boot.XXXXXX")
 pids=()

@@ -29,8 +29,12 @@ start=$(date +%s)
 [ "$(id -u)" = 0 ] || { echo "error: build-image.sh needs root (mmdebstrap --mode=root, binfmt_misc)" >&2; exit 1; }
 
 need=()
+# arch-test: mmdebstrap's check that arm64 programs run here (only recommended by its
+# package, so --no-install-recommends leaves it out, and mmdebstrap then refuses a
+# foreign architecture).
 for tool in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
-            mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs xz:xz-utils; do
+            mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs xz:xz-utils \
+            arch-test:arch-test; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

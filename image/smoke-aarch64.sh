@@ -3,17 +3,22 @@
 # emulation) as a smoke test: `atbox --version`, `atbox serve` answering
 # describeServer on 127.0.0.1, an account, a post, and `atbox repo verify` on the
 # exported repo with the key from its DID document. Needs `bash image/build-binary.sh`
-# first; installs qemu-user-static if missing.
+# first; installs what it needs (qemu-user-static, curl; Node.js and tests/interop's
+# packages for the PLC directory stand-in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/aarch64-unknown-linux-gnu/appliance/atbox}
 [ -x "$BIN" ] || { echo "error: $BIN is missing: run bash image/build-binary.sh first" >&2; exit 1; }
-if ! command -v qemu-aarch64-static >/dev/null; then
-  echo "== installing qemu-user-static (apt)"
+need=()
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq qemu-user-static >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+[ -d tests/interop/node_modules/@ipld/dag-cbor ] || bash .ci/install node
 # Child processes (none today) would need the loader too: set it for all of them.
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 pi() { qemu-aarch64-static "$BIN" "$@"; }
