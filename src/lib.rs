@@ -16,6 +16,8 @@ pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod device;
+pub mod error;
+pub mod http;
 pub mod identity;
 pub mod lexicon;
 pub mod pds;

@@ -1,6 +1,7 @@
 //! Authentication: password hashing, session tokens, server secrets, and the rate
 //! limiter for login attempts.
 
+pub mod credentials;
 pub mod pairing;
 pub mod password;
 pub mod ratelimit;
@@ -8,7 +9,7 @@ pub mod secrets;
 pub mod service_jwt;
 pub mod tokens;
 
-use crate::xrpc::error::{XrpcError, XrpcResult};
+use crate::error::{XrpcError, XrpcResult};
 use tokens::Scope;
 
 /// A verified access session.

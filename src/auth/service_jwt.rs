@@ -79,6 +79,21 @@ pub fn verify(
     Ok(claims)
 }
 
+/// A compact JWS signed with an atproto key (`ES256K` or `ES256`, low-S r||s).
+pub fn sign(key: &crate::crypto::Keypair, claims: &serde_json::Value) -> String {
+    let header = serde_json::json!({ "typ": "JWT", "alg": key.key_type().jwt_alg() });
+    let signing_input = format!(
+        "{}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string()),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = key.sign(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,7 +103,7 @@ mod tests {
     fn service_tokens_verify_only_for_their_audience_method_and_key() {
         let key = Keypair::generate(KeyType::K256);
         let claims = serde_json::json!({"iss": "did:plc:abc", "aud": "did:web:pds.test", "lxm": "com.atproto.server.createAccount", "exp": 2000, "iat": 1000});
-        let token = crate::pds::sessions::sign_jwt(&key, &claims);
+        let token = sign(&key, &claims);
         assert_eq!(unverified_issuer(&token).as_deref(), Some("did:plc:abc"));
         let ok = verify(
             &token,

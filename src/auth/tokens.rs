@@ -45,13 +45,6 @@ pub enum TokenError {
     Invalid,
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Signs and verifies session tokens for one service DID.
 #[derive(Clone)]
 pub struct TokenSigner {
@@ -77,7 +70,7 @@ impl TokenSigner {
 
     /// A fresh access token for `did` with `scope`.
     pub fn access_token(&self, did: &str, scope: Scope) -> String {
-        let iat = now();
+        let iat = crate::storage::unix_now();
         let claims = Claims {
             scope,
             sub: did.to_owned(),
@@ -91,7 +84,7 @@ impl TokenSigner {
 
     /// A fresh refresh token; returns it with its id (`jti`) and expiry.
     pub fn refresh_token(&self, did: &str) -> (String, String, i64) {
-        let iat = now();
+        let iat = crate::storage::unix_now();
         let jti: String = (0..32)
             .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
             .collect();

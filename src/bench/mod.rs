@@ -44,19 +44,6 @@ pub struct StorageReport {
     pub sync_latency_ms: f64,
 }
 
-/// Bytes this process has caused to be written to storage so far.
-pub fn write_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("write_bytes:")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
-}
-
 /// CPU time this process has used (user + system).
 fn cpu_time() -> Duration {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -152,7 +139,7 @@ pub async fn storage(
         stats.commits.load(Ordering::Relaxed),
         stats.fsyncs(),
     );
-    let (bytes0, cpu0) = (write_bytes(), cpu_time());
+    let (bytes0, cpu0) = (crate::device::sysinfo::write_bytes(), cpu_time());
     let writer = state.clone();
     let (latencies, seconds) = drive(records, concurrency, move |i| {
         let (state, session) = (writer.clone(), session.clone());
@@ -161,7 +148,7 @@ pub async fn storage(
     .await?;
     state.storage.writer.checkpoint().await;
     let cpu = cpu_time() - cpu0;
-    let bytes = write_bytes() - bytes0;
+    let bytes = crate::device::sysinfo::write_bytes() - bytes0;
     let fsyncs = stats.fsyncs() - fsyncs0;
     let batches = (stats.commits.load(Ordering::Relaxed) - commits0).max(1);
     let jobs = stats.jobs.load(Ordering::Relaxed) - jobs0;

@@ -81,7 +81,7 @@ pub enum InviteCommand {
 }
 
 /// An XRPC error as the CLI shows it: just what happened and what to do.
-fn plain(e: crate::xrpc::error::XrpcError) -> anyhow::Error {
+fn plain(e: crate::error::XrpcError) -> anyhow::Error {
     anyhow::anyhow!(e.message)
 }
 

@@ -136,7 +136,7 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         );
     }
     storage_health(&config).await;
-    let certs = crate::tls::stored_certificates(&config.data_dir);
+    let certs = crate::storage::certs::stored_certificates(&config.data_dir);
     if config.tls != crate::config::TlsMode::Off || !certs.is_empty() {
         println!("\nhttps: tls = {:?}", config.tls);
         for (name, not_after) in certs {

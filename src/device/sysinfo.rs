@@ -94,6 +94,19 @@ pub fn lan_addresses() -> Vec<IpAddr> {
     addrs
 }
 
+/// Bytes this process has caused to be written to storage so far.
+pub fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("write_bytes:")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

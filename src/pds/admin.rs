@@ -6,9 +6,9 @@ use super::accounts::{self, remove_account};
 use super::AppState;
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
+use crate::error::{XrpcError, XrpcResult};
 use crate::storage::accounts::{self as db, Account, AccountStatus};
 use crate::syntax::Datetime;
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 fn account_view(a: &Account) -> Value {
@@ -146,7 +146,7 @@ pub async fn update_subject_status(
                     db::delete_refresh_tokens(conn, &did2)?;
                 }
                 let shown = applied.then_some("takendown");
-                crate::sync::emit::account(outbox, &did2, !applied, shown);
+                crate::storage::emit::account(outbox, &did2, !applied, shown);
                 Ok::<_, XrpcError>(())
             })
             .await?;

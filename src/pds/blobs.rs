@@ -3,8 +3,8 @@
 use super::{unix_now, AppState};
 use crate::auth::Session;
 use crate::data::Cid;
+use crate::error::{XrpcError, XrpcResult};
 use crate::storage::blobs::{self as db, StoredBlob, UploadError};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 use std::time::Duration;
 

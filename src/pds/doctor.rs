@@ -258,10 +258,10 @@ fn certificate(state: &AppState) -> Finding {
                 let der = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
                     .next()?
                     .ok()?;
-                crate::tls::certs::validity(&der).ok()
+                crate::storage::certs::validity(&der).ok()
             })
             .map(|(_, after)| after),
-        TlsMode::Acme => crate::tls::stored_certificates(&state.config.data_dir)
+        TlsMode::Acme => crate::storage::certs::stored_certificates(&state.config.data_dir)
             .into_iter()
             .find(|(name, _)| name == host)
             .map(|(_, after)| after),

@@ -6,8 +6,8 @@ use super::accounts::{consume_token, request_token};
 use super::{signing_key, AppState};
 use crate::auth::Session;
 use crate::crypto::{KeyType, Keypair};
+use crate::error::{XrpcError, XrpcResult};
 use crate::identity::plc::{PlcOperation, PlcService};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -20,7 +20,6 @@ fn upstream(e: impl std::fmt::Display) -> XrpcError {
 /// com.atproto.identity.requestPlcOperationSignature: issues a code (shown by
 /// `atbox account tokens`) that signPlcOperation requires.
 pub async fn request_signature(state: &AppState, session: &Session) -> XrpcResult<()> {
-    session.require_full()?;
     request_token(state, &session.did, PURPOSE).await
 }
 
@@ -55,7 +54,6 @@ pub async fn sign_operation(
     session: &Session,
     changes: OperationChanges,
 ) -> XrpcResult<Value> {
-    session.require_full()?;
     let token = changes.token.clone().ok_or_else(|| {
         XrpcError::invalid_request("a code from requestPlcOperationSignature is required")
     })?;
@@ -92,7 +90,6 @@ pub async fn submit_operation(
     session: &Session,
     operation: Value,
 ) -> XrpcResult<()> {
-    session.require_full()?;
     let op: PlcOperation = serde_json::from_value(operation)
         .map_err(|e| XrpcError::invalid_request(format!("operation: {e}")))?;
     let account = state.repo_account(&session.did).await?;
@@ -140,7 +137,7 @@ async fn announce_identity(state: &AppState, did: &str, handle: &str) -> XrpcRes
         .storage
         .writer
         .write_with_events(move |_, outbox| {
-            crate::sync::emit::identity(outbox, &did, Some(&handle));
+            crate::storage::emit::identity(outbox, &did, Some(&handle));
             Ok::<_, XrpcError>(())
         })
         .await

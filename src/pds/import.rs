@@ -10,16 +10,15 @@ use super::records::blob_refs;
 use super::{signing_key, AppState};
 use crate::auth::Session;
 use crate::data::{decode_cbor, Ipld};
+use crate::error::{XrpcError, XrpcResult};
 use crate::repo::car::read_car;
 use crate::repo::verify::verify_repo;
 use crate::repo::writes::{apply_writes, PreparedWrite, Write};
 use crate::repo::BlockMap;
 use crate::storage::{blobs, repos};
 use crate::syntax::{Did, Nsid, RecordKey};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 
 pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> XrpcResult<()> {
-    session.require_full()?;
     let account = state.repo_account(&session.did).await?;
     let bad = |m: String| XrpcError::invalid_request(format!("importRepo: {m}"));
     let (roots, blocks) = read_car(car).map_err(|e| bad(e.to_string()))?;
@@ -90,7 +89,7 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
                 blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
             }
             let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
-            crate::sync::emit::sync(
+            crate::storage::emit::sync(
                 outbox,
                 &job_did,
                 commit.commit_cid,

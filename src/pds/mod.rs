@@ -20,13 +20,13 @@ use crate::auth::secrets::Secrets;
 use crate::auth::tokens::TokenSigner;
 use crate::config::Config;
 use crate::crypto::{KeyType, Keypair};
+use crate::error::{XrpcError, XrpcResult};
 use crate::identity::plc::PlcClient;
 use crate::identity::Resolver;
 use crate::lexicon::Lexicons;
 use crate::storage::accounts::{Account, AccountStatus};
 use crate::storage::Storage;
 use crate::syntax::TidGenerator;
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +46,6 @@ pub struct AppState {
     pub login_by_id: RateLimiter,
     /// Claim attempts on the LAN setup page, per client address.
     pub setup_attempts: RateLimiter,
-    /// When the last repo write happened (wakes the relay crawl requester).
-    pub relay_clock: crate::sync::relays::WriteClock,
     /// When this process started (unix seconds) and its storage writes at that moment.
     pub started_at: i64,
     /// The doctor checks failing at the last periodic run (see `doctor::watch`).
@@ -93,10 +91,9 @@ impl AppState {
             login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
             login_by_id: RateLimiter::new(30, Duration::from_secs(5 * 60)),
             setup_attempts: RateLimiter::new(10, Duration::from_secs(5 * 60)),
-            relay_clock: Default::default(),
-            started_at: crate::auth::tokens::now(),
+            started_at: unix_now(),
             failing_checks: Default::default(),
-            write_bytes_at_start: crate::bench::write_bytes(),
+            write_bytes_at_start: crate::device::sysinfo::write_bytes(),
             pairing: Default::default(),
             restart: Default::default(),
             claim_error: Default::default(),
@@ -185,7 +182,4 @@ pub fn signing_key(account: &Account) -> XrpcResult<Keypair> {
     Ok(key)
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    crate::auth::tokens::now()
-}
+pub use crate::storage::unix_now;

@@ -8,12 +8,12 @@
 use super::{signing_key, AppState};
 use crate::auth::Session;
 use crate::data::{decode_cbor, ipld_from_json, ipld_to_json, Cid, Ipld};
+use crate::error::{XrpcError, XrpcResult};
 use crate::lexicon::Validation;
 use crate::repo::writes::{apply_writes, CommitData, PreparedWrite, Write, WriteError};
 use crate::storage::accounts::{self, Account, AccountStatus};
 use crate::storage::{blobs, repos};
 use crate::syntax::{Did, Nsid, RecordKey, Tid};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// One write as requested by a client, before checks.
@@ -361,7 +361,7 @@ pub async fn write(
             Err(e) => return Err(e.into()),
         };
         repos::save_commit(conn, outbox, &job_did, head.as_ref(), &commit)?;
-        crate::sync::emit::commit(outbox, &job_did, &commit);
+        crate::storage::emit::commit(outbox, &job_did, &commit);
         let mut ops = commit.ops.iter();
         let mut results = Vec::with_capacity(prepared.len());
         for (checked, same) in prepared.iter().zip(&unchanged) {
@@ -382,11 +382,7 @@ pub async fn write(
         })
     });
     drop(intent);
-    let outcome = job.await?;
-    if outcome.commit.is_some() {
-        state.relay_clock.note_write();
-    }
-    Ok(outcome)
+    job.await
 }
 
 /// `{"cid": ..., "rev": ...}` of a commit, as write responses carry it.

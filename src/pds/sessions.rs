@@ -5,11 +5,9 @@ use super::{signing_key, unix_now, AppState};
 use crate::auth::password;
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
+use crate::error::{XrpcError, XrpcResult};
 use crate::storage::accounts::{self as db, Account, AccountStatus, AppPassword};
 use crate::syntax::Datetime;
-use crate::xrpc::error::{XrpcError, XrpcResult};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
 
 /// A new access/refresh token pair for `did`, with the refresh token recorded.
@@ -223,7 +221,6 @@ pub async fn create_app_password(
     name: &str,
     privileged: bool,
 ) -> XrpcResult<Value> {
-    session.require_full()?;
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(XrpcError::invalid_request(
@@ -286,7 +283,6 @@ pub async fn revoke_app_password(
     session: &Session,
     name: &str,
 ) -> XrpcResult<()> {
-    session.require_full()?;
     let (did, name) = (session.did.clone(), name.to_owned());
     state
         .storage
@@ -337,17 +333,5 @@ pub async fn get_service_auth(
     if let Some(lxm) = lxm {
         claims["lxm"] = json!(lxm);
     }
-    Ok(json!({ "token": sign_jwt(&key, &claims) }))
-}
-
-/// A compact JWS signed with an atproto key (`ES256K` or `ES256`, low-S r||s).
-pub fn sign_jwt(key: &crate::crypto::Keypair, claims: &Value) -> String {
-    let header = json!({ "typ": "JWT", "alg": key.key_type().jwt_alg() });
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let sig = key.sign(signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    Ok(json!({ "token": crate::auth::service_jwt::sign(&key, &claims) }))
 }

@@ -90,7 +90,7 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
             }
         }
     };
-    let written = crate::bench::write_bytes().saturating_sub(state.write_bytes_at_start);
+    let written = crate::device::sysinfo::write_bytes().saturating_sub(state.write_bytes_at_start);
     // Counted from midnight UTC, or from start-up on the first day.
     let today = now.div_euclid(86400);
     let (day, at_start) = memory.day.get_or_insert((today, 0));

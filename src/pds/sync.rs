@@ -3,13 +3,13 @@
 
 use super::AppState;
 use crate::data::{parse_cid, Cid};
+use crate::error::{XrpcError, XrpcResult};
 use crate::identity::DidDocument;
 use crate::repo::car::{write_car, CarWriter};
 use crate::repo::Mst;
 use crate::storage::accounts::{Account, AccountStatus};
 use crate::storage::{blobs, repos};
 use crate::syntax::Did;
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// The account's DID document as the world sees it, or (if that cannot be fetched)

@@ -13,9 +13,9 @@
 
 use super::LanClient;
 use crate::config::Settings;
+use crate::error::XrpcError;
 use crate::pds::accounts::{check_email, check_password, create_account, handle_fits, NewAccount};
 use crate::pds::Ctx;
-use crate::xrpc::error::XrpcError;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -17,8 +17,8 @@ mod owner;
 pub use claim::{claim, finish_saved_claim};
 pub use owner::{crawl as owner_crawl, invite as owner_invite, list_accounts as owner_accounts};
 
+use crate::error::XrpcError;
 use crate::pds::Ctx;
-use crate::xrpc::error::XrpcError;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
@@ -43,7 +43,7 @@ pub fn is_lan(ip: IpAddr) -> bool {
 }
 
 fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
-    crate::xrpc::client_ip(Some(peer), headers, &ctx.config.trusted_proxies)
+    crate::http::client_ip(Some(peer), headers, &ctx.config.trusted_proxies)
         .filter(|ip| is_lan(*ip))
 }
 
@@ -118,7 +118,7 @@ pub async fn status(State(ctx): State<Ctx>) -> Response {
         crate::config::TlsMode::Acme => "acme",
     };
     // The certificate for the host name, once issued (`tls = "acme"` or files).
-    let certificate = crate::tls::stored_certificates(&ctx.config.data_dir)
+    let certificate = crate::storage::certs::stored_certificates(&ctx.config.data_dir)
         .into_iter()
         .find(|(name, _)| *name == ctx.config.hostname)
         .map(|(name, not_after)| json!({"name": name, "notAfter": not_after}));

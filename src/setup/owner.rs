@@ -8,9 +8,9 @@
 //! the box), and only from the local network, like the rest of the page.
 
 use crate::auth::tokens::Scope;
+use crate::error::{XrpcError, XrpcResult};
 use crate::pds::Ctx;
 use crate::storage::accounts;
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 /// Checks that the request carries the owner's full session (the LAN check is the
 /// `/setup` routes' layer); returns the owner's DID.
 async fn owner(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Response> {
-    let session = crate::xrpc::auth::access(ctx, headers).map_err(IntoResponse::into_response)?;
+    let session = crate::auth::credentials::access(&ctx.tokens, headers)
+        .map_err(IntoResponse::into_response)?;
     if session.scope != Scope::Access {
         return Err(XrpcError::forbidden(
             "log in with the account's password, not an app password",

@@ -5,11 +5,15 @@
 //! Writes go through the single [`Writer`] thread (group commit, durable before the
 //! caller hears back); reads use a small pool of their own connections, so in WAL mode
 //! they never wait for the writer. Submodules hold the SQL for each concern; nothing
-//! outside `storage` writes SQL.
+//! outside `storage` writes SQL. [`emit`] sequences firehose events inside write jobs,
+//! as [`frames`] (the form events take in the repo log and on the wire).
 
 pub mod accounts;
 pub mod blobs;
+pub mod certs;
+pub mod emit;
 pub mod events;
+pub mod frames;
 pub mod log;
 pub mod relays;
 pub mod repos;
@@ -21,6 +25,13 @@ pub use writer::{Writer, WriterOptions};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// Seconds since the Unix epoch: the one clock for stored times and token lifetimes.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// A storage failure. Clone so that one commit failure can be told to every job in it.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -78,6 +78,9 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Passive checkpoints run: each syncs the WAL and the database file.
     pub checkpoints: AtomicU64,
+    /// When events were last published (unix seconds; 0 = not since start): the last
+    /// durable change to any repo or account.
+    pub last_event_at: AtomicI64,
 }
 
 impl WriterStats {
@@ -425,6 +428,10 @@ impl WriterThread {
         }
         for deliver in delivers {
             deliver(committed.clone());
+        }
+        if !events.is_empty() {
+            let now = super::unix_now();
+            self.stats.last_event_at.store(now, Ordering::Relaxed);
         }
         for event in events {
             // No subscribers is fine: the event is in the database for later cursors.

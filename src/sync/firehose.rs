@@ -7,10 +7,10 @@
 //! `ConsumerTooSlow` error frame and is disconnected, so memory stays bounded whatever
 //! consumers do.
 
-use super::frames::{error_frame, info_frame};
+use crate::error::XrpcError;
 use crate::pds::Ctx;
 use crate::storage::events::{self, SeqEvent};
-use crate::xrpc::error::XrpcError;
+use crate::storage::frames::{error_frame, info_frame};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
@@ -28,7 +28,7 @@ pub async fn subscribe_repos(
     RawQuery(query): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let params = crate::xrpc::Params::parse(query.as_deref());
+    let params = crate::http::Params::parse(query.as_deref());
     let cursor = match params.get("cursor").map(str::parse::<i64>) {
         None => None,
         Some(Ok(c)) if c >= 0 => Some(c),

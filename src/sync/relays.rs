@@ -8,12 +8,12 @@
 //! our heads, and re-requests a crawl when a relay lags, has forgotten us, or thinks an
 //! active account is inactive. Findings are stored for `atbox status` (and the screen).
 
+use crate::error::XrpcError;
 use crate::pds::{unix_now, AppState, Ctx};
 use crate::storage::relays::{self as db, RelayStatus};
 use crate::storage::{accounts, repos};
-use crate::xrpc::error::XrpcError;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A write after this long without one is a "first write after a quiet period".
@@ -43,28 +43,6 @@ impl RelayState {
             RelayState::NotCrawling => "not crawling",
             RelayState::Unreachable => "unreachable",
         }
-    }
-}
-
-/// Tracks writes so the crawl task can react to the first one after a quiet period.
-#[derive(Default)]
-pub struct WriteClock {
-    last_write: AtomicI64,
-    pub woke: tokio::sync::Notify,
-}
-
-impl WriteClock {
-    /// Called after every durable repo write.
-    pub fn note_write(&self) {
-        let now = unix_now();
-        let previous = self.last_write.swap(now, Ordering::Relaxed);
-        if now - previous >= QUIET_PERIOD_SECS {
-            self.woke.notify_one();
-        }
-    }
-
-    pub fn last_write(&self) -> i64 {
-        self.last_write.load(Ordering::Relaxed)
     }
 }
 
@@ -234,7 +212,14 @@ pub async fn check_relay(state: &AppState, relay: &str) -> (RelayState, String) 
             Err(e) => (RelayState::Unreachable, e.to_string()),
         };
     }
-    let recently_written = unix_now() - state.relay_clock.last_write() < lag_grace(state);
+    let recently_written = unix_now()
+        - state
+            .storage
+            .writer
+            .stats
+            .last_event_at
+            .load(Ordering::Relaxed)
+        < lag_grace(state);
     let mut worst = (
         RelayState::Ok,
         format!("following all {} accounts", heads.len()),
@@ -289,10 +274,25 @@ pub async fn run(ctx: Ctx) {
         remember_crawl(&ctx, relay, &outcome).await;
         last_crawl.insert(relay.clone(), unix_now());
     }
+    // Every durable change (records, new accounts, imports, handle and status changes)
+    // reaches us as the writer's published events; the first after a quiet period
+    // asks the relays to crawl.
+    let mut events = ctx.storage.writer.subscribe();
+    let mut last_event = unix_now();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         let woke_by_write = tokio::select! {
-            _ = tokio::time::sleep(interval) => false,
-            _ = ctx.relay_clock.woke.notified() => true,
+            _ = ticker.tick() => false,
+            event = events.recv() => {
+                if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+                let now = unix_now();
+                if now - std::mem::replace(&mut last_event, now) < QUIET_PERIOD_SECS {
+                    continue;
+                }
+                true
+            }
         };
         for relay in &ctx.config.relays {
             let due = unix_now() - last_crawl.get(relay).copied().unwrap_or(0) >= crawl_every;

@@ -10,7 +10,7 @@
 //! within the CA's rate limits. Certificates are renewed when a third of their life is
 //! left.
 
-use super::certs::{server_config_unchecked, CertStore, Issued};
+use crate::storage::certs::{server_config_unchecked, CertStore, Issued};
 use crate::storage::write_durably;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType,
@@ -107,7 +107,7 @@ const FIRST_BACKOFF_SECS: i64 = 60;
 const MAX_BACKOFF_SECS: i64 = 6 * 3600;
 
 fn now() -> i64 {
-    crate::pds::unix_now()
+    crate::storage::unix_now()
 }
 
 impl Acme {

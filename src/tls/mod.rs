@@ -9,11 +9,11 @@
 //! lives there, and no CA certifies those names).
 
 pub mod acme;
-pub mod certs;
 pub mod listener;
 
 use crate::config::TlsMode;
 use crate::pds::Ctx;
+use crate::storage::certs::{CertStore, Issued};
 use acme::{Acme, Challenges};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode, Uri};
@@ -21,7 +21,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use certs::{CertStore, Issued};
 use listener::{ChooseConfig, TlsListener};
 use rustls::server::ServerConfig;
 use std::future::Future;
@@ -240,7 +239,7 @@ async fn redirect_public_names(
     req: Request,
     next: Next,
 ) -> Response {
-    let host = crate::xrpc::request_host(req.headers());
+    let host = crate::http::request_host(req.headers());
     let public = host == ctx.config.hostname
         || host.ends_with(&format!(".{}", ctx.config.hostname))
         || ctx.config.is_local_handle(&host);
@@ -266,16 +265,4 @@ async fn redirect_public_names(
         Ok(uri) => Redirect::permanent(&uri.to_string()).into_response(),
         Err(_) => (StatusCode::BAD_REQUEST, "bad Host header").into_response(),
     }
-}
-
-/// Certificate expiry for `atbox status`: `(name, not_after)` of every stored one.
-pub fn stored_certificates(data_dir: &std::path::Path) -> Vec<(String, i64)> {
-    CertStore::open(data_dir)
-        .map(|s| {
-            s.all()
-                .iter()
-                .map(|c| (c.name.clone(), c.not_after))
-                .collect()
-        })
-        .unwrap_or_default()
 }

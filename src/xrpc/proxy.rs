@@ -9,8 +9,8 @@
 //! unless `proxy_allow_private` is set, so a crafted DID document cannot aim the box at
 //! the owner's LAN.
 
-use super::error::{XrpcError, XrpcResult};
-use crate::pds::{sessions::sign_jwt, signing_key, unix_now, AppState};
+use crate::error::{XrpcError, XrpcResult};
+use crate::pds::{signing_key, unix_now, AppState};
 use crate::syntax::Did;
 use axum::body::Body;
 use axum::extract::Request;
@@ -127,7 +127,7 @@ async fn check_endpoint(state: &AppState, endpoint: &str) -> XrpcResult<()> {
 
 /// Forwards the call and relays the answer.
 pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcResult<Response> {
-    let session = super::auth::optional_access(state, req.headers())?;
+    let session = crate::auth::credentials::optional_access(&state.tokens, req.headers())?;
     let (service_did, endpoint) = target(state, req.headers()).await?;
     check_endpoint(state, &endpoint).await?;
     let mut url = format!("{endpoint}/xrpc/{nsid}");
@@ -158,7 +158,7 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
             "exp": now + 60,
             "jti": format!("{:032x}", rand::random::<u128>()),
         });
-        out = out.bearer_auth(sign_jwt(&key, &claims));
+        out = out.bearer_auth(crate::auth::service_jwt::sign(&key, &claims));
     }
     if req.method() == axum::http::Method::POST {
         let body = super::handlers::read_limited(req.into_body(), MAX_PROXY_BODY).await?;

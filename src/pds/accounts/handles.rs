@@ -3,10 +3,10 @@
 
 use super::{check_email, check_new_handle};
 use crate::auth::Session;
+use crate::error::{XrpcError, XrpcResult};
 use crate::pds::{signing_key, AppState};
 use crate::storage::accounts::{self as db};
 use crate::syntax::{Did, Handle};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// com.atproto.identity.getRecommendedDidCredentials
@@ -95,7 +95,7 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
                 ));
             }
             db::set_handle(conn, &did, &handle)?;
-            crate::sync::emit::identity(outbox, &did, Some(&handle));
+            crate::storage::emit::identity(outbox, &did, Some(&handle));
             Ok(())
         })
         .await

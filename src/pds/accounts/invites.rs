@@ -2,10 +2,10 @@
 //! owner, or an account's own), listing an account's.
 
 use crate::auth::Session;
+use crate::error::{XrpcError, XrpcResult};
 use crate::pds::AppState;
 use crate::storage::accounts::{self as db};
 use crate::syntax::Datetime;
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 pub(super) async fn check_invite(state: &AppState, code: &str) -> XrpcResult<()> {

@@ -20,13 +20,13 @@ use crate::auth::password;
 use crate::auth::tokens::Scope;
 use crate::config::Config;
 use crate::crypto::{KeyType, Keypair};
+use crate::error::{XrpcError, XrpcResult};
 use crate::identity::plc::PlcOperation;
 use crate::identity::DidDocument;
 use crate::repo::writes::apply_writes;
 use crate::storage::accounts::{self as db, Account, AccountStatus};
 use crate::storage::repos;
 use crate::syntax::{Datetime, Did, Handle};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// com.atproto.server.describeServer
@@ -265,13 +265,13 @@ pub async fn create_account(
                 rev,
             )?;
             repos::save_commit(conn, outbox, &stored.did, None, &commit)?;
-            crate::sync::emit::identity(outbox, &stored.did, Some(&stored.handle));
+            crate::storage::emit::identity(outbox, &stored.did, Some(&stored.handle));
             let active = stored.status == AccountStatus::Active;
             let shown = (!active).then(|| stored.status.as_str());
-            crate::sync::emit::account(outbox, &stored.did, active, shown);
-            crate::sync::emit::commit(outbox, &stored.did, &commit);
+            crate::storage::emit::account(outbox, &stored.did, active, shown);
+            crate::storage::emit::commit(outbox, &stored.did, &commit);
             let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
-            crate::sync::emit::sync(
+            crate::storage::emit::sync(
                 outbox,
                 &stored.did,
                 commit.commit_cid,
@@ -322,7 +322,7 @@ async fn welcome_back(
             db::set_email(conn, &did, e.as_deref())?;
             db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
-            crate::sync::emit::identity(outbox, &did, Some(&h));
+            crate::storage::emit::identity(outbox, &did, Some(&h));
             Ok::<_, XrpcError>(())
         })
         .await?;

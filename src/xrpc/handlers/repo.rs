@@ -1,12 +1,11 @@
 //! `com.atproto.repo.*` handlers.
 
-use super::{body_object, json, session};
+use super::json;
+use crate::error::{XrpcError, XrpcResult};
 use crate::pds::records::{self, WriteAction, WriteOutcome, WriteRequest};
-use crate::pds::{blobs, import, sync, Ctx};
-use crate::xrpc::error::{XrpcError, XrpcResult};
-use crate::xrpc::params::Params;
-use axum::body::Body;
-use axum::http::{header, HeaderMap};
+use crate::pds::{blobs, import, sync};
+use crate::xrpc::call::Call;
+use axum::http::header;
 use axum::response::Response;
 use serde_json::{json as j, Map, Value};
 
@@ -65,14 +64,8 @@ fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
     Ok(out)
 }
 
-async fn write_one(
-    ctx: &Ctx,
-    h: &HeaderMap,
-    b: &[u8],
-    action: WriteAction,
-) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input = body_object(b)?;
+async fn write_one(c: Call, action: WriteAction) -> XrpcResult<Response> {
+    let input = c.object()?;
     let request = WriteRequest {
         action,
         collection: required(&input, "collection")?,
@@ -91,8 +84,8 @@ async fn write_one(
         ));
     }
     let outcome = records::write(
-        ctx,
-        &s,
+        &c.ctx,
+        c.session()?,
         &required(&input, "repo")?,
         vec![request],
         validate_flag(&input)?,
@@ -108,21 +101,20 @@ async fn write_one(
     }
 }
 
-pub async fn create_record(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    write_one(ctx, h, b, WriteAction::Create).await
+pub async fn create_record(c: Call) -> XrpcResult<Response> {
+    write_one(c, WriteAction::Create).await
 }
 
-pub async fn put_record(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    write_one(ctx, h, b, WriteAction::Update).await
+pub async fn put_record(c: Call) -> XrpcResult<Response> {
+    write_one(c, WriteAction::Update).await
 }
 
-pub async fn delete_record(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    write_one(ctx, h, b, WriteAction::Delete).await
+pub async fn delete_record(c: Call) -> XrpcResult<Response> {
+    write_one(c, WriteAction::Delete).await
 }
 
-pub async fn apply_writes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input = body_object(b)?;
+pub async fn apply_writes(c: Call) -> XrpcResult<Response> {
+    let input = c.object()?;
     let Some(Value::Array(writes)) = input.get("writes") else {
         return Err(XrpcError::invalid_request(
             "Input must have the property \"writes\" (an array)",
@@ -162,8 +154,8 @@ pub async fn apply_writes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Resp
         });
     }
     let outcome = records::write(
-        ctx,
-        &s,
+        &c.ctx,
+        c.session()?,
         &required(&input, "repo")?,
         requests,
         validate_flag(&input)?,
@@ -199,10 +191,11 @@ pub async fn apply_writes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Resp
     json(out)
 }
 
-pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+pub async fn get_record(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     json(
         records::get_record(
-            ctx,
+            &c.ctx,
             p.required("repo")?,
             p.required("collection")?,
             p.required("rkey")?,
@@ -212,12 +205,13 @@ pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     )
 }
 
-pub async fn list_records(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+pub async fn list_records(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let limit = p.int("limit", 50, 1, 100)? as usize;
     let reverse = p.bool("reverse")?.unwrap_or(false);
     json(
         records::list_records(
-            ctx,
+            &c.ctx,
             p.required("repo")?,
             p.required("collection")?,
             limit,
@@ -228,25 +222,28 @@ pub async fn list_records(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     )
 }
 
-pub async fn describe_repo(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(records::describe_repo(ctx, p.required("repo")?).await?)
+pub async fn describe_repo(c: Call) -> XrpcResult<Response> {
+    json(records::describe_repo(&c.ctx, c.params.required("repo")?).await?)
 }
 
-pub async fn list_missing_blobs(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
+pub async fn list_missing_blobs(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let limit = p.int("limit", 500, 1, 1000)? as usize;
-    json(sync::missing_blobs(ctx, &s.did, limit, p.get("cursor").map(str::to_owned)).await?)
+    let cursor = p.get("cursor").map(str::to_owned);
+    json(sync::missing_blobs(&c.ctx, &c.session()?.did, limit, cursor).await?)
 }
 
-pub async fn upload_blob(ctx: &Ctx, h: &HeaderMap, b: Body) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let content_type = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    json(blobs::upload(ctx, &s, b.into_data_stream(), content_type).await?)
+pub async fn upload_blob(mut c: Call) -> XrpcResult<Response> {
+    let body = c.take_stream()?;
+    let content_type = c
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    json(blobs::upload(&c.ctx, c.session()?, body.into_data_stream(), content_type).await?)
 }
 
-pub async fn import_repo(ctx: &Ctx, h: &HeaderMap, b: Body) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let car = super::read_limited(b, MAX_IMPORT).await?;
-    import::import_repo(ctx, &s, &car).await?;
+pub async fn import_repo(mut c: Call) -> XrpcResult<Response> {
+    let car = super::read_limited(c.take_stream()?, MAX_IMPORT).await?;
+    import::import_repo(&c.ctx, c.session()?, &car).await?;
     super::empty()
 }

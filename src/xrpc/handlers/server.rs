@@ -1,17 +1,19 @@
 //! `com.atproto.server.*` and `com.atproto.identity.*` handlers, and preferences.
 
-use super::{body, body_object, empty, json, session};
-use crate::pds::{accounts, sessions, Ctx};
-use crate::xrpc::auth;
-use crate::xrpc::error::{XrpcError, XrpcResult};
-use crate::xrpc::params::Params;
-use axum::http::HeaderMap;
+use super::{empty, json};
+use crate::error::{XrpcError, XrpcResult};
+use crate::pds::{accounts, sessions};
+use crate::xrpc::call::Call;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json as j, Value};
 
-pub async fn create_account(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    json(accounts::create_account(ctx, body(b)?, auth::bearer(h)).await?)
+pub async fn describe_server(c: Call) -> XrpcResult<Response> {
+    json(accounts::describe_server(&c.ctx))
+}
+
+pub async fn create_account(c: Call) -> XrpcResult<Response> {
+    json(accounts::create_account(&c.ctx, c.json()?, c.bearer()).await?)
 }
 
 #[derive(Deserialize)]
@@ -20,26 +22,24 @@ struct Login {
     password: String,
 }
 
-pub async fn create_session(ctx: &Ctx, ip: &str, b: &[u8]) -> XrpcResult<Response> {
-    let input: Login = body(b)?;
-    json(sessions::create_session(ctx, ip, &input.identifier, &input.password).await?)
+pub async fn create_session(c: Call) -> XrpcResult<Response> {
+    let input: Login = c.json()?;
+    json(sessions::create_session(&c.ctx, &c.client_ip, &input.identifier, &input.password).await?)
 }
 
-pub async fn get_session(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(sessions::get_session(ctx, &session(ctx, h)?).await?)
+pub async fn get_session(c: Call) -> XrpcResult<Response> {
+    json(sessions::get_session(&c.ctx, c.session()?).await?)
 }
 
-pub async fn refresh_session(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    let claims = auth::refresh(ctx, h)?;
-    json(
-        sessions::refresh_session(ctx, &claims.sub, claims.jti.as_deref().unwrap_or_default())
-            .await?,
-    )
+pub async fn refresh_session(c: Call) -> XrpcResult<Response> {
+    let claims = c.refresh_claims()?;
+    let jti = claims.jti.as_deref().unwrap_or_default();
+    json(sessions::refresh_session(&c.ctx, &claims.sub, jti).await?)
 }
 
-pub async fn delete_session(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    let claims = auth::refresh(ctx, h)?;
-    sessions::delete_session(ctx, claims.jti.as_deref().unwrap_or_default()).await?;
+pub async fn delete_session(c: Call) -> XrpcResult<Response> {
+    let claims = c.refresh_claims()?;
+    sessions::delete_session(&c.ctx, claims.jti.as_deref().unwrap_or_default()).await?;
     empty()
 }
 
@@ -50,14 +50,14 @@ struct NewAppPassword {
     privileged: bool,
 }
 
-pub async fn create_app_password(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input: NewAppPassword = body(b)?;
-    json(sessions::create_app_password(ctx, &s, &input.name, input.privileged).await?)
+pub async fn create_app_password(c: Call) -> XrpcResult<Response> {
+    let input: NewAppPassword = c.json()?;
+    let s = c.session()?;
+    json(sessions::create_app_password(&c.ctx, s, &input.name, input.privileged).await?)
 }
 
-pub async fn list_app_passwords(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(sessions::list_app_passwords(ctx, &session(ctx, h)?).await?)
+pub async fn list_app_passwords(c: Call) -> XrpcResult<Response> {
+    json(sessions::list_app_passwords(&c.ctx, c.session()?).await?)
 }
 
 #[derive(Deserialize)]
@@ -65,10 +65,9 @@ struct Named {
     name: String,
 }
 
-pub async fn revoke_app_password(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input: Named = body(b)?;
-    sessions::revoke_app_password(ctx, &s, &input.name).await?;
+pub async fn revoke_app_password(c: Call) -> XrpcResult<Response> {
+    let input: Named = c.json()?;
+    sessions::revoke_app_password(&c.ctx, c.session()?, &input.name).await?;
     empty()
 }
 
@@ -79,11 +78,10 @@ struct InviteInput {
     for_account: Option<String>,
 }
 
-pub async fn create_invite_code(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: InviteInput = body(b)?;
+pub async fn create_invite_code(c: Call) -> XrpcResult<Response> {
+    let input: InviteInput = c.json()?;
     let codes = accounts::create_invites(
-        ctx,
+        &c.ctx,
         1,
         input.use_count,
         input.for_account.as_deref().unwrap_or("admin"),
@@ -101,9 +99,8 @@ struct InvitesInput {
     for_accounts: Vec<String>,
 }
 
-pub async fn create_invite_codes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    auth::admin(ctx, h)?;
-    let input: InvitesInput = body(b)?;
+pub async fn create_invite_codes(c: Call) -> XrpcResult<Response> {
+    let input: InvitesInput = c.json()?;
     let accounts_for = if input.for_accounts.is_empty() {
         vec!["admin".to_owned()]
     } else {
@@ -112,18 +109,18 @@ pub async fn create_invite_codes(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResu
     let mut out = Vec::new();
     for account in accounts_for {
         let codes =
-            accounts::create_invites(ctx, input.code_count, input.use_count, &account).await?;
+            accounts::create_invites(&c.ctx, input.code_count, input.use_count, &account).await?;
         out.push(j!({ "account": account, "codes": codes }));
     }
     json(j!({ "codes": out }))
 }
 
-pub async fn account_invites(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(accounts::account_invites(ctx, &session(ctx, h)?).await?)
+pub async fn account_invites(c: Call) -> XrpcResult<Response> {
+    json(accounts::account_invites(&c.ctx, c.session()?).await?)
 }
 
-pub async fn service_auth(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
+pub async fn service_auth(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let exp = p
         .get("exp")
         .map(|e| {
@@ -131,22 +128,26 @@ pub async fn service_auth(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Re
                 .map_err(|_| XrpcError::invalid_request("exp must be an integer"))
         })
         .transpose()?;
-    json(sessions::get_service_auth(ctx, &s, p.required("aud")?, exp, p.get("lxm")).await?)
+    let aud = p.required("aud")?;
+    json(sessions::get_service_auth(&c.ctx, c.session()?, aud, exp, p.get("lxm")).await?)
 }
 
-pub async fn check_account_status(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(accounts::check_account_status(ctx, &session(ctx, h)?).await?)
+pub async fn check_account_status(c: Call) -> XrpcResult<Response> {
+    json(accounts::check_account_status(&c.ctx, c.session()?).await?)
 }
 
-pub async fn set_active(ctx: &Ctx, h: &HeaderMap, active: bool) -> XrpcResult<Response> {
-    accounts::set_active(ctx, &session(ctx, h)?, active).await?;
+pub async fn activate_account(c: Call) -> XrpcResult<Response> {
+    accounts::set_active(&c.ctx, c.session()?, true).await?;
     empty()
 }
 
-pub async fn request_account_delete(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    s.require_full()?;
-    accounts::request_token(ctx, &s.did, "delete_account").await?;
+pub async fn deactivate_account(c: Call) -> XrpcResult<Response> {
+    accounts::set_active(&c.ctx, c.session()?, false).await?;
+    empty()
+}
+
+pub async fn request_account_delete(c: Call) -> XrpcResult<Response> {
+    accounts::request_token(&c.ctx, &c.session()?.did, "delete_account").await?;
     empty()
 }
 
@@ -157,9 +158,9 @@ struct DeleteInput {
     token: String,
 }
 
-pub async fn delete_account(ctx: &Ctx, b: &[u8]) -> XrpcResult<Response> {
-    let input: DeleteInput = body(b)?;
-    accounts::delete_account(ctx, &input.did, &input.password, &input.token).await?;
+pub async fn delete_account(c: Call) -> XrpcResult<Response> {
+    let input: DeleteInput = c.json()?;
+    accounts::delete_account(&c.ctx, &input.did, &input.password, &input.token).await?;
     empty()
 }
 
@@ -168,9 +169,9 @@ struct EmailInput {
     email: String,
 }
 
-pub async fn request_password_reset(ctx: &Ctx, b: &[u8]) -> XrpcResult<Response> {
-    let input: EmailInput = body(b)?;
-    accounts::request_password_reset(ctx, &input.email).await?;
+pub async fn request_password_reset(c: Call) -> XrpcResult<Response> {
+    let input: EmailInput = c.json()?;
+    accounts::request_password_reset(&c.ctx, &input.email).await?;
     empty()
 }
 
@@ -180,22 +181,23 @@ struct ResetInput {
     password: String,
 }
 
-pub async fn reset_password(ctx: &Ctx, b: &[u8]) -> XrpcResult<Response> {
-    let input: ResetInput = body(b)?;
-    accounts::reset_password(ctx, &input.token, &input.password).await?;
+pub async fn reset_password(c: Call) -> XrpcResult<Response> {
+    let input: ResetInput = c.json()?;
+    accounts::reset_password(&c.ctx, &input.token, &input.password).await?;
     empty()
 }
 
-pub async fn resolve_handle(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(accounts::resolve_handle(ctx, p.required("handle")?).await?)
+pub async fn resolve_handle(c: Call) -> XrpcResult<Response> {
+    json(accounts::resolve_handle(&c.ctx, c.params.required("handle")?).await?)
 }
 
-pub async fn check_handle_availability(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(accounts::check_handle_availability(ctx, p.required("handle")?, p.get("email")).await?)
+pub async fn check_handle_availability(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    json(accounts::check_handle_availability(&c.ctx, p.required("handle")?, p.get("email")).await?)
 }
 
-pub async fn recommended_credentials(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(accounts::recommended_credentials(ctx, &session(ctx, h)?).await?)
+pub async fn recommended_credentials(c: Call) -> XrpcResult<Response> {
+    json(accounts::recommended_credentials(&c.ctx, c.session()?).await?)
 }
 
 #[derive(Deserialize)]
@@ -203,51 +205,47 @@ struct HandleInput {
     handle: String,
 }
 
-pub async fn update_handle(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input: HandleInput = body(b)?;
-    accounts::update_handle(ctx, &s, &input.handle).await?;
+pub async fn update_handle(c: Call) -> XrpcResult<Response> {
+    let input: HandleInput = c.json()?;
+    accounts::update_handle(&c.ctx, c.session()?, &input.handle).await?;
     empty()
 }
 
-pub async fn get_preferences(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(accounts::preferences(ctx, &session(ctx, h)?).await?)
+pub async fn get_preferences(c: Call) -> XrpcResult<Response> {
+    json(accounts::preferences(&c.ctx, c.session()?).await?)
 }
 
-pub async fn put_preferences(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let mut input = body_object(b)?;
-    let prefs = input.remove("preferences").unwrap_or(Value::Null);
-    accounts::put_preferences(ctx, &s, prefs).await?;
+pub async fn put_preferences(c: Call) -> XrpcResult<Response> {
+    let prefs = c.object()?.remove("preferences").unwrap_or(Value::Null);
+    accounts::put_preferences(&c.ctx, c.session()?, prefs).await?;
     empty()
 }
 
-pub async fn request_plc_signature(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    crate::pds::identity::request_signature(ctx, &session(ctx, h)?).await?;
+pub async fn request_plc_signature(c: Call) -> XrpcResult<Response> {
+    crate::pds::identity::request_signature(&c.ctx, c.session()?).await?;
     empty()
 }
 
-pub async fn sign_plc_operation(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    json(crate::pds::identity::sign_operation(ctx, &s, body(b)?).await?)
+pub async fn sign_plc_operation(c: Call) -> XrpcResult<Response> {
+    json(crate::pds::identity::sign_operation(&c.ctx, c.session()?, c.json()?).await?)
 }
 
-pub async fn submit_plc_operation(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let mut input = body_object(b)?;
-    let op = input
+pub async fn submit_plc_operation(c: Call) -> XrpcResult<Response> {
+    let op = c
+        .object()?
         .remove("operation")
         .ok_or_else(|| XrpcError::invalid_request("Input must have the property \"operation\""))?;
-    crate::pds::identity::submit_operation(ctx, &s, op).await?;
+    crate::pds::identity::submit_operation(&c.ctx, c.session()?, op).await?;
     empty()
 }
 
-pub async fn resolve_did(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(accounts::resolve_did(ctx, p.required("did")?).await?)
+pub async fn resolve_did(c: Call) -> XrpcResult<Response> {
+    json(accounts::resolve_did(&c.ctx, c.params.required("did")?).await?)
 }
 
-pub async fn resolve_identity(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(accounts::resolve_identity(ctx, p.required("identifier")?, false).await?)
+pub async fn resolve_identity(c: Call) -> XrpcResult<Response> {
+    let identifier = c.params.required("identifier")?;
+    json(accounts::resolve_identity(&c.ctx, identifier, false).await?)
 }
 
 #[derive(Deserialize)]
@@ -255,19 +253,18 @@ struct IdentifierInput {
     identifier: String,
 }
 
-pub async fn refresh_identity(ctx: &Ctx, b: &[u8]) -> XrpcResult<Response> {
-    let input: IdentifierInput = body(b)?;
-    json(accounts::resolve_identity(ctx, &input.identifier, true).await?)
+pub async fn refresh_identity(c: Call) -> XrpcResult<Response> {
+    let input: IdentifierInput = c.json()?;
+    json(accounts::resolve_identity(&c.ctx, &input.identifier, true).await?)
 }
 
 /// Accounts here are never queued: they are active as soon as they exist.
-pub async fn check_signup_queue(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    session(ctx, h)?;
+pub async fn check_signup_queue(_: Call) -> XrpcResult<Response> {
     json(j!({ "activated": true }))
 }
 
-pub async fn request_email_confirmation(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    accounts::request_email_confirmation(ctx, &session(ctx, h)?).await?;
+pub async fn request_email_confirmation(c: Call) -> XrpcResult<Response> {
+    accounts::request_email_confirmation(&c.ctx, c.session()?).await?;
     empty()
 }
 
@@ -277,15 +274,14 @@ struct ConfirmInput {
     token: String,
 }
 
-pub async fn confirm_email(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input: ConfirmInput = body(b)?;
-    accounts::confirm_email(ctx, &s, &input.email, &input.token).await?;
+pub async fn confirm_email(c: Call) -> XrpcResult<Response> {
+    let input: ConfirmInput = c.json()?;
+    accounts::confirm_email(&c.ctx, c.session()?, &input.email, &input.token).await?;
     empty()
 }
 
-pub async fn request_email_update(ctx: &Ctx, h: &HeaderMap) -> XrpcResult<Response> {
-    json(accounts::request_email_update(ctx, &session(ctx, h)?).await?)
+pub async fn request_email_update(c: Call) -> XrpcResult<Response> {
+    json(accounts::request_email_update(&c.ctx, c.session()?).await?)
 }
 
 #[derive(Deserialize)]
@@ -294,9 +290,9 @@ struct UpdateEmailInput {
     token: Option<String>,
 }
 
-pub async fn update_email(ctx: &Ctx, h: &HeaderMap, b: &[u8]) -> XrpcResult<Response> {
-    let s = session(ctx, h)?;
-    let input: UpdateEmailInput = body(b)?;
-    accounts::update_email(ctx, &s, &input.email, input.token.as_deref()).await?;
+pub async fn update_email(c: Call) -> XrpcResult<Response> {
+    let input: UpdateEmailInput = c.json()?;
+    let token = input.token.as_deref();
+    accounts::update_email(&c.ctx, c.session()?, &input.email, token).await?;
     empty()
 }

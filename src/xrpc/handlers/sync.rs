@@ -1,36 +1,46 @@
 //! `com.atproto.sync.*` handlers.
 
 use super::{car, json};
-use crate::pds::{sync, Ctx};
-use crate::xrpc::error::{XrpcError, XrpcResult};
-use crate::xrpc::params::Params;
+use crate::error::{XrpcError, XrpcResult};
+use crate::pds::sync;
+use crate::xrpc::call::Call;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-pub async fn get_repo(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    car(sync::get_repo(ctx, p.required("did")?, p.get("since").map(str::to_owned)).await?)
+pub async fn get_repo(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    car(sync::get_repo(
+        &c.ctx,
+        p.required("did")?,
+        p.get("since").map(str::to_owned),
+    )
+    .await?)
 }
 
-pub async fn latest_commit(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(sync::latest_commit(ctx, p.required("did")?).await?)
+pub async fn latest_commit(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    json(sync::latest_commit(&c.ctx, p.required("did")?).await?)
 }
 
 /// com.atproto.sync.getHead, deprecated for getLatestCommit (older relays still ask).
-pub async fn head(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    let latest = sync::latest_commit(ctx, p.required("did")?).await?;
+pub async fn head(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    let latest = sync::latest_commit(&c.ctx, p.required("did")?).await?;
     json(serde_json::json!({ "root": latest["cid"] }))
 }
 
 /// com.atproto.sync.getCheckout, deprecated for getRepo: the whole repo as a CAR.
-pub async fn checkout(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    car(sync::get_repo(ctx, p.required("did")?, None).await?)
+pub async fn checkout(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    car(sync::get_repo(&c.ctx, p.required("did")?, None).await?)
 }
 
-pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+pub async fn get_record(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     car(sync::record_proof(
-        ctx,
+        &c.ctx,
         p.required("did")?,
         p.required("collection")?,
         p.required("rkey")?,
@@ -38,21 +48,23 @@ pub async fn get_record(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     .await?)
 }
 
-pub async fn get_blocks(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+pub async fn get_blocks(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let cids = p.all("cids");
     if cids.is_empty() {
         return Err(XrpcError::invalid_request(
             "Error: Params must have the property \"cids\"",
         ));
     }
-    car(sync::get_blocks(ctx, p.required("did")?, &cids).await?)
+    car(sync::get_blocks(&c.ctx, p.required("did")?, &cids).await?)
 }
 
-pub async fn list_blobs(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+pub async fn list_blobs(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let limit = p.int("limit", 500, 1, 1000)? as usize;
     json(
         sync::list_blobs(
-            ctx,
+            &c.ctx,
             p.required("did")?,
             p.get("since").map(str::to_owned),
             limit,
@@ -62,13 +74,15 @@ pub async fn list_blobs(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
     )
 }
 
-pub async fn list_repos(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
+pub async fn list_repos(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
     let limit = p.int("limit", 500, 1, 1000)? as usize;
-    json(sync::list_repos(ctx, limit, p.get("cursor").map(str::to_owned)).await?)
+    json(sync::list_repos(&c.ctx, limit, p.get("cursor").map(str::to_owned)).await?)
 }
 
-pub async fn repo_status(ctx: &Ctx, p: &Params) -> XrpcResult<Response> {
-    json(sync::repo_status(ctx, p.required("did")?).await?)
+pub async fn repo_status(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    json(sync::repo_status(&c.ctx, p.required("did")?).await?)
 }
 
 /// A single `bytes=start-end` range within `size`, per RFC 9110 (suffix ranges too).
@@ -94,12 +108,13 @@ fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
 
 /// com.atproto.sync.getBlob: the bytes, with their type, served so a browser will not
 /// run them (nosniff, a sandboxing CSP), with HTTP range support for video.
-pub async fn get_blob(ctx: &Ctx, h: &HeaderMap, p: &Params) -> XrpcResult<Response> {
-    let (path, mime, size) = sync::blob(ctx, p.required("did")?, p.required("cid")?).await?;
+pub async fn get_blob(c: Call) -> XrpcResult<Response> {
+    let p = &c.params;
+    let (path, mime, size) = sync::blob(&c.ctx, p.required("did")?, p.required("cid")?).await?;
     let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| XrpcError::named("BlobNotFound", "Blob not found"))?;
-    let range = h.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = c.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range {
         None => (StatusCode::OK, 0, size),
         Some(r) => match parse_range(r, size) {

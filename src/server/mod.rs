@@ -2,6 +2,10 @@
 //! and background tasks until SIGINT/SIGTERM, or until the setup page asks for a restart
 //! (new settings that the whole server is rebuilt with: `cli` then re-executes atbox).
 
+mod routes;
+
+pub use routes::router;
+
 use crate::config::Config;
 use crate::device::mdns::Mdns;
 use crate::device::runner::DisplaySettings;
@@ -70,7 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     tokio::spawn(crate::sync::relays::run(state.clone()));
     tokio::spawn(crate::pds::doctor::watch(state.clone()));
     tokio::spawn(crate::setup::finish_saved_claim(state.clone()));
-    let app = crate::xrpc::router(state.clone());
+    let app = routes::router(state.clone());
     // One stop signal for both sockets.
     let (stop, stopped) = watch::channel(false);
     let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();

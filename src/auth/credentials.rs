@@ -1,11 +1,11 @@
 //! Reading credentials from a request: bearer session tokens and the admin's HTTP
 //! basic auth. Error names and statuses follow the reference PDS, which the official
-//! clients key their behaviour on (`ExpiredToken` makes them refresh).
+//! clients key their behaviour on (`ExpiredToken` makes them refresh). Which method
+//! needs which credential is declared in the XRPC method table (`crate::xrpc::methods`).
 
-use super::error::{XrpcError, XrpcResult};
-use crate::auth::tokens::{Claims, Scope, TokenError};
-pub use crate::auth::Session;
-use crate::pds::AppState;
+use super::tokens::{Claims, Scope, TokenError, TokenSigner};
+use super::Session;
+use crate::error::{XrpcError, XrpcResult};
 use axum::http::HeaderMap;
 use base64::Engine;
 
@@ -26,15 +26,15 @@ fn token_error(e: TokenError) -> XrpcError {
     }
 }
 
-fn verify(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
+fn verify(tokens: &TokenSigner, headers: &HeaderMap) -> XrpcResult<Claims> {
     let token =
         bearer(headers).ok_or_else(|| XrpcError::auth_required("Authentication Required"))?;
-    state.tokens.verify(token).map_err(token_error)
+    tokens.verify(token).map_err(token_error)
 }
 
 /// The access session of a request that must be authenticated.
-pub fn access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Session> {
-    let claims = verify(state, headers)?;
+pub fn access(tokens: &TokenSigner, headers: &HeaderMap) -> XrpcResult<Session> {
+    let claims = verify(tokens, headers)?;
     match claims.scope {
         Scope::Access | Scope::AppPass | Scope::AppPassPrivileged => Ok(Session {
             did: claims.sub,
@@ -48,16 +48,16 @@ pub fn access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Session> {
 }
 
 /// The access session, if the request carries one (for endpoints where auth is optional).
-pub fn optional_access(state: &AppState, headers: &HeaderMap) -> XrpcResult<Option<Session>> {
+pub fn optional_access(tokens: &TokenSigner, headers: &HeaderMap) -> XrpcResult<Option<Session>> {
     if bearer(headers).is_none() {
         return Ok(None);
     }
-    access(state, headers).map(Some)
+    access(tokens, headers).map(Some)
 }
 
 /// The claims of a refresh token (refreshSession, deleteSession).
-pub fn refresh(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
-    let claims = verify(state, headers)?;
+pub fn refresh(tokens: &TokenSigner, headers: &HeaderMap) -> XrpcResult<Claims> {
+    let claims = verify(tokens, headers)?;
     if claims.scope != Scope::Refresh || claims.jti.is_none() {
         return Err(XrpcError::named(
             "InvalidToken",
@@ -68,8 +68,8 @@ pub fn refresh(state: &AppState, headers: &HeaderMap) -> XrpcResult<Claims> {
 }
 
 /// Checks the admin's HTTP basic auth (`admin:<admin_password>`).
-pub fn admin(state: &AppState, headers: &HeaderMap) -> XrpcResult<()> {
-    let Some(expected) = state.config.admin_password.as_deref() else {
+pub fn admin(admin_password: Option<&str>, headers: &HeaderMap) -> XrpcResult<()> {
+    let Some(expected) = admin_password else {
         return Err(XrpcError::auth_required(
             "admin endpoints are disabled: set admin_password (ATBOX_ADMIN_PASSWORD)",
         ));

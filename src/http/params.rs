@@ -1,7 +1,7 @@
 //! Query parameters of XRPC calls (`specs/xrpc#lexicon-http-endpoints`): strings,
 //! integers with lexicon bounds, booleans, and repeated array parameters.
 
-use super::error::{XrpcError, XrpcResult};
+use crate::error::{XrpcError, XrpcResult};
 
 /// The decoded query string of a request.
 pub struct Params {

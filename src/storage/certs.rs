@@ -2,7 +2,7 @@
 //! `<data_dir>/tls/`, files 0600 written atomically (temp file, fsync, rename, fsync the
 //! directory), and the rustls server config built from each, ready for the handshake.
 
-use crate::storage::write_durably;
+use super::write_durably;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerConfig;
@@ -179,4 +179,16 @@ impl CertStore {
             .insert(name.to_owned(), issued.clone());
         Ok(issued)
     }
+}
+
+/// Certificate expiry for `atbox status`: `(name, not_after)` of every stored one.
+pub fn stored_certificates(data_dir: &Path) -> Vec<(String, i64)> {
+    CertStore::open(data_dir)
+        .map(|s| {
+            s.all()
+                .iter()
+                .map(|c| (c.name.clone(), c.not_after))
+                .collect()
+        })
+        .unwrap_or_default()
 }

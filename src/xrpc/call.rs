@@ -1,0 +1,225 @@
+//! One XRPC call as a handler sees it, after the method table's declared checks: who
+//! the caller is ([`Caller`], already verified against the method's [`Auth`] and
+//! [`StatusCheck`]), the query parameters and the request body.
+//!
+//! The checks run here, in one place, before any handler: credentials first (a stranger
+//! never gets a body read), then the account's status where the method declares it,
+//! as the reference PDS does (`AccountTakedown` / `AccountDeactivated`, 401).
+
+use crate::auth::credentials;
+use crate::auth::tokens::{Claims, Scope};
+use crate::auth::Session;
+use crate::error::{XrpcError, XrpcResult};
+use crate::http::Params;
+use crate::pds::Ctx;
+use crate::storage::accounts::AccountStatus;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// What the caller of a method must present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Nothing; credentials, if any, are not read.
+    None,
+    /// Anyone; a presented session or admin password is verified (and a bad one
+    /// refused), so that owners and the admin may see what strangers may not.
+    Optional,
+    /// A session: the account password or any app password.
+    Standard,
+    /// The account password or a privileged app password.
+    Privileged,
+    /// The account password only (account settings, app passwords, migration out).
+    Full,
+    /// A refresh token (refreshSession, deleteSession).
+    Refresh,
+    /// The admin's HTTP basic auth.
+    Admin,
+    /// Optional service auth that the method itself verifies against the DID it is
+    /// for (createAccount with an existing DID); the bearer token is handed over as is.
+    ServiceOptional,
+}
+
+/// Which account states may call, checked after the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCheck {
+    /// Any state (the reference's default: a deactivated account may still log in,
+    /// read its settings and migrate).
+    Any,
+    /// Taken-down accounts are refused (`AccountTakedown`).
+    Takedown,
+    /// Refused inside the writer job, in the transaction of the write itself (a read
+    /// here would race a takedown): record writes, which refuse taken-down and
+    /// deactivated repos.
+    InWriter,
+}
+
+/// Who is calling, as verified.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    User(Session),
+    Refresh(Claims),
+    Admin,
+}
+
+/// The request's body, as the method's kind reads it.
+pub enum Input {
+    /// Queries have none.
+    None,
+    /// A procedure's JSON body, read and size-limited before the handler.
+    Json(Vec<u8>),
+    /// A streamed body (blobs, repo imports), read by the handler.
+    Stream(Body),
+}
+
+/// One verified call.
+pub struct Call {
+    pub ctx: Ctx,
+    pub caller: Caller,
+    pub params: Params,
+    pub headers: HeaderMap,
+    pub input: Input,
+    /// The client's address (behind trusted proxies, the first untrusted hop).
+    pub client_ip: String,
+}
+
+impl Call {
+    /// The caller's session (methods declared with a session requirement have one).
+    pub fn session(&self) -> XrpcResult<&Session> {
+        match &self.caller {
+            Caller::User(s) => Ok(s),
+            _ => Err(XrpcError::auth_required("Authentication Required")),
+        }
+    }
+
+    /// The caller's session, if there is one.
+    pub fn optional_session(&self) -> Option<&Session> {
+        match &self.caller {
+            Caller::User(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The verified refresh token's claims (methods declared [`Auth::Refresh`]).
+    pub fn refresh_claims(&self) -> XrpcResult<&Claims> {
+        match &self.caller {
+            Caller::Refresh(c) => Ok(c),
+            _ => Err(XrpcError::auth_required("a refresh token is needed")),
+        }
+    }
+
+    /// Whether the caller is the admin, or the account `did` itself: who may read a
+    /// repo that strangers may not (taken down or deactivated).
+    pub fn is_admin_or(&self, did: &str) -> bool {
+        match &self.caller {
+            Caller::Admin => true,
+            Caller::User(s) => s.did == did,
+            _ => false,
+        }
+    }
+
+    /// The bearer token as sent (for [`Auth::ServiceOptional`]).
+    pub fn bearer(&self) -> Option<&str> {
+        credentials::bearer(&self.headers)
+    }
+
+    /// The JSON body parsed into `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> XrpcResult<T> {
+        let bytes = match &self.input {
+            Input::Json(b) if !b.is_empty() => b,
+            _ => return Err(XrpcError::invalid_request("Request body is required")),
+        };
+        serde_json::from_slice(bytes)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid request body: {e}")))
+    }
+
+    /// The JSON body as an object (for inputs where null and absent differ).
+    pub fn object(&self) -> XrpcResult<Map<String, Value>> {
+        match self.json::<Value>()? {
+            Value::Object(map) => Ok(map),
+            _ => Err(XrpcError::invalid_request(
+                "Request body must be a JSON object",
+            )),
+        }
+    }
+
+    /// The streamed body (methods whose kind is a streamed procedure).
+    pub fn take_stream(&mut self) -> XrpcResult<Body> {
+        match std::mem::replace(&mut self.input, Input::None) {
+            Input::Stream(body) => Ok(body),
+            _ => Err(XrpcError::internal("this method has no streamed body")),
+        }
+    }
+}
+
+/// Verifies the credentials `auth` asks for.
+pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap) -> XrpcResult<Caller> {
+    let user = |s: Session| Ok(Caller::User(s));
+    match auth {
+        Auth::None | Auth::ServiceOptional => Ok(Caller::Anonymous),
+        Auth::Optional => {
+            if is_basic(headers) {
+                credentials::admin(ctx.config.admin_password.as_deref(), headers)?;
+                return Ok(Caller::Admin);
+            }
+            Ok(credentials::optional_access(&ctx.tokens, headers)?
+                .map_or(Caller::Anonymous, Caller::User))
+        }
+        Auth::Standard => user(credentials::access(&ctx.tokens, headers)?),
+        Auth::Privileged => {
+            let s = credentials::access(&ctx.tokens, headers)?;
+            if s.scope == Scope::AppPass {
+                return Err(XrpcError::named(
+                    "InvalidToken",
+                    "Bad token scope: this needs the account password or a privileged app password",
+                ));
+            }
+            user(s)
+        }
+        Auth::Full => {
+            let s = credentials::access(&ctx.tokens, headers)?;
+            s.require_full()?;
+            user(s)
+        }
+        Auth::Refresh => Ok(Caller::Refresh(credentials::refresh(&ctx.tokens, headers)?)),
+        Auth::Admin => {
+            credentials::admin(ctx.config.admin_password.as_deref(), headers)?;
+            Ok(Caller::Admin)
+        }
+    }
+}
+
+fn is_basic(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+}
+
+/// Refuses a caller whose account state the method does not allow.
+pub async fn check_status(ctx: &Ctx, check: StatusCheck, caller: &Caller) -> XrpcResult<()> {
+    let Caller::User(session) = caller else {
+        return Ok(());
+    };
+    if check != StatusCheck::Takedown {
+        return Ok(());
+    }
+    let account = ctx.find_account(&session.did).await?.ok_or_else(|| {
+        XrpcError::new(
+            StatusCode::FORBIDDEN,
+            "AccountNotFound",
+            "Account not found",
+        )
+    })?;
+    if account.status == AccountStatus::Takendown {
+        return Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "AccountTakedown",
+            "Account has been taken down",
+        ));
+    }
+    Ok(())
+}
