@@ -58,6 +58,17 @@ impl XrpcError {
             message,
         )
     }
+    /// 507: the box's disk is full. Nothing was stored; reads still work.
+    pub fn storage_full(detail: &str) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            format!(
+                "the box's storage is full ({detail}): nothing was saved. Free space on its \
+                 SD card (or move to a larger one), then try again"
+            ),
+        )
+    }
     pub fn upstream(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", message)
     }
@@ -79,7 +90,9 @@ impl std::error::Error for XrpcError {}
 
 impl IntoResponse for XrpcError {
     fn into_response(self) -> Response {
-        if self.status == axum::http::StatusCode::INTERNAL_SERVER_ERROR {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR
+            || self.status == StatusCode::INSUFFICIENT_STORAGE
+        {
             tracing::error!(error = %self.error, "{}", self.message);
         }
         (
@@ -92,7 +105,10 @@ impl IntoResponse for XrpcError {
 
 impl From<crate::storage::StorageError> for XrpcError {
     fn from(e: crate::storage::StorageError) -> Self {
-        XrpcError::internal(e.to_string())
+        match e {
+            crate::storage::StorageError::Full(detail) => XrpcError::storage_full(&detail),
+            e => XrpcError::internal(e.to_string()),
+        }
     }
 }
 
@@ -128,3 +144,40 @@ impl From<crate::repo::writes::WriteError> for XrpcError {
 }
 
 pub type XrpcResult<T> = Result<T, XrpcError>;
+
+#[cfg(test)]
+mod tests {
+    use super::XrpcError;
+    use crate::storage::StorageError;
+    use axum::http::StatusCode;
+
+    /// A full SD card is the owner's to fix, not a server bug: it must reach the client
+    /// as 507 with a message saying what to do, from SQLite and from blob files alike.
+    #[test]
+    fn a_full_disk_keeps_its_kind_up_to_the_client() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 8;")
+            .unwrap();
+        let full = (0..64)
+            .find_map(|_| {
+                conn.execute("INSERT INTO t VALUES (zeroblob(4096))", [])
+                    .err()
+            })
+            .expect("the page limit is reached");
+        let stored = StorageError::from(full);
+        assert!(matches!(stored, StorageError::Full(_)), "{stored:?}");
+        let answer = XrpcError::from(stored);
+        assert_eq!(answer.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(answer.message.contains("Free space"), "{}", answer.message);
+
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let answer = XrpcError::from(StorageError::from(enospc));
+        assert_eq!(answer.status, StatusCode::INSUFFICIENT_STORAGE);
+        // Anything else stays an internal error.
+        let other = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(
+            XrpcError::from(StorageError::from(other)).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //! very same bytes).
 //!
 //! The libFuzzer targets in `fuzz/` call these (`cargo +nightly fuzz run car_read`),
-//! and `tests/parser_robustness.rs` drives them with seeded mutations in every test
+//! and `tests/it/parser_robustness.rs` drives them with seeded mutations in every test
 //! run, so a regression shows up in CI without a nightly toolchain.
 
 use crate::data::{cid_for_cbor, decode_cbor, encode_cbor, ipld_from_json, ipld_to_json};

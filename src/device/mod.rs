@@ -8,7 +8,7 @@
 //! [`sysinfo`] reads the machine facts (temperature, power, clock, addresses, disk).
 //!
 //! Hardware sits behind `embedded_hal::i2c::I2c`, so the tests run the real driver
-//! against an emulated panel (`tests/display.rs`).
+//! against an emulated panel (`tests/it/display.rs`).
 
 pub mod frame;
 pub mod mdns;

@@ -44,17 +44,29 @@ pub enum StorageError {
     NotCommitted,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The disk (the SD card) is full: not a bug, and the owner can fix it. Kept as its
+    /// own kind so that every layer above can say so (a clear error, the screen).
+    #[error("the disk is full ({0})")]
+    Full(String),
 }
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
-        StorageError::Sqlite(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StorageError::Full(e.to_string()),
+            _ => StorageError::Sqlite(e.to_string()),
+        }
     }
 }
 
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
-        StorageError::Io(e.to_string())
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                StorageError::Full(e.to_string())
+            }
+            _ => StorageError::Io(e.to_string()),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! `specs/at-uri-scheme`, `specs/record-key`, `specs/tid`, `specs/lexicon#string-formats`).
 //! Validation is strict and allocation-light, because every XRPC request and every record
 //! passes through it. The public interop vectors (`tests/fixtures/atproto-interop-tests/syntax`)
-//! are the judge: see `tests/syntax_vectors.rs`.
+//! are the judge: see `tests/it/syntax_vectors.rs`.
 
 mod aturi;
 mod datetime;

@@ -1,6 +1,6 @@
 """An independent mDNS client (python-zeroconf) for atbox's discovery test.
 
-Run inside a network namespace by tests/mdns_netns.rs:
+Run inside a network namespace by tests/it/mdns_netns.rs:
 
     mdns_client.py resolve atbox.local [--timeout 10]   -> {"name": ..., "addresses": [...]}
     mdns_client.py browse _atproto-pds._tcp [--timeout 10]

@@ -2,7 +2,7 @@
 //! the boot partition's atbox.toml becomes the system config, the first account is
 //! created, its password is removed from the card's copy, and a second run does nothing.
 
-mod common;
+use crate::common;
 
 use common::server::start_plc;
 use std::process::Command;

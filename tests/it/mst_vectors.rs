@@ -1,7 +1,7 @@
 //! The interop MST vectors: key heights, common prefixes, example keys, and the
 //! commit-proof fixtures (tree shapes, covering proofs and op inversion).
 
-mod common;
+use crate::common;
 
 use atbox::data::{parse_cid, Cid};
 use atbox::repo::mst::{common_prefix_len, key_height};

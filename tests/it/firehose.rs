@@ -4,7 +4,7 @@
 //! CAR slice, op inversion to `prevData` — is `firehose_relay.rs`, with the Node
 //! consumer on `@atproto/repo`.)
 
-mod common;
+use crate::common;
 
 use atbox::data::{decode_cbor, Ipld};
 use common::server::{start_atbox, start_plc};

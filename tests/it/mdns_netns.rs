@@ -11,7 +11,7 @@
 //! Needs root (or CAP_NET_ADMIN) for `ip netns`; skips with a message where namespaces
 //! cannot be created.
 
-mod common;
+use crate::common;
 
 use common::server::python;
 use serde_json::Value;

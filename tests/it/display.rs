@@ -1,5 +1,5 @@
 //! The OLED display path without hardware: atbox's `Oled` and the real `ssd1306`
-//! driver over an emulated SSD1306 on an emulated I2C bus (tests/display/), checked
+//! driver over an emulated SSD1306 on an emulated I2C bus (tests/it/display/), checked
 //! against what the screen renderer intended — every screen, both mounting
 //! orientations, the QR code, bus faults, dimming, sleep, paging and burn-in shift —
 //! and golden PNGs of every screen (tests/fixtures/display/, docs/screens/).
@@ -7,8 +7,8 @@
 //! To accept a deliberate change of the screens: `ATBOX_UPDATE_GOLDEN=1 cargo test
 //! --test display`, then look at the PNGs before committing them.
 
-mod common;
-#[path = "display/ssd1306_emulator.rs"]
+use crate::common;
+
 mod emulator;
 
 use atbox::device::frame::Frame;

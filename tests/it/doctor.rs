@@ -2,7 +2,7 @@
 //! controls (pebble-challtestsrv, whose records are set over its management API), the
 //! PLC directory stand-in, a "what is my IP" service, and a relay that is down.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! The interop vectors live in the repo (so a clean clone tests anywhere); this checks
 //! the copy has not drifted from `../shared/atproto-interop-tests` where that exists.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

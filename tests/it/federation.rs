@@ -2,7 +2,7 @@
 //! each proxied request's service-auth JWT against the account's DID document, and a
 //! relay whose misbehaviour the relay watchdog must notice and report.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::server::{start_atbox, start_plc, Running};

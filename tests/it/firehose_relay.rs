@@ -6,7 +6,7 @@
 //! change, deactivation and reactivation; from a cursor of 0, live, and reconnecting
 //! with a cursor in the middle.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::server::{start_atbox, start_plc};

@@ -6,7 +6,7 @@
 //! (SIGKILL loses the process, not the page cache; ARCHITECTURE.md says why the fsync
 //! chain also covers a power cut.)
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::server::{spawn_atbox, start_plc};

@@ -1,7 +1,7 @@
 //! The interop data-model vectors: valid JSON accepted, invalid JSON refused, and the
 //! fixtures' JSON ↔ DAG-CBOR ↔ CID triples reproduced exactly in both directions.
 
-mod common;
+use crate::common;
 
 use atbox::data::*;
 

@@ -8,7 +8,7 @@
 //! Screenshots land in `target/setup-screenshots/` (the README shows copies from
 //! `docs/setup/`).
 
-mod common;
+use crate::common;
 
 use atbox::device::frame::Frame;
 use embedded_graphics::mono_font::ascii::FONT_10X20;

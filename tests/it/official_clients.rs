@@ -4,7 +4,7 @@
 //! on 127.0.0.1. Every step asserts something; the exported repo is verified with
 //! `@atproto/repo` against the key in the DID document.
 
-mod common;
+use crate::common;
 
 use common::server::{python, start_atbox, start_plc};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! confirmation and change, identity resolution, and the admin CLI and endpoints on a
 //! running server.
 
-mod common;
+use crate::common;
 
 use common::api::{assert_xrpc_error, Api};
 use common::server::{start_atbox, start_plc};

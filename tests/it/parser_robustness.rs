@@ -4,7 +4,7 @@
 //! panic, and whatever they accept must round-trip exactly (checked inside the targets).
 //! Long coverage-guided runs are on demand: see README.md, "Fuzzing".
 
-mod common;
+use crate::common;
 
 use atbox::crypto::{KeyType, Keypair};
 use atbox::data::{cid_for_cbor, ipld_from_json};

@@ -1,7 +1,7 @@
 //! `tls = "files"`: HTTPS from a PEM certificate and key, re-read on SIGHUP (as after an
 //! outside tool renewed them); a bad pair on reload keeps the old one serving.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

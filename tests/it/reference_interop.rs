@@ -7,7 +7,7 @@
 //! - repos atbox builds and signs pass the reference's own verification, and the same
 //!   records, key and rev give the very same commit CID as the reference.
 
-mod common;
+use crate::common;
 
 use atbox::crypto::{KeyType, Keypair};
 use atbox::data::{cid_for_cbor, encode_cbor, ipld_from_json, Cid, Ipld};

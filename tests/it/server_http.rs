@@ -2,7 +2,7 @@
 //! concurrent writes, atomic batches, blob serving, repo import, CORS. Accounts and
 //! sessions are in `accounts_http.rs`.
 
-mod common;
+use crate::common;
 
 use atbox::repo::car::read_car;
 use atbox::repo::verify::verify_repo;

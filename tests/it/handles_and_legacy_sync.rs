@@ -2,7 +2,7 @@
 //! (the Bluesky app's sign-up form) and the deprecated `com.atproto.sync.getHead` /
 //! `getCheckout` that older relays and tools still use.
 
-mod common;
+use crate::common;
 
 use atbox::repo::car::read_car;
 use common::api::Api;

@@ -1,6 +1,6 @@
 //! Every line of the interop syntax vectors: `*_valid.txt` accepted, `*_invalid.txt` rejected.
 
-mod common;
+use crate::common;
 
 use atbox::syntax::*;
 

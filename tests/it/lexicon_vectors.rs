@@ -1,7 +1,7 @@
 //! The interop lexicon vectors: schema documents accepted or refused, and record data
 //! validated against the catalog; plus the embedded official lexicons.
 
-mod common;
+use crate::common;
 
 use atbox::data::ipld_from_json;
 use atbox::lexicon::{Lexicons, Validation};

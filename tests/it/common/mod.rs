@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests: where the fixtures are and how to read them.
-#![allow(dead_code)]
 
 pub mod api;
 pub mod server;

@@ -3,7 +3,7 @@
 //! with the existing DID, importRepo, missing blobs, preferences, the PLC operation
 //! signed by the old PDS and submitted by the new one, activate here, deactivate there.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::server::{start_atbox, start_plc, Atbox};

@@ -9,7 +9,7 @@
 //! refusal for a name that is not ours, the port-80 redirect, the firehose WebSocket
 //! over TLS, and the expiry in `atbox status`.
 
-mod common;
+use crate::common;
 
 use futures_util::StreamExt;
 use std::io::Read;

@@ -1,7 +1,7 @@
 //! The interop crypto vectors: signature fixtures (low-S valid, high-S and DER refused)
 //! and the W3C did:key vectors for both curves.
 
-mod common;
+use crate::common;
 
 use atbox::crypto::*;
 
