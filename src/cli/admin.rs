@@ -127,11 +127,7 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
             let created = crate::pds::accounts::create_account(&state, input, None)
                 .await
                 .map_err(plain)?;
-            println!(
-                "created {} ({})",
-                created["handle"].as_str().unwrap_or(""),
-                created["did"].as_str().unwrap_or("")
-            );
+            println!("created {} ({})", created.handle, created.did);
             if shown {
                 println!("password: {password}");
             }

@@ -122,10 +122,7 @@ pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
                     let created = crate::pds::accounts::create_account(&state, input, None)
                         .await
                         .map_err(|e| anyhow::anyhow!(e.message))?;
-                    println!(
-                        "created the first account: {handle} ({})",
-                        created["did"].as_str().unwrap_or("")
-                    );
+                    println!("created the first account: {handle} ({})", created.did);
                 }
                 Ok::<_, anyhow::Error>(())
             })?;

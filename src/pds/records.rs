@@ -34,10 +34,23 @@ pub enum WriteAction {
     Delete,
 }
 
-/// The outcome of a batch: the commit and, per write, its URI, CID and validation.
+/// The outcome of a batch: the commit (none when nothing changed) and each write's
+/// result, in the order given.
 pub struct WriteOutcome {
     pub commit: Option<CommitData>,
-    pub results: Vec<(WriteAction, String, Option<Cid>, Option<Validation>)>,
+    pub results: Vec<WriteResult>,
+}
+
+/// What one write did.
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub action: WriteAction,
+    /// `at://<did>/<collection>/<rkey>`.
+    pub uri: String,
+    /// The record's CID (creates and updates).
+    pub cid: Option<Cid>,
+    /// Whether the record was checked against its lexicon (absent for deletes).
+    pub validation: Option<Validation>,
 }
 
 /// A blob a record refers to, with the type and size the record claims for it.
@@ -256,133 +269,183 @@ pub async fn write(
                 .map_err(|e| XrpcError::invalid_request(format!("swapCommit: {e}")))
         })
         .transpose()?;
-    let actions: Vec<WriteAction> = requests.iter().map(|r| r.action).collect();
-    let single_delete = requests.len() == 1 && actions[0] == WriteAction::Delete;
-    let prepared = prepare(state, requests, validate)?;
-    let repo_did = Did::new(did.as_str())?;
-    // The rev must follow the repo's current rev, which only the job can see: take a
-    // fresh TID now, and step past the head inside the job if the clock is behind it.
-    let tid_now = state.tids.next_tid();
-    let rev_after = move |head: Option<&Tid>| -> Tid {
-        match head {
-            Some(h) if h >= &tid_now => {
-                Tid::from_parts(h.timestamp_micros() + 1, (tid_now.to_u64() & 0x3ff) as u16)
-            }
-            _ => tid_now.clone(),
-        }
+    let single_delete = requests.len() == 1 && requests[0].action == WriteAction::Delete;
+    let job = WriteJob {
+        repo_did: Did::new(did.as_str())?,
+        did,
+        prepared: prepare(state, requests, validate)?,
+        swap_commit,
+        single_delete,
+        // The rev must follow the repo's current rev, which only the job can see: a
+        // fresh TID now, stepped past the head inside the job if the clock is behind.
+        tid_now: state.tids.next_tid(),
     };
-    let job_did = did;
-    let job = state.storage.writer.write_with_events(move |conn, outbox| {
-        let account = accounts::by_did(conn, &job_did)?.ok_or_else(|| {
-            XrpcError::named("RepoNotFound", format!("could not find repo {job_did}"))
-        })?;
-        check_writable(&account)?;
-        let key = signing_key(&account)?;
-        let head = repos::head(conn, &job_did)?;
-        if let Some(expected) = swap_commit {
-            if head.as_ref().map(|h| h.commit) != Some(expected) {
-                return Err(XrpcError::named(
-                    "InvalidSwap",
-                    "the repo has moved on from swapCommit",
-                ));
-            }
+    let done = state
+        .storage
+        .writer
+        .write_with_events(move |conn, outbox| commit_writes(conn, outbox, &job));
+    drop(intent);
+    done.await
+}
+
+/// A checked batch of writes, for the writer thread.
+struct WriteJob {
+    did: String,
+    repo_did: Did,
+    prepared: Vec<CheckedWrite>,
+    swap_commit: Option<Cid>,
+    /// deleteRecord of a record that is not there succeeds with no commit.
+    single_delete: bool,
+    tid_now: Tid,
+}
+
+impl WriteJob {
+    /// The new commit's rev: now, or just past the head's if the clock is behind it.
+    fn rev_after(&self, head: Option<&Tid>) -> Tid {
+        match head {
+            Some(h) if h >= &self.tid_now => Tid::from_parts(
+                h.timestamp_micros() + 1,
+                (self.tid_now.to_u64() & 0x3ff) as u16,
+            ),
+            _ => self.tid_now.clone(),
         }
-        for blob in prepared.iter().flat_map(|w| &w.blobs) {
-            let cid = blob.cid;
-            let (stored_mime, stored_size) =
-                blobs::blob_meta(conn, &job_did, &cid)?.ok_or_else(|| {
-                    XrpcError::invalid_request(format!(
-                        "Could not find blob: {cid}; upload it first"
-                    ))
-                })?;
-            if blob.mime_type.as_deref().is_some_and(|m| m != stored_mime)
-                || blob.size.is_some_and(|s| s != stored_size as i128)
-            {
-                return Err(XrpcError::invalid_request(format!(
-                    "blob {cid} is {stored_mime}, {stored_size} bytes: the record says otherwise"
-                )));
-            }
+    }
+
+    fn result(&self, w: &CheckedWrite, cid: Option<Cid>) -> WriteResult {
+        let write = &w.write.write;
+        WriteResult {
+            action: match write {
+                Write::Create { .. } => WriteAction::Create,
+                Write::Update { .. } => WriteAction::Update,
+                Write::Delete { .. } => WriteAction::Delete,
+            },
+            uri: format!("at://{}/{}", self.did, write.path()),
+            cid,
+            validation: w.validation,
         }
-        // Writing a record exactly as it is changes nothing: no commit, no event
-        // (as the reference PDS does), though the caller still gets its result.
-        let mut unchanged = Vec::with_capacity(prepared.len());
-        for w in &prepared {
-            let same = match &w.write.write {
-                Write::Update {
-                    collection, rkey, ..
-                } => {
-                    repos::record_cid(conn, &job_did, collection.as_str(), rkey.as_str())? == w.cid
-                        && w.cid.is_some()
-                }
-                _ => false,
-            };
-            unchanged.push(same);
+    }
+}
+
+/// The writer job of [`write`]: on the writer's connection, inside the batch's
+/// transaction: the account may write, the swap holds, the blobs are here; then one
+/// signed commit for the writes that change something, its blocks, index and event.
+fn commit_writes(
+    conn: &rusqlite::Connection,
+    outbox: &mut crate::storage::writer::Outbox,
+    job: &WriteJob,
+) -> XrpcResult<WriteOutcome> {
+    let did = job.did.as_str();
+    let account = accounts::by_did(conn, did)?
+        .ok_or_else(|| XrpcError::named("RepoNotFound", format!("could not find repo {did}")))?;
+    check_writable(&account)?;
+    let key = signing_key(&account)?;
+    let head = repos::head(conn, did)?;
+    if let Some(expected) = job.swap_commit {
+        if head.as_ref().map(|h| h.commit) != Some(expected) {
+            return Err(XrpcError::named(
+                "InvalidSwap",
+                "the repo has moved on from swapCommit",
+            ));
         }
-        let writes: Vec<PreparedWrite> = prepared
-            .iter()
-            .zip(&unchanged)
-            .filter(|(_, same)| !**same)
-            .map(|(w, _)| w.write.clone())
-            .collect();
-        let action_of = |w: &Write| match w {
-            Write::Create { .. } => WriteAction::Create,
-            Write::Update { .. } => WriteAction::Update,
-            Write::Delete { .. } => WriteAction::Delete,
-        };
-        let uri_of = |w: &Write| format!("at://{job_did}/{}", w.path());
-        if writes.is_empty() {
-            let results = prepared
-                .iter()
-                .map(|w| {
-                    (
-                        action_of(&w.write.write),
-                        uri_of(&w.write.write),
-                        w.cid,
-                        w.validation,
-                    )
-                })
-                .collect();
+    }
+    check_blob_refs(conn, did, &job.prepared)?;
+    let unchanged = unchanged_updates(conn, did, &job.prepared)?;
+    let writes: Vec<PreparedWrite> = job
+        .prepared
+        .iter()
+        .zip(&unchanged)
+        .filter(|(_, same)| !**same)
+        .map(|(w, _)| w.write.clone())
+        .collect();
+    if writes.is_empty() {
+        let results = job.prepared.iter().map(|w| job.result(w, w.cid)).collect();
+        return Ok(WriteOutcome {
+            commit: None,
+            results,
+        });
+    }
+    let rev = job.rev_after(head.as_ref().map(|h| &h.rev));
+    let blocks = repos::blocks(&outbox.log, conn, did);
+    let commit = match apply_writes(&blocks, &job.repo_did, head.as_ref(), &writes, &key, rev) {
+        Ok(c) => c,
+        Err(WriteError::NotFound(_)) if job.single_delete => {
             return Ok(WriteOutcome {
                 commit: None,
-                results,
+                results: Vec::new(),
             });
         }
-        let rev = rev_after(head.as_ref().map(|h| &h.rev));
-        let blocks = repos::blocks(&outbox.log, conn, &job_did);
-        let commit = match apply_writes(&blocks, &repo_did, head.as_ref(), &writes, &key, rev) {
-            Ok(c) => c,
-            // Deleting a record that is not there is not an error for deleteRecord.
-            Err(WriteError::NotFound(_)) if single_delete => {
-                return Ok(WriteOutcome {
-                    commit: None,
-                    results: Vec::new(),
-                });
-            }
-            Err(e) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    repos::save_commit(conn, outbox, did, head.as_ref(), &commit)?;
+    crate::storage::emit::commit(outbox, did, &commit);
+    let mut ops = commit.ops.iter();
+    let mut results = Vec::with_capacity(job.prepared.len());
+    for (checked, same) in job.prepared.iter().zip(&unchanged) {
+        let cid = if *same {
+            checked.cid
+        } else {
+            let op = ops.next().expect("one op per changing write");
+            let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
+            blobs::set_record_blobs(conn, did, &op.path, &cids, commit.rev.as_str())?;
+            op.cid
         };
-        repos::save_commit(conn, outbox, &job_did, head.as_ref(), &commit)?;
-        crate::storage::emit::commit(outbox, &job_did, &commit);
-        let mut ops = commit.ops.iter();
-        let mut results = Vec::with_capacity(prepared.len());
-        for (checked, same) in prepared.iter().zip(&unchanged) {
-            let w = &checked.write.write;
-            let cid = if *same {
-                checked.cid
-            } else {
-                let op = ops.next().expect("one op per changing write");
-                let cids: Vec<Cid> = checked.blobs.iter().map(|b| b.cid).collect();
-                blobs::set_record_blobs(conn, &job_did, &op.path, &cids, commit.rev.as_str())?;
-                op.cid
-            };
-            results.push((action_of(w), uri_of(w), cid, checked.validation));
+        results.push(job.result(checked, cid));
+    }
+    Ok(WriteOutcome {
+        commit: Some(commit),
+        results,
+    })
+}
+
+/// Every blob a record refers to must be uploaded, with the type and size it claims.
+fn check_blob_refs(
+    conn: &rusqlite::Connection,
+    did: &str,
+    prepared: &[CheckedWrite],
+) -> XrpcResult<()> {
+    for blob in prepared.iter().flat_map(|w| &w.blobs) {
+        let cid = blob.cid;
+        let (stored_mime, stored_size) = blobs::blob_meta(conn, did, &cid)?.ok_or_else(|| {
+            XrpcError::invalid_request(format!("Could not find blob: {cid}; upload it first"))
+        })?;
+        if blob.mime_type.as_deref().is_some_and(|m| m != stored_mime)
+            || blob.size.is_some_and(|s| s != stored_size as i128)
+        {
+            return Err(XrpcError::invalid_request(format!(
+                "blob {cid} is {stored_mime}, {stored_size} bytes: the record says otherwise"
+            )));
         }
-        Ok(WriteOutcome {
-            commit: Some(commit),
-            results,
-        })
-    });
-    drop(intent);
-    job.await
+    }
+    Ok(())
+}
+
+/// Which writes are updates to exactly the record already stored: they change nothing,
+/// so they make no commit and no event (as the reference PDS does), though the caller
+/// still gets their result. "Already stored" means before the batch, so an update is
+/// never skipped when an earlier write in the same batch touches its record (a delete
+/// then the same update must leave the record there).
+fn unchanged_updates(
+    conn: &rusqlite::Connection,
+    did: &str,
+    prepared: &[CheckedWrite],
+) -> XrpcResult<Vec<bool>> {
+    let mut touched = std::collections::HashSet::new();
+    let mut unchanged = Vec::with_capacity(prepared.len());
+    for w in prepared {
+        let write = &w.write.write;
+        let same = match write {
+            Write::Update {
+                collection, rkey, ..
+            } if !touched.contains(&write.path()) => {
+                w.cid.is_some()
+                    && repos::record_cid(conn, did, collection.as_str(), rkey.as_str())? == w.cid
+            }
+            _ => false,
+        };
+        touched.insert(write.path());
+        unchanged.push(same);
+    }
+    Ok(unchanged)
 }
 
 /// `{"cid": ..., "rev": ...}` of a commit, as write responses carry it.

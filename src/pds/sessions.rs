@@ -6,8 +6,10 @@ use crate::auth::password;
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
+use crate::identity::DidDocument;
 use crate::storage::accounts::{self as db, Account, AccountStatus, AppPassword};
 use crate::syntax::Datetime;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// A new access/refresh token pair for `did`, with the refresh token recorded.
@@ -33,23 +35,44 @@ pub async fn issue(
 /// The fields of createSession/getSession/refreshSession that describe the account,
 /// with its DID document as the reference gives it (clients take the PDS endpoint from
 /// it). atbox has no email two-factor sign-in, so `emailAuthFactor` is always false.
-pub async fn account_view(state: &AppState, account: &Account) -> Value {
-    let doc = super::sync::did_document(state, account).await;
-    let mut v = json!({
-        "did": account.did,
-        "handle": account.handle,
-        "didDoc": doc,
-        "emailConfirmed": account.email_confirmed,
-        "emailAuthFactor": false,
-        "active": account.status == AccountStatus::Active,
-    });
-    if let Some(email) = &account.email {
-        v["email"] = json!(email);
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub did: String,
+    pub handle: String,
+    pub did_doc: DidDocument,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub email_confirmed: bool,
+    pub email_auth_factor: bool,
+    pub active: bool,
+    /// Why the account is not active (`deactivated`, `takendown`); absent when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+}
+
+/// A new session: the account and its tokens (createSession, refreshSession).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSession {
+    #[serde(flatten)]
+    pub account: AccountView,
+    pub access_jwt: String,
+    pub refresh_jwt: String,
+}
+
+pub async fn account_view(state: &AppState, account: &Account) -> AccountView {
+    let active = account.status == AccountStatus::Active;
+    AccountView {
+        did: account.did.clone(),
+        handle: account.handle.clone(),
+        did_doc: super::sync::did_document(state, account).await,
+        email: account.email.clone(),
+        email_confirmed: account.email_confirmed,
+        email_auth_factor: false,
+        active,
+        status: (!active).then(|| account.status.as_str()),
     }
-    if account.status != AccountStatus::Active {
-        v["status"] = json!(account.status.as_str());
-    }
-    v
 }
 
 /// com.atproto.server.createSession
@@ -58,7 +81,7 @@ pub async fn create_session(
     client_ip: &str,
     identifier: &str,
     pass: &str,
-) -> XrpcResult<Value> {
+) -> XrpcResult<NewSession> {
     let identifier = identifier.trim().to_ascii_lowercase();
     if !state.login_by_ip.allow(client_ip) || !state.login_by_id.allow(&identifier) {
         return Err(XrpcError::rate_limited(
@@ -96,13 +119,14 @@ pub async fn create_session(
 async fn session_response(
     state: &AppState,
     account: &Account,
-    access: String,
-    refresh: String,
-) -> Value {
-    let mut v = account_view(state, account).await;
-    v["accessJwt"] = json!(access);
-    v["refreshJwt"] = json!(refresh);
-    v
+    access_jwt: String,
+    refresh_jwt: String,
+) -> NewSession {
+    NewSession {
+        account: account_view(state, account).await,
+        access_jwt,
+        refresh_jwt,
+    }
 }
 
 /// Which credential a password is: the account's own (full access) or an app password.
@@ -139,13 +163,13 @@ async fn check_password(
 }
 
 /// com.atproto.server.getSession
-pub async fn get_session(state: &AppState, session: &Session) -> XrpcResult<Value> {
+pub async fn get_session(state: &AppState, session: &Session) -> XrpcResult<AccountView> {
     let account = state.repo_account(&session.did).await?;
     Ok(account_view(state, &account).await)
 }
 
 /// com.atproto.server.refreshSession: the old refresh token is revoked as it is used.
-pub async fn refresh_session(state: &AppState, did: &str, jti: &str) -> XrpcResult<Value> {
+pub async fn refresh_session(state: &AppState, did: &str, jti: &str) -> XrpcResult<NewSession> {
     let (jti_owned, did_owned) = (jti.to_owned(), did.to_owned());
     let app_password: Option<Option<String>> = state
         .storage

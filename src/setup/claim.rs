@@ -138,13 +138,10 @@ async fn claim_inner(
             ..Default::default()
         };
         let created = create_account(ctx, account, None).await?;
-        tracing::info!(
-            "setup: the box was claimed from {ip} by {}",
-            created["handle"]
-        );
+        tracing::info!("setup: the box was claimed from {ip} by {}", created.handle);
         return Ok(Json(json!({
-            "did": created["did"],
-            "handle": created["handle"],
+            "did": created.did,
+            "handle": created.handle,
             "publicUrl": ctx.config.public_url,
         }))
         .into_response());

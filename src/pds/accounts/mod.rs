@@ -27,6 +27,7 @@ use crate::repo::writes::apply_writes;
 use crate::storage::accounts::{self as db, Account, AccountStatus};
 use crate::storage::repos;
 use crate::syntax::{Datetime, Did, Handle};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// com.atproto.server.describeServer
@@ -157,6 +158,17 @@ pub fn check_email(email: &str) -> XrpcResult<String> {
     Ok(email)
 }
 
+/// What com.atproto.server.createAccount answers: the new account and a session.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAccount {
+    pub did: String,
+    pub handle: String,
+    pub access_jwt: String,
+    pub refresh_jwt: String,
+    pub did_doc: DidDocument,
+}
+
 /// com.atproto.server.createAccount
 /// `service_auth` is the bearer token of the request: for an existing did:plc (an
 /// account moving here) it must be a service-auth JWT signed with the DID's current key.
@@ -164,7 +176,7 @@ pub async fn create_account(
     state: &AppState,
     input: NewAccount,
     service_auth: Option<&str>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<CreatedAccount> {
     let handle = check_new_handle(state, &input.handle, input.did.as_deref()).await?;
     let email = match &input.email {
         Some(e) => Some(check_email(e)?),
@@ -289,9 +301,13 @@ pub async fn create_account(
         &signing_key(&account)?.public_key(),
         &state.config.public_url,
     );
-    Ok(
-        json!({ "did": account.did, "handle": account.handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
-    )
+    Ok(CreatedAccount {
+        did: account.did,
+        handle: account.handle,
+        access_jwt: access,
+        refresh_jwt: refresh,
+        did_doc: doc,
+    })
 }
 
 /// An account that moved away (and is deactivated here) coming back: it keeps its
@@ -303,7 +319,7 @@ async fn welcome_back(
     handle: String,
     email: Option<String>,
     pass: String,
-) -> XrpcResult<Value> {
+) -> XrpcResult<CreatedAccount> {
     if existing.status != AccountStatus::Deactivated {
         return Err(XrpcError::invalid_request(format!(
             "an active account for {} already exists here",
@@ -333,9 +349,13 @@ async fn welcome_back(
         &signing_key(&existing)?.public_key(),
         &state.config.public_url,
     );
-    Ok(
-        json!({ "did": existing.did, "handle": handle, "accessJwt": access, "refreshJwt": refresh, "didDoc": doc }),
-    )
+    Ok(CreatedAccount {
+        did: existing.did,
+        handle,
+        access_jwt: access,
+        refresh_jwt: refresh,
+        did_doc: doc,
+    })
 }
 
 /// Registers a new did:plc pointing at this server; returns the DID.

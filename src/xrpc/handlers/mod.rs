@@ -11,7 +11,6 @@ pub mod sync;
 use crate::error::{XrpcError, XrpcResult};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 /// Reads a body of at most `limit` bytes. Past the limit the rest is read and dropped
 /// (up to a bound) before answering 413, so that clients still sending see the error
@@ -41,8 +40,9 @@ pub async fn read_limited(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
     Ok(out)
 }
 
-pub(super) fn json(v: Value) -> XrpcResult<Response> {
-    Ok(axum::Json(v).into_response())
+/// A JSON output: a pds operation's typed result, or a value built here.
+pub(super) fn json<T: serde::Serialize>(output: T) -> XrpcResult<Response> {
+    Ok(axum::Json(output).into_response())
 }
 
 /// A successful procedure with no output.

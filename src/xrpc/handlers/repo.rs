@@ -49,16 +49,16 @@ fn swap_record(input: &Map<String, Value>) -> XrpcResult<Option<Option<String>>>
 }
 
 fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
-    let (_, uri, cid, validation) = outcome
+    let result = outcome
         .results
         .first()
         .ok_or_else(|| XrpcError::internal("a write produced no result"))?;
-    let mut out = j!({ "uri": uri, "cid": cid.map(|c| c.to_string()) });
+    let mut out = j!({ "uri": result.uri, "cid": result.cid.map(|c| c.to_string()) });
     // No commit when the record was written exactly as it already was.
     if let Some(commit) = &outcome.commit {
         out["commit"] = records::commit_meta(commit);
     }
-    if let Some(v) = validation {
+    if let Some(v) = result.validation {
         out["validationStatus"] = j!(v.as_str());
     }
     Ok(out)
@@ -165,8 +165,9 @@ pub async fn apply_writes(c: Call) -> XrpcResult<Response> {
     let results: Vec<Value> = outcome
         .results
         .iter()
-        .map(|(action, uri, cid, validation)| {
-            let mut r = match action {
+        .map(|result| {
+            let uri = &result.uri;
+            let mut r = match result.action {
                 WriteAction::Create => {
                     j!({ "$type": "com.atproto.repo.applyWrites#createResult", "uri": uri })
                 }
@@ -175,10 +176,10 @@ pub async fn apply_writes(c: Call) -> XrpcResult<Response> {
                 }
                 WriteAction::Delete => j!({ "$type": "com.atproto.repo.applyWrites#deleteResult" }),
             };
-            if let Some(c) = cid {
+            if let Some(c) = result.cid {
                 r["cid"] = j!(c.to_string());
             }
-            if let Some(v) = validation {
+            if let Some(v) = result.validation {
                 r["validationStatus"] = j!(v.as_str());
             }
             r
