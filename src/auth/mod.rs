@@ -2,6 +2,7 @@
 //! limiter for login attempts.
 
 pub mod credentials;
+pub mod methods;
 pub mod pairing;
 pub mod password;
 pub mod ratelimit;

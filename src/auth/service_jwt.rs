@@ -1,6 +1,8 @@
-//! Verifying service-auth JWTs (`specs/xrpc#inter-service-authentication-jwt`): compact
-//! JWS signed with an account's atproto key (`ES256K` or `ES256`), used when another PDS
-//! vouches for an account moving here (createAccount during migration).
+//! Service-auth JWTs (`specs/xrpc#inter-service-authentication-jwt`): compact JWS signed
+//! with an account's atproto key (`ES256K` or `ES256`). atbox signs them for the
+//! services it proxies to, and verifies them when another PDS vouches for an account
+//! moving here (createAccount). A verified token names its method (`lxm`), lives at
+//! most an hour, and is accepted once ([`ReplayCache`]).
 
 use crate::crypto::{KeyType, PublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,15 +17,14 @@ pub struct ServiceClaims {
     pub exp: i64,
     #[serde(default)]
     pub lxm: Option<String>,
+    #[serde(default)]
+    pub iat: Option<i64>,
+    #[serde(default)]
+    pub jti: Option<String>,
 }
 
-/// Reads the issuer without verifying (to know whose key to fetch).
-pub fn unverified_issuer(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let claims: ServiceClaims =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    Some(claims.iss.split('#').next()?.to_owned())
-}
+/// The longest lifetime a service token may claim.
+pub const MAX_LIFETIME_SECS: i64 = 60 * 60;
 
 /// Verifies signature, audience, method and expiry.
 pub fn verify(
@@ -67,16 +68,56 @@ pub fn verify(
     if claims.aud.split('#').next() != Some(audience) {
         return Err(format!("the token is for {}, not {audience}", claims.aud));
     }
-    if claims.lxm.as_deref().is_some_and(|l| l != method) {
-        return Err(format!(
-            "the token is for {}, not {method}",
-            claims.lxm.unwrap_or_default()
-        ));
+    match claims.lxm.as_deref() {
+        Some(l) if l == method => {}
+        Some(l) => return Err(format!("the token is for {l}, not {method}")),
+        None => {
+            return Err(format!(
+                "missing jwt lexicon method (\"lxm\"). must match: {method}"
+            ))
+        }
     }
     if claims.exp <= now {
         return Err("the token has expired".into());
     }
+    let issued = claims.iat.unwrap_or(now).min(now);
+    if claims.exp - issued > MAX_LIFETIME_SECS {
+        return Err("the token claims a lifetime of more than an hour".into());
+    }
     Ok(claims)
+}
+
+/// The `jti`s of service tokens already accepted, kept until they expire, so that a
+/// token is accepted once. Bounded: ids over 128 bytes are refused, and a full cache
+/// refuses new tokens until entries expire (at most an hour).
+#[derive(Default)]
+pub struct ReplayCache {
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+const REPLAY_CACHE_ENTRIES: usize = 10_000;
+
+impl ReplayCache {
+    /// Records `claims.jti`; an error if it was seen before (or cannot be kept).
+    pub fn first_use(&self, claims: &ServiceClaims, now: i64) -> Result<(), String> {
+        let Some(jti) = &claims.jti else {
+            return Ok(());
+        };
+        if jti.len() > 128 {
+            return Err("the token's jti is too long".into());
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REPLAY_CACHE_ENTRIES {
+            seen.retain(|_, exp| *exp > now);
+        }
+        if seen.len() >= REPLAY_CACHE_ENTRIES {
+            return Err("too many service tokens in flight; try again later".into());
+        }
+        match seen.insert(jti.clone(), claims.exp) {
+            Some(exp) if exp > now => Err("the token was already used".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A compact JWS signed with an atproto key (`ES256K` or `ES256`, low-S r||s).
@@ -104,7 +145,6 @@ mod tests {
         let key = Keypair::generate(KeyType::K256);
         let claims = serde_json::json!({"iss": "did:plc:abc", "aud": "did:web:pds.test", "lxm": "com.atproto.server.createAccount", "exp": 2000, "iat": 1000});
         let token = sign(&key, &claims);
-        assert_eq!(unverified_issuer(&token).as_deref(), Some("did:plc:abc"));
         let ok = verify(
             &token,
             &key.public_key(),
@@ -146,5 +186,33 @@ mod tests {
             1500
         )
         .is_err());
+    }
+
+    /// Security review L5: a token without `lxm`, one claiming more than an hour, and
+    /// the second use of a token are all refused.
+    #[test]
+    fn l5_service_auth_requires_lxm_bounds_lifetime_and_refuses_replay() {
+        let key = Keypair::generate(KeyType::K256);
+        let (aud, lxm) = ("did:web:pds.test", "com.atproto.server.createAccount");
+        let check = |claims: serde_json::Value| {
+            verify(&sign(&key, &claims), &key.public_key(), aud, lxm, 1500)
+        };
+        let no_lxm =
+            serde_json::json!({"iss": "did:plc:abc", "aud": aud, "exp": 1600, "iat": 1490});
+        assert!(check(no_lxm).unwrap_err().contains("lxm"));
+        let long = serde_json::json!({"iss": "did:plc:abc", "aud": aud, "lxm": lxm, "exp": 1500 + 2 * 3600, "iat": 1490});
+        assert!(check(long).unwrap_err().contains("hour"));
+        let long_no_iat =
+            serde_json::json!({"iss": "did:plc:abc", "aud": aud, "lxm": lxm, "exp": 1500 + 3601});
+        assert!(check(long_no_iat).is_err());
+
+        let cache = ReplayCache::default();
+        let once = serde_json::json!({"iss": "did:plc:abc", "aud": aud, "lxm": lxm, "exp": 1600, "iat": 1490, "jti": "a1"});
+        let claims = check(once).unwrap();
+        assert!(cache.first_use(&claims, 1500).is_ok());
+        assert!(cache
+            .first_use(&claims, 1501)
+            .unwrap_err()
+            .contains("already used"));
     }
 }

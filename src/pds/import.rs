@@ -88,14 +88,7 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
             for (path, cids) in &refs {
                 blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
             }
-            let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
-            crate::storage::emit::sync(
-                outbox,
-                &job_did,
-                commit.commit_cid,
-                commit_block,
-                commit.rev.as_str(),
-            );
+            crate::storage::emit::sync_commit(outbox, &job_did, &commit);
             Ok(())
         })
         .await?;

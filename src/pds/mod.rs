@@ -61,6 +61,11 @@ pub struct AppState {
     /// The latest status snapshot (what the screen shows). `serve` connects this to
     /// the status collector; elsewhere it stays the start-up snapshot.
     pub snapshots: tokio::sync::watch::Receiver<crate::device::Snapshot>,
+    /// Held by a sign-up from its invite check to its stored account (see
+    /// `accounts::create_account`).
+    pub signups: tokio::sync::Mutex<()>,
+    /// Service-auth tokens already accepted (each is good once).
+    pub service_jtis: crate::auth::service_jwt::ReplayCache,
 }
 
 pub type Ctx = Arc<AppState>;
@@ -96,6 +101,8 @@ impl AppState {
             write_bytes_at_start: crate::device::sysinfo::write_bytes(),
             pairing: Default::default(),
             restart: Default::default(),
+            signups: Default::default(),
+            service_jtis: Default::default(),
             claim_error: Default::default(),
             snapshots: tokio::sync::watch::channel(crate::device::Snapshot::booting(
                 "opening the database",

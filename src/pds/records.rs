@@ -461,7 +461,7 @@ pub async fn get_record(
     rkey: &str,
     cid: Option<&str>,
 ) -> XrpcResult<Value> {
-    let account = state.repo_account(repo).await?;
+    let account = state.active_repo(repo).await?;
     let (did, c, r) = (account.did.clone(), collection.to_owned(), rkey.to_owned());
     let log = state.storage.log.clone();
     let found = state
@@ -499,7 +499,7 @@ pub async fn list_records(
     cursor: Option<String>,
     reverse: bool,
 ) -> XrpcResult<Value> {
-    let account = state.repo_account(repo).await?;
+    let account = state.active_repo(repo).await?;
     Nsid::new(collection)?;
     let (did, c) = (account.did.clone(), collection.to_owned());
     let log = state.storage.log.clone();
@@ -536,7 +536,7 @@ pub async fn list_records(
 
 /// com.atproto.repo.describeRepo
 pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<Value> {
-    let account = state.repo_account(repo).await?;
+    let account = state.active_repo(repo).await?;
     let did = account.did.clone();
     let collections = state
         .storage

@@ -330,6 +330,17 @@ pub async fn get_service_auth(
     if let Some(lxm) = lxm {
         crate::syntax::Nsid::new(lxm)
             .map_err(|_| XrpcError::invalid_request("lxm must be an NSID"))?;
+        if !crate::auth::methods::scope_may_reach(session.scope, lxm) {
+            return Err(XrpcError::named(
+                "InvalidToken",
+                format!("insufficient access to request a service auth token for the following method: {lxm}"),
+            ));
+        }
+        if crate::auth::methods::is_protected(lxm) {
+            return Err(XrpcError::invalid_request(format!(
+                "cannot request a service auth token for the following protected method: {lxm}"
+            )));
+        }
     }
     let now = unix_now();
     let exp = exp.unwrap_or(now + 60);

@@ -62,6 +62,18 @@ pub fn sync(outbox: &mut Outbox, did: &str, commit_cid: Cid, commit_block: &[u8]
     blocks_event(outbox, seq, did, rev, frame);
 }
 
+/// `#sync` for a commit just made (an account's first commit, an imported repo).
+pub fn sync_commit(outbox: &mut Outbox, did: &str, commit: &CommitData) {
+    let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
+    sync(
+        outbox,
+        did,
+        commit.commit_cid,
+        commit_block,
+        commit.rev.as_str(),
+    );
+}
+
 /// `#identity`: handle or DID document changed.
 pub fn identity(outbox: &mut Outbox, did: &str, handle: Option<&str>) {
     let seq = events::next_seq(outbox);

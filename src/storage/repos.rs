@@ -63,7 +63,31 @@ pub fn save_commit(
             rev: rev_number,
         });
     }
-    let mut refer = |cid: &Cid, delta: i32| {
+    // Every new block is referenced once by the new tree (records once per key, below).
+    // References are added before any is dropped: a block the commit both drops and
+    // keeps (a record deleted and written again with the same content in one batch)
+    // must never pass through zero, which would forget it.
+    let mut deltas: Vec<(&Cid, i32)> = Vec::new();
+    let records: HashSet<Cid> = commit.ops.iter().filter_map(|op| op.cid).collect();
+    for cid in commit.blocks.cids().filter(|c| !records.contains(c)) {
+        deltas.push((cid, 1));
+    }
+    for op in &commit.ops {
+        if let Some(cid) = &op.cid {
+            deltas.push((cid, 1));
+        }
+        if let Some(prev) = &op.prev {
+            deltas.push((prev, -1));
+        }
+    }
+    for cid in &commit.removed_nodes {
+        deltas.push((cid, -1));
+    }
+    if let Some(old) = &current {
+        deltas.push((&old.commit, -1));
+    }
+    deltas.sort_by_key(|(_, delta)| std::cmp::Reverse(*delta));
+    for (cid, delta) in deltas {
         if let Some(digest) = digest(cid) {
             outbox.changes.push(Change::Ref {
                 did: did.to_owned(),
@@ -71,25 +95,6 @@ pub fn save_commit(
                 delta,
             });
         }
-    };
-    // Every new block is referenced once by the new tree (records once per key, below).
-    let records: HashSet<Cid> = commit.ops.iter().filter_map(|op| op.cid).collect();
-    for cid in commit.blocks.cids().filter(|c| !records.contains(c)) {
-        refer(cid, 1);
-    }
-    for op in &commit.ops {
-        if let Some(cid) = &op.cid {
-            refer(cid, 1);
-        }
-        if let Some(prev) = &op.prev {
-            refer(prev, -1);
-        }
-    }
-    for cid in &commit.removed_nodes {
-        refer(cid, -1);
-    }
-    if let Some(old) = &current {
-        refer(&old.commit, -1);
     }
     conn.prepare_cached(
         "INSERT INTO repo_root (did, commit_cid, data_cid, rev) VALUES (?1, ?2, ?3, ?4)

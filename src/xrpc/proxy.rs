@@ -127,6 +127,9 @@ async fn check_endpoint(state: &AppState, endpoint: &str) -> XrpcResult<()> {
 
 /// Forwards the call and relays the answer.
 pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcResult<Response> {
+    if crate::auth::methods::is_protected(nsid) {
+        return Err(XrpcError::named("InvalidToken", "Bad token method"));
+    }
     let session = crate::auth::credentials::optional_access(&state.tokens, req.headers())?;
     let (service_did, endpoint) = target(state, req.headers()).await?;
     check_endpoint(state, &endpoint).await?;
@@ -142,9 +145,10 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
         }
     }
     if let Some(session) = &session {
-        if nsid.starts_with("chat.bsky.") && session.scope == crate::auth::tokens::Scope::AppPass {
-            return Err(XrpcError::forbidden(
-                "direct messages need the account password or a privileged app password",
+        if !crate::auth::methods::scope_may_reach(session.scope, nsid) {
+            return Err(XrpcError::named(
+                "InvalidToken",
+                "Bad token method: this needs the account password or a privileged app password",
             ));
         }
         let account = state.repo_account(&session.did).await?;

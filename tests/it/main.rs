@@ -33,6 +33,9 @@ mod firehose;
 mod handles_and_legacy_sync;
 mod server_http;
 
+// The security review's findings, each replayed (named after its finding).
+mod security;
+
 // A real server and real peers: official clients, relays, AppViews, a second box.
 mod federation;
 mod firehose_relay;

@@ -34,6 +34,7 @@ async fn migrate(
     new: &Side<'_>,
     did: &str,
     handle: &str,
+    password: &str,
 ) -> String {
     let (_, desc) = new.api.get("com.atproto.server.describeServer", "").await;
     let new_did = desc["did"].as_str().unwrap();
@@ -51,7 +52,7 @@ async fn migrate(
         .http
         .post(format!("{}/xrpc/com.atproto.server.createAccount", new.api.base))
         .bearer_auth(auth["token"].as_str().unwrap())
-        .json(&json!({"did": did, "handle": handle, "email": "mover@example.com", "password": "moving day"}))
+        .json(&json!({"did": did, "handle": handle, "email": "mover@example.com", "password": password}))
         .send()
         .await
         .unwrap();
@@ -268,7 +269,16 @@ async fn an_account_moves_to_another_atbox_and_back() {
         200
     );
 
-    let token_b = migrate(&plc.url, &side_a, &token_a, &side_b, &did, "mover.test").await;
+    let token_b = migrate(
+        &plc.url,
+        &side_a,
+        &token_a,
+        &side_b,
+        &did,
+        "mover.test",
+        "moving day",
+    )
+    .await;
     let (_, got) = side_b
         .api
         .get_auth("app.bsky.actor.getPreferences", "", &token_b)
@@ -291,7 +301,18 @@ async fn an_account_moves_to_another_atbox_and_back() {
 
     // And back home again.
     let token_a2 = login(&side_a.api, "mover.test", "correct horse").await;
-    let token_a3 = migrate(&plc.url, &side_b, &token_b, &side_a, &did, "mover.test").await;
+    // Moving back needs the password the account has here: a service token alone
+    // never rewrites an existing account (security review H3).
+    let token_a3 = migrate(
+        &plc.url,
+        &side_b,
+        &token_b,
+        &side_a,
+        &did,
+        "mover.test",
+        "correct horse",
+    )
+    .await;
     let _ = token_a2;
     let (_, v) = side_a
         .api

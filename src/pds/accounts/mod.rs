@@ -170,41 +170,35 @@ pub struct CreatedAccount {
 }
 
 /// com.atproto.server.createAccount
-/// `service_auth` is the bearer token of the request: for an existing did:plc (an
-/// account moving here) it must be a service-auth JWT signed with the DID's current key.
+/// `service_auth` is the bearer token of the request: for an existing DID (an account
+/// moving here) it must be a service-auth JWT signed with the DID's current key.
 pub async fn create_account(
     state: &AppState,
     input: NewAccount,
     service_auth: Option<&str>,
 ) -> XrpcResult<CreatedAccount> {
     let handle = check_new_handle(state, &input.handle, input.did.as_deref()).await?;
-    let email = match &input.email {
-        Some(e) => Some(check_email(e)?),
-        None => return Err(XrpcError::invalid_request("an email address is required")),
-    };
-    if let Some(e) = &email {
-        if state
-            .find_account(e)
-            .await?
-            .is_some_and(|a| Some(a.did.as_str()) != input.did.as_deref())
-        {
-            return Err(XrpcError::invalid_request(format!(
-                "email {e} is already used by an account"
-            )));
-        }
-    }
-    let pass = match input.password_hash {
+    let email = check_new_email(state, &input).await?;
+    let pass = match input.password_hash.clone() {
         Some(hash) => Password::Hashed(hash),
-        None => Password::Plain(check_password(input.password)?),
+        None => Password::Plain(check_password(input.password.clone())?),
     };
-    if state.config.invite_required && !input.by_owner {
-        let code = input
-            .invite_code
-            .clone()
-            .ok_or_else(|| XrpcError::named("InvalidInviteCode", "an invite code is required"))?;
-        check_invite(state, &code).await?;
+    let invite = input
+        .invite_code
+        .clone()
+        .filter(|_| state.config.invite_required && !input.by_owner);
+    if state.config.invite_required && !input.by_owner && invite.is_none() {
+        return Err(XrpcError::named(
+            "InvalidInviteCode",
+            "an invite code is required",
+        ));
     }
-
+    // One sign-up at a time from the invite check to the stored account, so that a
+    // single-use code admits one account and no other registers a DID first.
+    let _signup = state.signups.lock().await;
+    if let Some(code) = &invite {
+        check_invite(state, code).await?;
+    }
     let signing = Keypair::generate(KeyType::K256);
     let (did, migrating) = match input.did.as_deref() {
         None if input.did_web_here => (format!("did:web:{handle}"), false),
@@ -214,22 +208,14 @@ pub async fn create_account(
         ),
         Some(did) => check_existing_did(state, did, service_auth).await?,
     };
-    if migrating {
-        if let (Some(existing), Password::Plain(pass)) = (state.find_account(&did).await?, &pass) {
-            return welcome_back(state, existing, handle, email, pass.clone()).await;
-        }
+    if let Some(existing) = state.find_account(&did).await? {
+        return welcome_back(state, existing, handle, email, pass).await;
     }
-    let pass_hash = match pass {
-        Password::Hashed(hash) => hash,
-        Password::Plain(pass) => tokio::task::spawn_blocking(move || password::hash(&pass))
-            .await
-            .map_err(|e| XrpcError::internal(e.to_string()))?,
-    };
     let account = Account {
-        did: did.clone(),
-        handle: handle.clone(),
+        did,
+        handle,
         email,
-        password_hash: pass_hash,
+        password_hash: hash_password(pass).await?,
         signing_key: signing.private_bytes().to_vec(),
         created_at: Datetime::now().to_string(),
         // An account moving here stays deactivated until its identity points here
@@ -241,12 +227,49 @@ pub async fn create_account(
         },
         email_confirmed: false,
     };
+    store_new_account(state, account.clone(), signing.clone(), invite).await?;
+    drop(_signup);
+    tracing::info!(did = %account.did, handle = %account.handle, "account created");
+    new_account_session(state, &account, &signing).await
+}
+
+/// The email a new account gives: required, well-formed, and not another account's.
+async fn check_new_email(state: &AppState, input: &NewAccount) -> XrpcResult<Option<String>> {
+    let Some(e) = &input.email else {
+        return Err(XrpcError::invalid_request("an email address is required"));
+    };
+    let e = check_email(e)?;
+    if state
+        .find_account(&e)
+        .await?
+        .is_some_and(|a| Some(a.did.as_str()) != input.did.as_deref())
+    {
+        return Err(XrpcError::invalid_request(format!(
+            "email {e} is already used by an account"
+        )));
+    }
+    Ok(Some(e))
+}
+
+async fn hash_password(pass: Password) -> XrpcResult<String> {
+    match pass {
+        Password::Hashed(hash) => Ok(hash),
+        Password::Plain(pass) => tokio::task::spawn_blocking(move || password::hash(&pass))
+            .await
+            .map_err(|e| XrpcError::internal(e.to_string())),
+    }
+}
+
+/// The writer job of a new account: the handle and DID still free, the invite spent,
+/// the account, its empty repo's first signed commit, and its events — one transaction.
+async fn store_new_account(
+    state: &AppState,
+    stored: Account,
+    signing: Keypair,
+    invite: Option<String>,
+) -> XrpcResult<()> {
     let rev = state.tids.next_tid();
-    let did_parsed = Did::new(did.as_str())?;
-    let invite = input
-        .invite_code
-        .filter(|_| state.config.invite_required && !input.by_owner);
-    let stored = account.clone();
+    let did_parsed = Did::new(stored.did.as_str())?;
     state
         .storage
         .writer
@@ -267,68 +290,70 @@ pub async fn create_account(
                 use_invite_code(conn, code, &stored.did)?;
             }
             db::insert_account(conn, &stored)?;
-            // An empty repo with its first signed commit.
-            let commit = apply_writes(
-                &repos::blocks(&outbox.log, conn, &stored.did),
-                &did_parsed,
-                None,
-                &[],
-                &signing,
-                rev,
-            )?;
+            let blocks = repos::blocks(&outbox.log, conn, &stored.did);
+            let commit = apply_writes(&blocks, &did_parsed, None, &[], &signing, rev)?;
             repos::save_commit(conn, outbox, &stored.did, None, &commit)?;
             crate::storage::emit::identity(outbox, &stored.did, Some(&stored.handle));
             let active = stored.status == AccountStatus::Active;
             let shown = (!active).then(|| stored.status.as_str());
             crate::storage::emit::account(outbox, &stored.did, active, shown);
             crate::storage::emit::commit(outbox, &stored.did, &commit);
-            let commit_block = commit.blocks.get(&commit.commit_cid).unwrap_or_default();
-            crate::storage::emit::sync(
-                outbox,
-                &stored.did,
-                commit.commit_cid,
-                commit_block,
-                commit.rev.as_str(),
-            );
+            crate::storage::emit::sync_commit(outbox, &stored.did, &commit);
             Ok(())
         })
-        .await?;
-    tracing::info!(did = %account.did, handle = %account.handle, "account created");
-    let (access, refresh) = issue(state, &account.did, Scope::Access, None).await?;
-    let doc = DidDocument::for_account(
+        .await
+}
+
+/// The new account's first session, with the DID document it will have.
+async fn new_account_session(
+    state: &AppState,
+    account: &Account,
+    signing: &Keypair,
+) -> XrpcResult<CreatedAccount> {
+    let (access_jwt, refresh_jwt) = issue(state, &account.did, Scope::Access, None).await?;
+    let did_doc = DidDocument::for_account(
         &account.did,
         &account.handle,
-        &signing_key(&account)?.public_key(),
+        &signing.public_key(),
         &state.config.public_url,
     );
     Ok(CreatedAccount {
-        did: account.did,
-        handle: account.handle,
-        access_jwt: access,
-        refresh_jwt: refresh,
-        did_doc: doc,
+        did: account.did.clone(),
+        handle: account.handle.clone(),
+        access_jwt,
+        refresh_jwt,
+        did_doc,
     })
 }
 
-/// An account that moved away (and is deactivated here) coming back: it keeps its
-/// signing key and record of invites; handle, email and password are the new ones, and
-/// its repo will be replaced by importRepo.
+/// An account that moved away (and is deactivated here) coming back. Only its owner
+/// may: the password given must be the one it has here (a service-auth token alone is
+/// not enough — an app password could mint one). It keeps its signing key, password and
+/// invites; the handle and email are the new ones, and importRepo replaces its repo.
 async fn welcome_back(
     state: &AppState,
     existing: Account,
     handle: String,
     email: Option<String>,
-    pass: String,
+    pass: Password,
 ) -> XrpcResult<CreatedAccount> {
-    if existing.status != AccountStatus::Deactivated {
-        return Err(XrpcError::invalid_request(format!(
-            "an active account for {} already exists here",
+    let already = || {
+        XrpcError::invalid_request(format!(
+            "an account for {} already exists here; to move it back, sign up with the \
+             password it has on this server",
             existing.did
-        )));
-    }
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
+        ))
+    };
+    let Password::Plain(pass) = pass else {
+        return Err(already());
+    };
+    let hash = existing.password_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || password::verify(&pass, &hash))
         .await
         .map_err(|e| XrpcError::internal(e.to_string()))?;
+    if existing.status != AccountStatus::Deactivated || !matches {
+        return Err(already());
+    }
     let (did, h, e) = (existing.did.clone(), handle.clone(), email.clone());
     state
         .storage
@@ -336,26 +361,18 @@ async fn welcome_back(
         .write_with_events(move |conn, outbox| {
             db::set_handle(conn, &did, &h)?;
             db::set_email(conn, &did, e.as_deref())?;
-            db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
             crate::storage::emit::identity(outbox, &did, Some(&h));
             Ok::<_, XrpcError>(())
         })
         .await?;
-    let (access, refresh) = issue(state, &existing.did, Scope::Access, None).await?;
-    let doc = DidDocument::for_account(
-        &existing.did,
-        &handle,
-        &signing_key(&existing)?.public_key(),
-        &state.config.public_url,
-    );
-    Ok(CreatedAccount {
-        did: existing.did,
+    tracing::info!(did = %existing.did, %handle, "account moved back here");
+    let account = Account {
         handle,
-        access_jwt: access,
-        refresh_jwt: refresh,
-        did_doc: doc,
-    })
+        email,
+        ..existing
+    };
+    new_account_session(state, &account, &signing_key(&account)?).await
 }
 
 /// Registers a new did:plc pointing at this server; returns the DID.
@@ -396,33 +413,46 @@ async fn check_existing_did(
     service_auth: Option<&str>,
 ) -> XrpcResult<(String, bool)> {
     let parsed = Did::new(did)?;
+    if did == state.config.service_did() {
+        return Err(XrpcError::invalid_request(
+            "that is this server's own DID, not an account's",
+        ));
+    }
     let doc = state
         .resolver
         .resolve_did_fresh(&parsed)
         .await
         .map_err(|e| XrpcError::named("UnresolvableDid", e.to_string()))?;
+    // Whoever controls the DID vouches with a service-auth token signed by its key (the
+    // current PDS mints it with getServiceAuth), as the reference requires for any DID.
+    let token = service_auth.ok_or_else(|| {
+        XrpcError::auth_required(format!(
+            "Missing auth to create account with did: {did} (a service-auth token for \
+             com.atproto.server.createAccount, from getServiceAuth on its current PDS)"
+        ))
+    })?;
+    let key = doc.signing_key().ok_or_else(|| {
+        XrpcError::named("IncompatibleDidDoc", "the DID document has no #atproto key")
+    })?;
+    let claims = crate::auth::service_jwt::verify(
+        token,
+        &key,
+        &state.config.service_did(),
+        "com.atproto.server.createAccount",
+        super::unix_now(),
+    )
+    .and_then(|claims| {
+        state.service_jtis.first_use(&claims, super::unix_now())?;
+        Ok(claims)
+    })
+    .map_err(|e| XrpcError::auth_required(format!("service-auth token refused: {e}")))?;
+    if claims.iss.split('#').next() != Some(did) {
+        return Err(XrpcError::auth_required(
+            "the service-auth token was issued for another account",
+        ));
+    }
     if parsed.method() == "plc" {
-        // Moving an account here: its current PDS vouches with a service-auth token
-        // signed by the account's key.
-        let token = service_auth.ok_or_else(|| {
-            XrpcError::auth_required("bringing an existing did:plc here needs a service-auth token from its current PDS (getServiceAuth)")
-        })?;
-        let key = doc.signing_key().ok_or_else(|| {
-            XrpcError::named("IncompatibleDidDoc", "the DID document has no #atproto key")
-        })?;
-        let claims = crate::auth::service_jwt::verify(
-            token,
-            &key,
-            &state.config.service_did(),
-            "com.atproto.server.createAccount",
-            super::unix_now(),
-        )
-        .map_err(|e| XrpcError::auth_required(format!("service-auth token refused: {e}")))?;
-        if claims.iss.split('#').next() != Some(did) {
-            return Err(XrpcError::auth_required(
-                "the service-auth token was issued for another account",
-            ));
-        }
+        // Moving an account here: it stays deactivated until the move completes.
         return Ok((did.to_owned(), true));
     }
     if doc.pds_endpoint().as_deref() != Some(state.config.public_url.as_str()) {
