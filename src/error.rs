@@ -12,6 +12,8 @@ pub struct XrpcError {
     pub status: StatusCode,
     pub error: String,
     pub message: String,
+    /// Headers the answer carries (a rate limit's `RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl XrpcError {
@@ -20,7 +22,13 @@ impl XrpcError {
             status,
             error: error.to_owned(),
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+    /// The same error, answered with these headers too.
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers = headers;
+        self
     }
     /// 400 with a lexicon-declared error name.
     pub fn named(error: &str, message: impl Into<String>) -> Self {
@@ -95,11 +103,17 @@ impl IntoResponse for XrpcError {
         {
             tracing::error!(error = %self.error, "{}", self.message);
         }
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "error": self.error, "message": self.message })),
         )
-            .into_response()
+            .into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }
 

@@ -3,14 +3,14 @@
 //! While no account exists, the OLED shows a short random code; the LAN setup page
 //! asks for it before it lets anyone create the first account, so a stranger on the
 //! same network (or a web page in a visitor's browser) cannot claim the box. The code
-//! lives only in memory, is compared in constant time, and is replaced after a few
-//! wrong guesses, which bounds an attacker to [`MAX_FAILURES`] tries per code shown.
+//! lives only in memory, is compared in constant time, and is replaced only when used:
+//! wrong guesses do not change it (so strangers cannot keep it changing under the
+//! owner); what bounds guessing is a budget of wrong codes shared by every client
+//! (`AppState::pairing_failures`), as well as one per address.
 
 use rand::Rng;
 use std::sync::Mutex;
 
-/// Wrong attempts before the code changes.
-pub const MAX_FAILURES: u32 = 5;
 /// Digits only: easy to read off a small screen and to type on a phone.
 const DIGITS: usize = 6;
 
@@ -20,7 +20,6 @@ pub struct PairingCode {
 
 struct State {
     code: String,
-    failures: u32,
 }
 
 fn fresh() -> String {
@@ -33,10 +32,7 @@ fn fresh() -> String {
 impl Default for PairingCode {
     fn default() -> Self {
         PairingCode {
-            inner: Mutex::new(State {
-                code: fresh(),
-                failures: 0,
-            }),
+            inner: Mutex::new(State { code: fresh() }),
         }
     }
 }
@@ -44,13 +40,16 @@ impl Default for PairingCode {
 impl PairingCode {
     /// The code to show on the screen.
     pub fn current(&self) -> String {
-        self.inner.lock().expect("pairing lock").code.clone()
+        self.lock().code.clone()
     }
 
-    /// Checks a guess. A right guess replaces the code (it is single-use); the
-    /// [`MAX_FAILURES`]th wrong one does too.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks a guess. A right guess replaces the code (it is single-use).
     pub fn verify(&self, guess: &str) -> bool {
-        let mut state = self.inner.lock().expect("pairing lock");
+        let mut state = self.lock();
         let guess: String = guess.chars().filter(|c| !c.is_whitespace()).collect();
         let ok = guess.len() == state.code.len()
             && guess
@@ -60,13 +59,6 @@ impl PairingCode {
                 == 0;
         if ok {
             state.code = fresh();
-            state.failures = 0;
-        } else {
-            state.failures += 1;
-            if state.failures >= MAX_FAILURES {
-                state.code = fresh();
-                state.failures = 0;
-            }
         }
         ok
     }
@@ -77,7 +69,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn right_code_once_wrong_codes_rotate() {
+    fn right_code_once_wrong_codes_change_nothing() {
         let p = PairingCode::default();
         let code = p.current();
         assert_eq!(code.len(), DIGITS);
@@ -86,9 +78,13 @@ mod tests {
         assert!(p.verify(&spaced), "spaces as shown on screen are fine");
         assert!(!p.verify(&code), "single use");
         let second = p.current();
-        for _ in 0..MAX_FAILURES {
+        for _ in 0..50 {
             assert!(!p.verify("not it"));
         }
-        assert_ne!(p.current(), second, "rotated after {MAX_FAILURES} failures");
+        assert_eq!(
+            p.current(),
+            second,
+            "strangers' guesses never change the code"
+        );
     }
 }

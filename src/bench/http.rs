@@ -80,6 +80,8 @@ pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Res
     let child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .env("ATBOX_DATA_DIR", dir)
+        // The benchmark is one client writing as fast as it can: no rate limit.
+        .env("ATBOX_RATE_LIMIT_BYPASS", "127.0.0.1")
         .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
         .env("ATBOX_PUBLIC_URL", &base)
         .env("RUST_LOG", "warn")

@@ -72,6 +72,8 @@ pub struct Config {
     pub acme_ca_bundle: Option<PathBuf>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Client addresses no rate limit applies to (a benchmark, a load test on the box).
+    pub rate_limit_bypass: Vec<std::net::IpAddr>,
     /// A DNS server to use instead of the system's (host names and handles).
     pub dns_server: Option<SocketAddr>,
     /// A URL of the owner's choosing that answers with the caller's public IP address
@@ -135,6 +137,7 @@ struct ConfigFile {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     trusted_proxies: Option<StringOrList>,
+    rate_limit_bypass: Option<StringOrList>,
     dns_server: Option<String>,
     public_ip_url: Option<String>,
 }

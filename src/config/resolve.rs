@@ -61,6 +61,7 @@ pub(super) fn resolve(mut file: ConfigFile, env: Env) -> Result<Config, ConfigEr
     } = https(&mut file, env)?;
     let Network {
         trusted_proxies,
+        rate_limit_bypass,
         dns_server,
         public_ip_url,
     } = network(&mut file, env)?;
@@ -74,6 +75,7 @@ pub(super) fn resolve(mut file: ConfigFile, env: Env) -> Result<Config, ConfigEr
         acme_challenge,
         acme_ca_bundle,
         trusted_proxies,
+        rate_limit_bypass,
         display,
         display_rotation,
         display_dim_secs,
@@ -423,26 +425,14 @@ fn https(file: &mut ConfigFile, env: Env) -> Result<Https, ConfigError> {
 /// The keys of the network around the box: trusted proxies, a DNS server, the public-address service.
 struct Network {
     trusted_proxies: Vec<std::net::IpAddr>,
+    rate_limit_bypass: Vec<std::net::IpAddr>,
     dns_server: Option<SocketAddr>,
     public_ip_url: Option<String>,
 }
 
 fn network(file: &mut ConfigFile, env: Env) -> Result<Network, ConfigError> {
-    let proxies = match env(&var("trusted_proxies")) {
-        Some(s) => split_list(&s),
-        None => file
-            .trusted_proxies
-            .take()
-            .map(StringOrList::into_list)
-            .unwrap_or_default(),
-    };
-    let trusted_proxies = proxies
-        .iter()
-        .map(|p| {
-            p.parse()
-                .map_err(|_| bad("trusted_proxies", format!("{p:?} is not an IP address")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted_proxies = addresses(env, "trusted_proxies", file.trusted_proxies.take())?;
+    let rate_limit_bypass = addresses(env, "rate_limit_bypass", file.rate_limit_bypass.take())?;
     let dns_server = match pick(env, "dns_server", file.dns_server.take()).filter(|s| !s.is_empty())
     {
         None => None,
@@ -472,9 +462,28 @@ fn network(file: &mut ConfigFile, env: Env) -> Result<Network, ConfigError> {
     }
     Ok(Network {
         trusted_proxies,
+        rate_limit_bypass,
         dns_server,
         public_ip_url,
     })
+}
+
+/// A list of IP addresses.
+fn addresses(
+    env: Env,
+    key: &str,
+    from_file: Option<StringOrList>,
+) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let list = match env(&var(key)) {
+        Some(s) => split_list(&s),
+        None => from_file.map(StringOrList::into_list).unwrap_or_default(),
+    };
+    list.iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|_| bad(key, format!("{p:?} is not an IP address")))
+        })
+        .collect()
 }
 
 /// A numeric key: the variable if set, else the file's value, else `default`.

@@ -15,7 +15,7 @@ pub mod sessions;
 pub mod status;
 pub mod sync;
 
-use crate::auth::ratelimit::RateLimiter;
+use crate::auth::ratelimit::{FailureBudget, Limit, Limits};
 use crate::auth::secrets::Secrets;
 use crate::auth::tokens::TokenSigner;
 use crate::config::Config;
@@ -41,11 +41,13 @@ pub struct AppState {
     pub tids: TidGenerator,
     pub lexicons: Lexicons,
     pub http: reqwest::Client,
-    /// Login attempts per client address and per account identifier.
-    pub login_by_ip: RateLimiter,
-    pub login_by_id: RateLimiter,
-    /// Claim attempts on the LAN setup page, per client address.
-    pub setup_attempts: RateLimiter,
+    /// Rate limits (see `auth::ratelimit`).
+    pub limits: Limits,
+    /// Claim attempts on the LAN setup page, per client address; and wrong pairing
+    /// codes from anyone (30, then 29 an hour: at most 725 a day, below a 1 in 1,000
+    /// chance per day of guessing the 6-digit code).
+    pub setup_attempts: Limit,
+    pub pairing_failures: FailureBudget,
     /// When this process started (unix seconds) and its storage writes at that moment.
     pub started_at: i64,
     /// The doctor checks failing at the last periodic run (see `doctor::watch`).
@@ -93,9 +95,9 @@ impl AppState {
             resolver: Resolver::new(http.clone(), &config.plc_url, dns),
             tids: TidGenerator::new(),
             lexicons: Lexicons::embedded(),
-            login_by_ip: RateLimiter::new(100, Duration::from_secs(5 * 60)),
-            login_by_id: RateLimiter::new(30, Duration::from_secs(5 * 60)),
-            setup_attempts: RateLimiter::new(10, Duration::from_secs(5 * 60)),
+            limits: Limits::default(),
+            setup_attempts: Limit::new(10, Duration::from_secs(5 * 60)),
+            pairing_failures: FailureBudget::new(30, Duration::from_secs(60 * 60)),
             started_at: unix_now(),
             failing_checks: Default::default(),
             write_bytes_at_start: crate::device::sysinfo::write_bytes(),
@@ -115,6 +117,18 @@ impl AppState {
             secrets,
             http,
         })
+    }
+
+    /// Counts a request from `client_ip` against `limit`, unless the address is one
+    /// the owner exempted (`rate_limit_bypass`).
+    pub fn check_limit(&self, limit: &Limit, client_ip: &str) -> XrpcResult<()> {
+        let exempt = client_ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| self.config.rate_limit_bypass.contains(&ip));
+        if exempt {
+            return Ok(());
+        }
+        limit.check(client_ip)
     }
 
     /// The account for a DID or handle, or `None`.

@@ -70,6 +70,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     tokio::spawn(crate::pds::status::run(state.clone(), snapshots, mdns));
     notify_systemd(state.clone());
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
+    tokio::spawn(sweep_rate_limits(state.clone()));
     tokio::spawn(crate::sync::firehose::compact_log(state.clone()));
     tokio::spawn(crate::sync::relays::run(state.clone()));
     tokio::spawn(crate::pds::doctor::watch(state.clone()));
@@ -113,6 +114,17 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
         tracing::info!("atbox stopped");
     }
     Ok(exit)
+}
+
+/// Drops idle rate-limit buckets every few minutes, so their memory follows the
+/// current traffic rather than all traffic since start.
+async fn sweep_rate_limits(state: Ctx) {
+    let mut every = tokio::time::interval(Duration::from_secs(5 * 60));
+    loop {
+        every.tick().await;
+        state.limits.sweep();
+        state.setup_attempts.sweep();
+    }
 }
 
 fn display_settings(config: &Config) -> DisplaySettings {

@@ -90,11 +90,8 @@ async fn claim_inner(
             "this box already has its owner",
         ));
     }
-    if !ctx.setup_attempts.allow(&ip.to_string()) {
-        return Err(XrpcError::rate_limited(
-            "too many attempts: wait a few minutes",
-        ));
-    }
+    ctx.setup_attempts.check(&ip.to_string())?;
+    ctx.pairing_failures.check_open()?;
     // Everything is checked before the code is spent: a typo in the host name or the
     // handle should not cost the owner a trip back to the screen.
     let hostname = field("hostname").trim_end_matches('.').to_ascii_lowercase();
@@ -122,10 +119,11 @@ async fn claim_inner(
     let password = check_password(input["password"].as_str().map(str::to_owned))?;
 
     if !ctx.pairing.verify(&field("code")) {
+        ctx.pairing_failures.failed();
         return Err(XrpcError::new(
             StatusCode::UNAUTHORIZED,
             "WrongCode",
-            "that is not the code on the box's screen (after a few wrong tries the code changes: look again)",
+            "that is not the code on the box's screen: look again",
         ));
     }
     let Some(config) = new_name else {

@@ -1,17 +1,19 @@
 //! The LAN setup page: claiming the box from a phone, then its live status.
 //!
-//! Served at `/` (and `/setup/*`) only to clients on the local network (private,
-//! link-local and loopback addresses); the internet sees the plain front page. While
+//! Served at `/` (and `/setup/*`) only to clients on the local network that ask for the
+//! box by a LAN name (`lan`: not through a proxy or tunnel, not by a public or
+//! rebinding name); the internet sees the plain front page. While
 //! no account exists, the page asks for the pairing code shown on the OLED — proof of
 //! physical presence, so neither a stranger on the Wi-Fi nor a web page in a visitor's
 //! browser can claim the box — and the first account's handle, email and password.
-//! Wrong codes are rate-limited per client and rotate the code after a few tries
-//! (`auth::pairing`). Afterwards the page shows the same facts as the screen
+//! Wrong codes are rate-limited per client and by a budget shared by everyone
+//! (`auth::pairing`, `AppState::pairing_failures`). Afterwards the page shows the same facts as the screen
 //! (`AppState.snapshots`), how to log in from the Bluesky app, the doctor's checks, and
 //! the owner's actions behind their login (`owner`). Plain HTML with a little JS,
 //! served by atbox itself: nothing to build on the device.
 
 mod claim;
+pub mod lan;
 mod owner;
 
 pub use claim::{claim, finish_saved_claim};
@@ -28,23 +30,8 @@ use std::net::{IpAddr, SocketAddr};
 
 const PAGE: &str = include_str!("page.html");
 
-/// Whether `ip` is on a local network (who may see and use the setup page).
-pub fn is_lan(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_lan(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
 fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
-    crate::http::client_ip(Some(peer), headers, &ctx.config.trusted_proxies)
-        .filter(|ip| is_lan(*ip))
+    lan::lan_client(&ctx.config.trusted_proxies, peer, headers)
 }
 
 /// `GET /`: the setup page for the LAN, the public front page for everyone else.
@@ -151,7 +138,14 @@ pub async fn status(State(ctx): State<Ctx>) -> Response {
 }
 
 /// `GET /setup/doctor`: the `atbox doctor` checks, for the page's "Check" button.
-pub async fn doctor(State(ctx): State<Ctx>) -> Response {
+pub async fn doctor(
+    State(ctx): State<Ctx>,
+    axum::Extension(LanClient(ip)): axum::Extension<LanClient>,
+) -> Response {
+    // Each run makes outbound requests: a page must not make the box a traffic source.
+    if let Err(e) = ctx.check_limit(&ctx.limits.doctor, &ip.to_string()) {
+        return e.into_response();
+    }
     let findings = crate::pds::doctor::examine(&ctx).await;
     let list: Vec<Value> = findings
         .iter()
@@ -169,7 +163,7 @@ pub async fn doctor(State(ctx): State<Ctx>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::is_lan;
+    use super::lan::is_lan;
 
     #[test]
     fn lan_addresses() {

@@ -155,14 +155,13 @@ impl Call {
 }
 
 /// Verifies the credentials `auth` asks for.
-pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap) -> XrpcResult<Caller> {
+pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap, client_ip: &str) -> XrpcResult<Caller> {
     let user = |s: Session| Ok(Caller::User(s));
     match auth {
         Auth::None | Auth::ServiceOptional => Ok(Caller::Anonymous),
         Auth::Optional => {
             if is_basic(headers) {
-                credentials::admin(ctx.config.admin_password.as_deref(), headers)?;
-                return Ok(Caller::Admin);
+                return admin(ctx, headers, client_ip);
             }
             Ok(credentials::optional_access(&ctx.tokens, headers)?
                 .map_or(Caller::Anonymous, Caller::User))
@@ -184,11 +183,22 @@ pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap) -> XrpcResult<Caller> 
             user(s)
         }
         Auth::Refresh => Ok(Caller::Refresh(credentials::refresh(&ctx.tokens, headers)?)),
-        Auth::Admin => {
-            credentials::admin(ctx.config.admin_password.as_deref(), headers)?;
-            Ok(Caller::Admin)
-        }
+        Auth::Admin => admin(ctx, headers, client_ip),
     }
+}
+
+/// The admin's basic auth, rate-limited per address, with a budget of wrong passwords
+/// shared by everyone: once it is spent, every admin call waits (security review M4).
+fn admin(ctx: &Ctx, headers: &HeaderMap, client_ip: &str) -> XrpcResult<Caller> {
+    ctx.check_limit(&ctx.limits.admin, client_ip)?;
+    ctx.limits.admin_failures.check_open()?;
+    let password = ctx.config.admin_password.as_deref();
+    credentials::admin(password, headers).inspect_err(|_| {
+        if password.is_some() {
+            ctx.limits.admin_failures.failed();
+        }
+    })?;
+    Ok(Caller::Admin)
 }
 
 fn is_basic(headers: &HeaderMap) -> bool {

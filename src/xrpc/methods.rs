@@ -11,6 +11,7 @@
 
 use super::call::{Auth, Call, StatusCheck};
 use super::handlers::{admin, repo, server, sync};
+use crate::auth::ratelimit::MethodLimit;
 use crate::error::XrpcResult;
 use axum::response::Response;
 use std::collections::HashMap;
@@ -37,19 +38,24 @@ pub struct Method {
     pub kind: Kind,
     pub auth: Auth,
     pub status: StatusCheck,
+    /// A rate limit per client address, beyond the global one.
+    pub limit: Option<MethodLimit>,
     pub handler: fn(Call) -> Reply,
 }
 
 macro_rules! m {
-    ($kind:ident, $nsid:literal, $auth:ident, $status:ident, $handler:path) => {
+    ($kind:ident, $nsid:literal, $auth:ident, $status:ident, $handler:path $(, limit = $limit:ident)?) => {
         Method {
             nsid: $nsid,
             kind: Kind::$kind,
             auth: Auth::$auth,
             status: StatusCheck::$status,
+            limit: m!(@limit $($limit)?),
             handler: |call| Box::pin($handler(call)),
         }
     };
+    (@limit) => { None };
+    (@limit $limit:ident) => { Some(MethodLimit::$limit) };
 }
 
 /// Every method atbox serves, by namespace (one line each: a table to read down).
@@ -57,7 +63,7 @@ macro_rules! m {
 pub static METHODS: &[Method] = &[
     // com.atproto.server: accounts and sessions.
     m!(Query, "com.atproto.server.describeServer", None, Any, server::describe_server),
-    m!(Procedure, "com.atproto.server.createAccount", ServiceOptional, Any, server::create_account),
+    m!(Procedure, "com.atproto.server.createAccount", ServiceOptional, Any, server::create_account, limit = CreateAccount),
     m!(Procedure, "com.atproto.server.createSession", None, Any, server::create_session),
     m!(Query, "com.atproto.server.getSession", Standard, Any, server::get_session),
     m!(Procedure, "com.atproto.server.refreshSession", Refresh, Any, server::refresh_session),
@@ -73,9 +79,9 @@ pub static METHODS: &[Method] = &[
     m!(Procedure, "com.atproto.server.activateAccount", Full, Any, server::activate_account),
     m!(Procedure, "com.atproto.server.deactivateAccount", Full, Any, server::deactivate_account),
     m!(Procedure, "com.atproto.server.requestAccountDelete", Full, Takedown, server::request_account_delete),
-    m!(Procedure, "com.atproto.server.deleteAccount", None, Any, server::delete_account),
-    m!(Procedure, "com.atproto.server.requestPasswordReset", None, Any, server::request_password_reset),
-    m!(Procedure, "com.atproto.server.resetPassword", None, Any, server::reset_password),
+    m!(Procedure, "com.atproto.server.deleteAccount", None, Any, server::delete_account, limit = Secret),
+    m!(Procedure, "com.atproto.server.requestPasswordReset", None, Any, server::request_password_reset, limit = ResetRequest),
+    m!(Procedure, "com.atproto.server.resetPassword", None, Any, server::reset_password, limit = Secret),
     m!(Procedure, "com.atproto.server.requestEmailConfirmation", Standard, Takedown, server::request_email_confirmation),
     m!(Procedure, "com.atproto.server.confirmEmail", Standard, Takedown, server::confirm_email),
     m!(Procedure, "com.atproto.server.requestEmailUpdate", Full, Takedown, server::request_email_update),

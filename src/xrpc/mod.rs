@@ -84,6 +84,14 @@ async fn xrpc(State(ctx): State<Ctx>, Path(nsid): Path<String>, req: Request<Bod
 /// up in the method table, their declared auth and account-state checks run, then
 /// their body read (only for callers that passed) and their handler called.
 async fn dispatch(ctx: Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Response> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| *a);
+    let client_ip = crate::http::client_ip(peer, req.headers(), &ctx.config.trusted_proxies)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    ctx.check_limit(&ctx.limits.global, &client_ip)?;
     match *req.method() {
         Method::GET | Method::HEAD => check_kind(&ctx, nsid, "query")?,
         Method::POST => check_kind(&ctx, nsid, "procedure")?,
@@ -99,15 +107,11 @@ async fn dispatch(ctx: Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Respon
         return proxy::forward(&ctx, nsid, req).await;
     }
     let method = methods::find(nsid).ok_or_else(|| XrpcError::not_implemented(nsid))?;
-    let caller = call::verify(&ctx, method.auth, req.headers())?;
+    if let Some(limit) = method.limit {
+        ctx.check_limit(ctx.limits.for_method(limit), &client_ip)?;
+    }
+    let caller = call::verify(&ctx, method.auth, req.headers(), &client_ip)?;
     call::check_status(&ctx, method.status, &caller).await?;
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| *a);
-    let client_ip = crate::http::client_ip(peer, req.headers(), &ctx.config.trusted_proxies)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
     let (parts, body) = req.into_parts();
     let input = match method.kind {
         Kind::Query => Input::None,

@@ -315,3 +315,165 @@ async fn plc_ops(plc: &str) -> usize {
         .unwrap();
     ops.len()
 }
+
+/// A request as if from `client`, through the trusted proxy the test plays.
+async fn post_from(api: &Api, client: &str, path: &str, body: Value) -> (u16, Value) {
+    let res = api
+        .http
+        .post(format!(
+            "{}{path}",
+            api.base.replace("localhost", "127.0.0.1")
+        ))
+        .header("x-forwarded-for", client)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// H4 and M5: an oversized identifier is refused before the limiter keeps anything,
+/// and a stranger's wrong passwords from their address never lock the owner out.
+#[tokio::test]
+async fn m5_a_stranger_cannot_lock_the_owner_out_of_their_login() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]);
+    let api = Api::new(&atbox);
+    api.account("owner.test").await;
+    let login = |client: &'static str, identifier: String, password: &'static str| {
+        let api = &api;
+        async move {
+            post_from(
+                api,
+                client,
+                "/xrpc/com.atproto.server.createSession",
+                json!({"identifier": identifier, "password": password}),
+            )
+            .await
+        }
+    };
+    let huge = "a".repeat(2 * 1024 * 1024 - 100);
+    let (s, v) = login("203.0.113.7", huge, "x").await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("InvalidRequest")));
+    for _ in 0..30 {
+        let (s, _) = login("203.0.113.7", "owner.test".into(), "guess").await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = login("203.0.113.7", "owner.test".into(), "guess").await;
+    assert_eq!(s, 429, "{v}");
+    let (s, v) = login("198.51.100.1", "owner.test".into(), "correct horse").await;
+    assert_eq!(s, 200, "the owner logs in from their own address: {v}");
+}
+
+/// H6 and M4: deleteAccount and resetPassword look at the emailed code before any
+/// password (no guessing without it, no hash for a bogus code), and both are
+/// rate-limited per address; wrong admin passwords run out.
+#[tokio::test]
+async fn h6_delete_account_and_reset_password_cannot_test_passwords() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", ADMIN)]);
+    let api = Api::new(&atbox);
+    let (did, _, _) = api.account("victim.test").await;
+    let mut statuses = Vec::new();
+    for i in 0..55 {
+        let (s, v) = api
+            .post(
+                "com.atproto.server.deleteAccount",
+                None,
+                json!({"did": did, "password": format!("guess{i}"), "token": "AAAAA-AAAAA"}),
+            )
+            .await;
+        if s == 400 {
+            assert_eq!(v["error"], "InvalidToken", "{v}");
+        }
+        statuses.push(s.as_u16());
+    }
+    assert!(
+        !statuses.contains(&401),
+        "a password was compared: {statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429));
+    let (s, v) = api
+        .post(
+            "com.atproto.server.resetPassword",
+            None,
+            json!({"token": "BOGUS-TOKEN", "password": "new password"}),
+        )
+        .await;
+    // The per-address secret budget is shared with deleteAccount: spent already.
+    assert_eq!(s, 429, "{v}");
+    assert!(v["error"] == "RateLimitExceeded");
+
+    let mut last = 0;
+    for _ in 0..101 {
+        last = api
+            .http
+            .get(format!(
+                "{}/xrpc/com.atproto.admin.getInviteCodes",
+                api.base
+            ))
+            .basic_auth("admin", Some("wrong"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429, "admin guesses are limited");
+}
+
+/// M4: a bogus reset code is refused without hashing the new password, with the
+/// reference's headers once the address's budget is spent.
+#[tokio::test]
+async fn m4_reset_password_checks_the_code_first_and_is_rate_limited() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let started = std::time::Instant::now();
+    let mut refused = None;
+    for _ in 0..51 {
+        let res = api
+            .http
+            .post(format!(
+                "{}/xrpc/com.atproto.server.resetPassword",
+                api.base
+            ))
+            .json(&json!({"token": "BOGUS-TOKEN", "password": "new password"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            refused = Some(res.headers().clone());
+        }
+    }
+    let headers = refused.expect("the 51st is refused");
+    assert_eq!(headers["ratelimit-limit"], "50");
+    assert!(headers.contains_key("ratelimit-reset"));
+    assert_eq!(headers["ratelimit-policy"], "50;w=300");
+    // 50 argon2 hashes would take seconds on this machine; none were made.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// M1: wrong pairing codes from any number of addresses share one budget; once it is
+/// spent every claim waits, and the code on the screen never changed under the owner.
+#[tokio::test]
+async fn m1_pairing_guesses_share_one_budget_and_never_rotate_the_code() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]);
+    let api = Api::new(&atbox);
+    let claim = json!({"code": "000000", "handle": "owner", "email": "o@example.com", "password": "pw pw pw pw"});
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let client = format!("192.168.1.{}", 10 + i / 5);
+        let (s, _) = post_from(&api, &client, "/setup/claim", claim.clone()).await;
+        statuses.push(s);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        30,
+        "{statuses:?}"
+    );
+    let (s, v) = post_from(&api, "192.168.1.250", "/setup/claim", claim.clone()).await;
+    assert_eq!(s, 429, "a fresh address waits too: {v}");
+}

@@ -212,8 +212,10 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
     );
     let invite = result["inviteCode"].as_str().unwrap();
     let create = |handle: &str, invite: &str| {
+        // A phone on the LAN, as the trusted proxy (the test) forwards it.
         let out = std::process::Command::new("curl")
-            .args(["-s", "-H", "content-type: application/json", "-d"])
+            .args(["-s", "-H", "x-forwarded-for: 192.168.1.20"])
+            .args(["-H", "content-type: application/json", "-d"])
             .arg(format!(
                 r#"{{"handle":"{handle}","email":"{handle}@example.com","password":"friend password 1","inviteCode":"{invite}"}}"#
             ))
@@ -265,8 +267,10 @@ fn a_public_name_is_checked_before_the_code_is_spent() {
     let atbox = common::server::start_atbox(&plc.url, &[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]);
     let url = format!("{}/", atbox.server.url.replace("localhost", "127.0.0.1"));
     let claim = |hostname: &str| {
+        // A phone on the LAN, as the trusted proxy (the test) forwards it.
         let out = std::process::Command::new("curl")
-            .args(["-s", "-H", "content-type: application/json", "-d"])
+            .args(["-s", "-H", "x-forwarded-for: 192.168.1.20"])
+            .args(["-H", "content-type: application/json", "-d"])
             .arg(format!(
                 r#"{{"code":"000000","hostname":"{hostname}","handle":"owner","email":"o@example.com","password":"pw pw pw pw"}}"#
             ))

@@ -58,6 +58,30 @@ pub fn consume_token(
     }
 }
 
+/// Whether `token` is `did`'s current code for `purpose`, read without spending it:
+/// methods that also take a password check the code first, so that nobody can test
+/// passwords (and make the box hash them) without the code from the owner's email.
+pub async fn token_matches(
+    state: &AppState,
+    purpose: &str,
+    did: &str,
+    token: &str,
+) -> XrpcResult<bool> {
+    let (purpose, did, token) = (
+        purpose.to_owned(),
+        did.to_owned(),
+        token.trim().to_ascii_uppercase(),
+    );
+    state
+        .storage
+        .read(move |conn| {
+            Ok::<_, XrpcError>(
+                db::get_token(conn, &purpose, &did)?.is_some_and(|(expected, _)| expected == token),
+            )
+        })
+        .await
+}
+
 /// com.atproto.server.requestPasswordReset (by email).
 pub async fn request_password_reset(state: &AppState, email: &str) -> XrpcResult<()> {
     // Say nothing about whether the address has an account.
@@ -76,6 +100,17 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
         ));
     }
     let token = token.trim().to_ascii_uppercase();
+    // The code first: a wrong one costs no password hash (security review M4).
+    let t = token.clone();
+    let known = state
+        .storage
+        .read(move |conn| {
+            Ok::<_, XrpcError>(db::token_owner(conn, "reset_password", &t)?.is_some())
+        })
+        .await?;
+    if !known {
+        return Err(XrpcError::named("InvalidToken", "the code is not valid"));
+    }
     let pass = new_password.to_owned();
     let hash = tokio::task::spawn_blocking(move || password::hash(&pass))
         .await

@@ -91,6 +91,11 @@ pub async fn delete_account(
     token: &str,
 ) -> XrpcResult<()> {
     let account = state.repo_account(did).await?;
+    // The emailed code first, so the password cannot be guessed here without it
+    // (security review H6); the writer job spends it.
+    if !super::codes::token_matches(state, "delete_account", did, token).await? {
+        return Err(XrpcError::named("InvalidToken", "Token is invalid"));
+    }
     let (stored, p) = (account.password_hash.clone(), pass.to_owned());
     let ok = tokio::task::spawn_blocking(move || password::verify(&p, &stored))
         .await
