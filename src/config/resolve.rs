@@ -122,14 +122,7 @@ fn site(file: &mut ConfigFile, env: Env) -> Result<Site, ConfigError> {
             format!("{hostname:?} is not a host name (no scheme, port or path)"),
         ));
     }
-    let listen_s =
-        pick(env, "listen", file.listen.take()).unwrap_or_else(|| "127.0.0.1:2583".into());
-    let listen: SocketAddr = listen_s.parse().map_err(|_| {
-        bad(
-            "listen",
-            format!("{listen_s:?} is not a socket address like 127.0.0.1:2583"),
-        )
-    })?;
+    let listen = socket(env, "listen", file.listen.take(), "127.0.0.1:2583")?;
     let is_local = matches!(hostname.as_str(), "localhost" | "127.0.0.1" | "::1")
         || hostname.ends_with(".local");
     let public_url = match pick(env, "public_url", file.public_url.take()) {
@@ -384,14 +377,7 @@ fn https(file: &mut ConfigFile, env: Env) -> Result<Https, ConfigError> {
             ))
         }
     };
-    let https_s =
-        pick(env, "https_listen", file.https_listen.take()).unwrap_or_else(|| "0.0.0.0:443".into());
-    let https_listen: SocketAddr = https_s.parse().map_err(|_| {
-        bad(
-            "https_listen",
-            format!("{https_s:?} is not a socket address like 0.0.0.0:443"),
-        )
-    })?;
+    let https_listen = socket(env, "https_listen", file.https_listen.take(), "0.0.0.0:443")?;
     let acme_directory = pick(env, "acme_directory", file.acme_directory.take())
         .unwrap_or_else(|| LETS_ENCRYPT.into());
     if !acme_directory.starts_with("https://") {
@@ -465,6 +451,22 @@ fn network(file: &mut ConfigFile, env: Env) -> Result<Network, ConfigError> {
         rate_limit_bypass,
         dns_server,
         public_ip_url,
+    })
+}
+
+/// A socket address to listen on.
+fn socket(
+    env: Env,
+    key: &str,
+    from_file: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let text = pick(env, key, from_file).unwrap_or_else(|| default.into());
+    text.parse().map_err(|_| {
+        bad(
+            key,
+            format!("{text:?} is not a socket address like {default}"),
+        )
     })
 }
 

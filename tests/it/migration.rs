@@ -14,18 +14,6 @@ struct Side<'a> {
     server: &'a Atbox,
 }
 
-async fn login(api: &Api, id: &str, password: &str) -> String {
-    let (s, v) = api
-        .post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": id, "password": password}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v["accessJwt"].as_str().unwrap().to_owned()
-}
-
 /// Moves `did` from `old` (logged in with `old_token`) to `new`; returns the token on `new`.
 async fn migrate(
     plc: &str,
@@ -300,7 +288,7 @@ async fn an_account_moves_to_another_atbox_and_back() {
     assert_eq!(s, 200);
 
     // And back home again.
-    let token_a2 = login(&side_a.api, "mover.test", "correct horse").await;
+    let token_a2 = side_a.api.login("mover.test", "correct horse").await;
     // Moving back needs the password the account has here: a service token alone
     // never rewrites an existing account (security review H3).
     let token_a3 = migrate(

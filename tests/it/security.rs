@@ -20,19 +20,6 @@ async fn admin_post(api: &Api, nsid: &str, body: Value) -> reqwest::StatusCode {
         .status()
 }
 
-/// Logs in with `password` and returns the access token.
-async fn login(api: &Api, handle: &str, password: &str) -> String {
-    let (s, v) = api
-        .post(
-            "com.atproto.server.createSession",
-            None,
-            json!({"identifier": handle, "password": password}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v["accessJwt"].as_str().unwrap().to_owned()
-}
-
 /// An app password's session for the account `handle`.
 async fn app_session(api: &Api, handle: &str, token: &str, privileged: bool) -> String {
     let (s, v) = api
@@ -43,7 +30,7 @@ async fn app_session(api: &Api, handle: &str, token: &str, privileged: bool) -> 
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    login(api, handle, v["password"].as_str().unwrap()).await
+    api.login(handle, v["password"].as_str().unwrap()).await
 }
 
 /// M2: a non-privileged app password mints no service token for direct messages or for
@@ -139,7 +126,7 @@ async fn h3_an_app_password_cannot_take_over_a_deactivated_account() {
         )
         .await;
     assert_eq!(s, 401, "the stranger's password must not work");
-    login(&api, "dave.test", "correct horse").await;
+    api.login("dave.test", "correct horse").await;
 }
 
 /// M6: a token issued before a takedown no longer uploads, imports, makes app

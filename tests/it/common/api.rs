@@ -51,6 +51,18 @@ impl Api {
             v["refreshJwt"].as_str().unwrap().into(),
         )
     }
+    /// Logs in (createSession) and returns the access token.
+    pub async fn login(&self, identifier: &str, password: &str) -> String {
+        let (s, v) = self
+            .post(
+                "com.atproto.server.createSession",
+                None,
+                json!({"identifier": identifier, "password": password}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["accessJwt"].as_str().unwrap().to_owned()
+    }
     pub async fn post_record(&self, did: &str, token: &str, text: &str) -> (StatusCode, Value) {
         let record = json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"});
         self.post(
