@@ -4,6 +4,7 @@
 //! PDS: it reads headers and nothing else.
 
 mod params;
+pub mod serve;
 
 pub use params::Params;
 

@@ -12,7 +12,6 @@ use crate::device::runner::DisplaySettings;
 use crate::device::Snapshot;
 use crate::pds::{AppState, Ctx};
 use anyhow::Context;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -99,21 +98,21 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     });
     let https = crate::tls::start(&state, app.clone(), stopped.clone()).await?;
     let plain = crate::tls::plain_router(app, state.clone(), https.as_ref());
-    let mut stopped = stopped;
-    axum::serve(
-        listener,
-        plain.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    })
-    .await
-    .context("the HTTP server stopped")?;
+    crate::http::serve::serve(listener, plain, connection_caps(&state.config), stopped).await;
     let exit = exit_rx.await.unwrap_or(Exit::Stopped);
     if exit == Exit::Stopped {
         tracing::info!("atbox stopped");
     }
     Ok(exit)
+}
+
+/// The connection caps of both listeners (reverse proxies carry every client: no
+/// per-address cap for them).
+pub fn connection_caps(config: &Config) -> crate::http::serve::Caps {
+    crate::http::serve::Caps {
+        exempt: config.trusted_proxies.clone(),
+        ..Default::default()
+    }
 }
 
 /// Drops idle rate-limit buckets every few minutes, so their memory follows the

@@ -160,21 +160,11 @@ pub async fn start(
         })?;
     let listener = TlsListener::start(tcp, certificates)?;
     tracing::info!("HTTPS on {}", config.https_listen);
-    let mut shutdown = shutdown;
-    use axum::serve::ListenerExt;
-    tokio::spawn(async move {
-        let served = axum::serve(
-            listener.tap_io(|_| {}),
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-        if let Err(e) = served {
-            tracing::error!("the HTTPS server stopped: {e}");
-        }
-    });
+    let caps = crate::http::serve::Caps {
+        exempt: config.trusted_proxies.clone(),
+        ..Default::default()
+    };
+    tokio::spawn(crate::http::serve::serve(listener, app, caps, shutdown));
     Ok(Some(Https {
         challenges: challenges.unwrap_or_default(),
     }))

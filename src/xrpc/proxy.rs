@@ -19,7 +19,7 @@ use axum::response::Response;
 use serde_json::json;
 use std::net::IpAddr;
 
-/// Largest request body forwarded.
+/// Largest request body forwarded (streamed, never buffered).
 const MAX_PROXY_BODY: usize = 10 * 1024 * 1024;
 /// Methods of proxied namespaces that the PDS answers itself.
 const SERVED_LOCALLY: &[&str] = &[
@@ -165,8 +165,10 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
         out = out.bearer_auth(crate::auth::service_jwt::sign(&key, &claims));
     }
     if req.method() == axum::http::Method::POST {
-        let body = super::handlers::read_limited(req.into_body(), MAX_PROXY_BODY).await?;
-        out = out.body(body);
+        out = out.body(reqwest::Body::wrap_stream(capped(
+            req.into_body(),
+            MAX_PROXY_BODY,
+        )));
     }
     let upstream = out
         .send()
@@ -188,6 +190,26 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
     }
     res.body(Body::from_stream(upstream.bytes_stream()))
         .map_err(|e| XrpcError::internal(e.to_string()))
+}
+
+/// A request body streamed on as it arrives (never held whole), cut off with an error
+/// past `limit` bytes.
+fn capped(
+    body: Body,
+    limit: usize,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    use futures_util::StreamExt;
+    let mut seen = 0usize;
+    body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len();
+        if seen > limit {
+            return Err(std::io::Error::other(format!(
+                "request body is larger than {limit} bytes"
+            )));
+        }
+        Ok(chunk)
+    })
 }
 
 #[cfg(test)]

@@ -464,3 +464,98 @@ async fn m1_pairing_guesses_share_one_budget_and_never_rotate_the_code() {
     let (s, v) = post_from(&api, "192.168.1.250", "/setup/claim", claim.clone()).await;
     assert_eq!(s, 429, "a fresh address waits too: {v}");
 }
+
+/// H5: 1,100 idle sockets and a few slowloris connections from one address neither
+/// take the box's file descriptors nor stop it answering another client within 2 s,
+/// and a connection dribbling its headers is closed.
+#[tokio::test]
+async fn h5_slowloris_cannot_starve_accept() {
+    use std::io::{Read, Write};
+    let plc = start_plc();
+    // The server runs with systemd's default soft limit of 1,024 descriptors (as the
+    // review's did); the test itself needs more for its flood.
+    set_fd_limit(1024);
+    let atbox = start_atbox(&plc.url, &[]);
+    set_fd_limit(4096);
+    let addr = atbox
+        .server
+        .url
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let opened = std::time::Instant::now();
+    let mut dribblers: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /xrpc/_health HTTP/1.1\r\nHost: x\r\nX-A: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        if let Ok(s) = std::net::TcpStream::connect(&addr) {
+            idle.push(s);
+        }
+    }
+    let port = addr.rsplit(':').next().unwrap();
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    // A client from 127.0.0.2 (its own address, so not under the first one's cap).
+    let started = std::time::Instant::now();
+    let res = other
+        .get(format!("http://127.0.0.1:{port}/xrpc/_health"))
+        .send()
+        .await
+        .expect("health answered within 2 s under the flood");
+    assert_eq!(res.status(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    // The dribbler keeps sending a byte a second; the server closes it once the header
+    // read timeout (10 s) passes.
+    let closed = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let s = &mut dribblers[0];
+        s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+            .unwrap();
+        while std::time::Instant::now() < deadline {
+            if s.write_all(b"a").is_err() {
+                return true;
+            }
+            let mut buf = [0u8; 256];
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => return true, // an error response, then the close
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(closed, "a connection dribbling its headers is closed");
+    assert!(
+        opened.elapsed() >= std::time::Duration::from_secs(8),
+        "closed by the header timeout, not refused at the door"
+    );
+    drop(idle);
+}
+
+/// Sets this process's soft descriptor limit (children inherit it).
+fn set_fd_limit(want: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit fill and read the struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(want);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}

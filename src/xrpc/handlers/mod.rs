@@ -12,10 +12,26 @@ use crate::error::{XrpcError, XrpcResult};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 
-/// Reads a body of at most `limit` bytes. Past the limit the rest is read and dropped
-/// (up to a bound) before answering 413, so that clients still sending see the error
-/// rather than a reset connection.
+/// How long a whole buffered body may take to arrive (each chunk is also bounded by
+/// the connection loop's idle timeout): a body dribbled in is not held for ever.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads a body of at most `limit` bytes within [`BODY_DEADLINE`]. Past the limit the
+/// rest is read and dropped (up to a bound) before answering 413, so that clients still
+/// sending see the error rather than a reset connection.
 pub async fn read_limited(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
+    tokio::time::timeout(BODY_DEADLINE, read_all(body, limit))
+        .await
+        .map_err(|_| {
+            XrpcError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                "the request body took too long to arrive",
+            )
+        })?
+}
+
+async fn read_all(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
     use futures_util::StreamExt;
     const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let mut stream = body.into_data_stream();
