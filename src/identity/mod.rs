@@ -4,10 +4,12 @@
 //! atbox sees a [`Resolver`] and plain [`DidDocument`]s.
 
 pub mod did_doc;
+pub mod outbound;
 pub mod plc;
 pub mod resolve;
 
 pub use did_doc::DidDocument;
+pub use outbound::Outbound;
 pub use resolve::Resolver;
 
 /// Why an identity could not be created, read or resolved.

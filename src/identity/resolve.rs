@@ -13,16 +13,57 @@ use std::time::{Duration, Instant};
 const FRESH_FOR: Duration = Duration::from_secs(60 * 60);
 /// ...and, when the network fails, still used up to this age.
 const STALE_FOR: Duration = Duration::from_secs(24 * 60 * 60);
-/// Most documents kept (a PDS resolves its own accounts and the services it talks to).
+/// Most documents kept (a PDS resolves its own accounts and the services it talks to),
+/// and most bytes of them: whatever the documents, the cache stays small.
 const CACHE_SIZE: usize = 10_000;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// The largest DID document read, and the largest `/.well-known/atproto-did` answer.
+pub const MAX_DID_DOCUMENT: usize = 64 * 1024;
+const MAX_HANDLE_ANSWER: usize = 1024;
 
 /// Resolves handles and DIDs over the network, caching DID documents.
 #[derive(Clone)]
 pub struct Resolver {
+    /// For the PLC directory the owner configured.
     http: reqwest::Client,
+    /// For everything named by others: did:web hosts, handles (see `outbound`).
+    outbound: super::Outbound,
     plc_url: String,
     dns: Option<TokioResolver>,
-    docs: Arc<Mutex<HashMap<String, (DidDocument, Instant)>>>,
+    docs: Arc<Mutex<DocCache>>,
+}
+
+/// Cached documents, with their size (in bytes of JSON) and when they were fetched.
+#[derive(Default)]
+struct DocCache {
+    docs: HashMap<String, (DidDocument, usize, Instant)>,
+    bytes: usize,
+}
+
+impl DocCache {
+    fn get(&self, did: &str) -> Option<(DidDocument, Instant)> {
+        self.docs.get(did).map(|(d, _, at)| (d.clone(), *at))
+    }
+
+    fn insert(&mut self, did: String, doc: DidDocument, size: usize) {
+        self.remove(&did);
+        if self.docs.len() >= CACHE_SIZE || self.bytes + size > CACHE_BYTES {
+            self.docs.retain(|_, (_, _, at)| at.elapsed() < FRESH_FOR);
+            self.bytes = self.docs.values().map(|(_, n, _)| n).sum();
+            if self.docs.len() >= CACHE_SIZE || self.bytes + size > CACHE_BYTES {
+                self.docs.clear();
+                self.bytes = 0;
+            }
+        }
+        self.bytes += size;
+        self.docs.insert(did, (doc, size, Instant::now()));
+    }
+
+    fn remove(&mut self, did: &str) {
+        if let Some((_, n, _)) = self.docs.remove(did) {
+            self.bytes -= n;
+        }
+    }
 }
 
 /// A DNS resolver: the system's, or `server` (config `dns_server`).
@@ -61,9 +102,15 @@ impl reqwest::dns::Resolve for HttpDns {
 }
 
 impl Resolver {
-    pub fn new(http: reqwest::Client, plc_url: &str, dns: Option<TokioResolver>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        outbound: super::Outbound,
+        plc_url: &str,
+        dns: Option<TokioResolver>,
+    ) -> Self {
         Resolver {
             http,
+            outbound,
             plc_url: plc_url.trim_end_matches('/').to_owned(),
             dns,
             docs: Default::default(),
@@ -121,17 +168,12 @@ impl Resolver {
 
     async fn resolve_handle_https(&self, handle: &Handle) -> Option<Did> {
         let url = format!("https://{}/.well-known/atproto-did", handle.normalized());
-        let res = self
-            .http
-            .get(url)
-            .timeout(Duration::from_secs(5))
-            .send()
+        let body = self
+            .outbound
+            .get_capped(&url, MAX_HANDLE_ANSWER, Duration::from_secs(5))
             .await
             .ok()?;
-        if !res.status().is_success() {
-            return None;
-        }
-        let text = res.text().await.ok()?;
+        let text = String::from_utf8(body).ok()?;
         Did::new(text.lines().next()?.trim()).ok()
     }
 
@@ -142,8 +184,7 @@ impl Resolver {
             .docs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(did.as_str())
-            .cloned();
+            .get(did.as_str());
         if let Some((doc, at)) = &cached {
             if at.elapsed() < FRESH_FOR {
                 return Ok(doc.clone());
@@ -171,19 +212,18 @@ impl Resolver {
 
     /// The DID document for `did`, fetched now (and cached).
     pub async fn resolve_did_fresh(&self, did: &Did) -> Result<DidDocument, IdentityError> {
-        let doc = self.fetch_did(did).await?;
-        let mut docs = self.docs.lock().unwrap_or_else(|p| p.into_inner());
-        if docs.len() >= CACHE_SIZE {
-            docs.retain(|_, (_, at)| at.elapsed() < FRESH_FOR);
-            if docs.len() >= CACHE_SIZE {
-                docs.clear();
-            }
-        }
-        docs.insert(did.to_string(), (doc.clone(), Instant::now()));
+        let (doc, size) = self.fetch_did(did).await?;
+        self.docs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            did.to_string(),
+            doc.clone(),
+            size,
+        );
         Ok(doc)
     }
 
-    async fn fetch_did(&self, did: &Did) -> Result<DidDocument, IdentityError> {
+    /// The document and its size in bytes: from the PLC directory (trusted, still
+    /// capped) or a did:web host (through the outbound client).
+    async fn fetch_did(&self, did: &Did) -> Result<(DidDocument, usize), IdentityError> {
         let url = match did.method() {
             "plc" => format!("{}/{did}", self.plc_url),
             "web" => {
@@ -205,19 +245,24 @@ impl Resolver {
             }
         };
         let unresolved = |why: String| IdentityError::Unresolved(did.to_string(), why);
-        let res = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| unresolved(e.to_string()))?;
-        if !res.status().is_success() {
-            return Err(unresolved(format!("{url} answered {}", res.status())));
+        let timeout = Duration::from_secs(10);
+        let body = if did.method() == "plc" {
+            let fetch = async {
+                let res = self.http.get(&url).send().await.map_err(|_| {
+                    super::outbound::FetchError::Unreachable("the PLC directory".into())
+                })?;
+                super::outbound::read_capped(res, "the PLC directory", MAX_DID_DOCUMENT).await
+            };
+            tokio::time::timeout(timeout, fetch)
+                .await
+                .map_err(|_| unresolved("the PLC directory did not answer in time".into()))?
+        } else {
+            self.outbound
+                .get_capped(&url, MAX_DID_DOCUMENT, timeout)
+                .await
         }
-        let doc: DidDocument = res
-            .json()
-            .await
+        .map_err(|e| unresolved(e.to_string()))?;
+        let doc: DidDocument = serde_json::from_slice(&body)
             .map_err(|e| unresolved(format!("unreadable document: {e}")))?;
         if doc.id() != Some(did.as_str()) {
             return Err(IdentityError::BadDocument(
@@ -225,6 +270,6 @@ impl Resolver {
                 "its id is a different DID".into(),
             ));
         }
-        Ok(doc)
+        Ok((doc, body.len()))
     }
 }

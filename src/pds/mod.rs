@@ -40,7 +40,10 @@ pub struct AppState {
     pub resolver: Resolver,
     pub tids: TidGenerator,
     pub lexicons: Lexicons,
+    /// For services the owner configured (PLC, relays, the AppView's DID document).
     pub http: reqwest::Client,
+    /// For URLs taken from requests and documents others control (`identity::outbound`).
+    pub outbound: crate::identity::Outbound,
     /// Rate limits (see `auth::ratelimit`).
     pub limits: Limits,
     /// Claim attempts on the LAN setup page, per client address; and wrong pairing
@@ -82,17 +85,22 @@ impl AppState {
         let storage = Storage::open(&config.data_dir, options)?;
         let secrets = Secrets::load_or_create(&config.data_dir)?;
         let dns = crate::identity::resolve::dns_resolver(config.dns_server);
+        // No redirects even for the services the owner configured: none of them needs
+        // one, and a compromised one must not bounce the box onto the LAN (H2, M3).
         let mut http = reqwest::Client::builder()
             .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30));
         if let (Some(_), Some(dns)) = (config.dns_server, &dns) {
             http = http.dns_resolver(Arc::new(crate::identity::resolve::HttpDns(dns.clone())));
         }
         let http = http.build()?;
+        let outbound = crate::identity::Outbound::new(dns.clone(), config.proxy_allow_private)?;
         Ok(AppState {
             tokens: TokenSigner::new(&secrets.jwt_secret, &config.service_did()),
             plc: PlcClient::new(&config.plc_url, http.clone()),
-            resolver: Resolver::new(http.clone(), &config.plc_url, dns),
+            resolver: Resolver::new(http.clone(), outbound.clone(), &config.plc_url, dns),
+            outbound,
             tids: TidGenerator::new(),
             lexicons: Lexicons::embedded(),
             limits: Limits::default(),

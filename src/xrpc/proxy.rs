@@ -5,9 +5,9 @@
 //! the header names — its endpoint read from its DID document — or to the configured
 //! default AppView. An authenticated caller's request carries a short-lived service-auth
 //! JWT signed with the account's repo key (`iss` the account, `aud` the service DID,
-//! `lxm` the method). Only endpoints that resolve to public addresses are contacted
-//! unless `proxy_allow_private` is set, so a crafted DID document cannot aim the box at
-//! the owner's LAN.
+//! `lxm` the method). Calls go through the outbound client (`identity::outbound`): only
+//! public addresses, no redirects, unless `proxy_allow_private` is set — so neither a
+//! crafted DID document nor a redirect can aim the box at the owner's LAN.
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::pds::{signing_key, unix_now, AppState};
@@ -17,7 +17,6 @@ use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::Response;
 use serde_json::json;
-use std::net::IpAddr;
 
 /// Largest request body forwarded (streamed, never buffered).
 const MAX_PROXY_BODY: usize = 10 * 1024 * 1024;
@@ -83,44 +82,16 @@ async fn target(state: &AppState, headers: &axum::http::HeaderMap) -> XrpcResult
     }
 }
 
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_private() || v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // carrier-grade NAT
-                || v4.is_multicast())
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link local
-                && v6.to_ipv4_mapped().is_none_or(|v4| is_public(IpAddr::V4(v4)))
-        }
-    }
-}
-
-/// Refuses endpoints that are not https or that resolve to non-public addresses.
-async fn check_endpoint(state: &AppState, endpoint: &str) -> XrpcResult<()> {
-    if state.config.proxy_allow_private {
-        return Ok(());
-    }
-    let url = reqwest::Url::parse(endpoint)
-        .map_err(|_| XrpcError::upstream(format!("service endpoint {endpoint:?} is not a URL")))?;
-    if url.scheme() != "https" {
+/// Refuses endpoints that are not https (unless the owner allows private ones for
+/// development) or that name a non-public address; names are checked as the outbound
+/// client resolves them, so the address connected to is the one checked.
+fn check_endpoint(state: &AppState, endpoint: &str) -> XrpcResult<()> {
+    let url = state
+        .outbound
+        .check_url(endpoint)
+        .map_err(|e| XrpcError::upstream(format!("service endpoint: {e}")))?;
+    if url.scheme() != "https" && !state.config.proxy_allow_private {
         return Err(XrpcError::upstream("service endpoints must use https"));
-    }
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| XrpcError::upstream(format!("cannot resolve {host}: {e}")))?
-        .map(|a| a.ip())
-        .collect();
-    if addrs.is_empty() || !addrs.iter().copied().all(is_public) {
-        return Err(XrpcError::upstream(format!(
-            "refusing to contact {host}: it resolves to a private address"
-        )));
     }
     Ok(())
 }
@@ -132,13 +103,13 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
     }
     let session = crate::auth::credentials::optional_access(&state.tokens, req.headers())?;
     let (service_did, endpoint) = target(state, req.headers()).await?;
-    check_endpoint(state, &endpoint).await?;
+    check_endpoint(state, &endpoint)?;
     let mut url = format!("{endpoint}/xrpc/{nsid}");
     if let Some(q) = req.uri().query() {
         url.push('?');
         url.push_str(q);
     }
-    let mut out = state.http.request(req.method().clone(), &url);
+    let mut out = state.outbound.client().request(req.method().clone(), &url);
     for name in REQUEST_HEADERS {
         if let Some(v) = req.headers().get(*name) {
             out = out.header(*name, v);
@@ -210,31 +181,4 @@ fn capped(
         }
         Ok(chunk)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_public;
-
-    #[test]
-    fn private_addresses_are_refused() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.1.1",
-            "172.16.0.1",
-            "169.254.1.1",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:192.168.0.1",
-            "0.0.0.0",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
 }

@@ -559,3 +559,64 @@ fn set_fd_limit(want: u64) {
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
 }
+
+/// A loopback server that answers every request with `answer` and counts requests.
+async fn raw_server(answer: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = vec![0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    (addr, hits)
+}
+
+/// H2 and M3: a redirect from the AppView (or from the PLC directory) is never
+/// followed, so nothing on the LAN is fetched for a stranger or relayed back.
+#[tokio::test]
+async fn h2_redirects_never_bounce_the_box_onto_the_lan() {
+    let body = r#"{"secret":"ROUTER-ADMIN-PAGE"}"#;
+    let (lan, lan_hits) = raw_server(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    let redirect =
+        format!("HTTP/1.1 302 Found\r\nlocation: http://{lan}/admin\r\ncontent-length: 0\r\n\r\n");
+    let (appview, _) = raw_server(redirect.clone()).await;
+    let (plc, _) = raw_server(redirect).await;
+    let appview_url = format!("http://{appview}");
+    let plc_url = format!("http://{plc}");
+    let atbox = start_atbox(
+        &plc_url,
+        &[
+            ("ATBOX_APPVIEW_URL", appview_url.as_str()),
+            ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
+            // The stand-ins are on loopback: allow that, redirects stay refused.
+            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let api = Api::new(&atbox);
+    let (_, v) = api.get("app.bsky.actor.getProfile", "actor=x.test").await;
+    assert!(!v.to_string().contains("ROUTER-ADMIN-PAGE"), "{v}");
+    let (s, v) = api
+        .get(
+            "com.atproto.identity.resolveDid",
+            "did=did:plc:aaaaaaaaaaaaaaaaaaaaaaaa",
+        )
+        .await;
+    assert_ne!(s, 200, "{v}");
+    assert!(!v.to_string().contains("ROUTER-ADMIN-PAGE"), "{v}");
+    assert_eq!(
+        lan_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the LAN server was never asked"
+    );
+}
