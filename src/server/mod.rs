@@ -169,11 +169,14 @@ fn notify_systemd(state: Ctx) {
         let every = Duration::from_micros(usec / 2);
         tokio::spawn(async move {
             loop {
-                let alive = state.storage.read(|conn| {
+                // Fed only while both reads and the writer thread answer: a dead
+                // writer (every write failing) gets the service restarted.
+                let reads = state.storage.read(|conn| {
                     conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                         .map_err(crate::storage::StorageError::from)
                 });
-                if matches!(tokio::time::timeout(every, alive).await, Ok(Ok(1))) {
+                let reads_ok = matches!(tokio::time::timeout(every, reads).await, Ok(Ok(1)));
+                if reads_ok && state.storage.writer.alive(every).await {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
                 tokio::time::sleep(every).await;

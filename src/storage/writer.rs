@@ -121,6 +121,8 @@ enum Command {
     Checkpoint(oneshot::Sender<()>),
     /// Compact the repo log (see `RepoLog::compact`); answers with the bytes reclaimed.
     Compact(i64, oneshot::Sender<Result<u64, StorageError>>),
+    /// Answers at once: the thread is alive and taking commands (the watchdog asks).
+    Ping(oneshot::Sender<()>),
 }
 
 /// A handle for sending jobs to the writer thread.
@@ -237,6 +239,14 @@ impl Writer {
         rx.await.map_err(|_| StorageError::NotCommitted)?
     }
 
+    /// Whether the writer thread is alive and taking commands (within `timeout`).
+    pub async fn alive(&self, timeout: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let asked =
+            async { self.commands.send(Command::Ping(tx)).await.is_ok() && rx.await.is_ok() };
+        tokio::time::timeout(timeout, asked).await.unwrap_or(false)
+    }
+
     /// Copies the WAL into the database now.
     pub async fn checkpoint(&self) {
         let (tx, rx) = oneshot::channel();
@@ -314,6 +324,9 @@ impl WriterThread {
                     Command::Write(job) => batch.push(job),
                     Command::Checkpoint(done) => asked.push(done),
                     Command::Compact(before, done) => compactions.push((before, done)),
+                    Command::Ping(answer) => {
+                        let _ = answer.send(());
+                    }
                 }
                 if batch.len() >= self.max_batch {
                     break;
@@ -374,10 +387,18 @@ impl WriterThread {
                 next_seq,
                 log: self.log.clone(),
             };
+            // A job that panics fails alone: its savepoint is rolled back and its caller
+            // hears `NotCommitted`; the thread, and every other job, go on.
             let outcome = conn
                 .execute_batch("SAVEPOINT job")
                 .map_err(StorageError::from)
-                .map(|()| job(conn, outbox));
+                .and_then(|()| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn, outbox)))
+                        .map_err(|_| {
+                            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                            StorageError::NotCommitted
+                        })
+                });
             self.stats.jobs.fetch_add(1, Ordering::Relaxed);
             match outcome {
                 Ok((true, deliver, outbox)) => {
@@ -394,8 +415,9 @@ impl WriterThread {
                     delivers.push(deliver);
                 }
                 Err(e) => {
-                    // The job was dropped unrun: its caller sees `NotCommitted`.
-                    tracing::error!("savepoint failed: {e}");
+                    // The job was dropped unrun (or panicked): its caller sees
+                    // `NotCommitted`.
+                    tracing::error!("a write job failed: {e}");
                 }
             }
         }

@@ -195,3 +195,37 @@ async fn compaction_and_restart_keep_every_live_block_and_nothing_else() {
     .await;
     assert_eq!(state.storage.log.seq_bounds().unwrap().1, newest + 2);
 }
+
+/// Security review L7: a write job that panics fails alone — its caller hears the
+/// write was not committed, the writer thread lives on (the watchdog's ping answers),
+/// and the next write is stored.
+#[tokio::test]
+async fn l7_a_panicking_write_job_fails_alone_and_the_writer_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open(dir.path());
+    let panicked: Result<(), atbox::storage::StorageError> = state
+        .storage
+        .write(|_conn| -> Result<(), atbox::storage::StorageError> { panic!("a bug in one job") })
+        .await;
+    assert!(
+        matches!(panicked, Err(atbox::storage::StorageError::NotCommitted)),
+        "{panicked:?}"
+    );
+    assert!(
+        state
+            .storage
+            .writer
+            .alive(std::time::Duration::from_secs(2))
+            .await
+    );
+    let stored: Result<i64, atbox::storage::StorageError> = state
+        .storage
+        .write(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS l7 (v INTEGER); INSERT INTO l7 VALUES (7)",
+            )?;
+            Ok(conn.query_row("SELECT v FROM l7", [], |r| r.get(0))?)
+        })
+        .await;
+    assert_eq!(stored.unwrap(), 7);
+}
