@@ -9,7 +9,7 @@
 use super::records::blob_refs;
 use super::{signing_key, AppState};
 use crate::auth::Session;
-use crate::data::{decode_cbor, Ipld};
+use crate::data::decode_cbor;
 use crate::error::{XrpcError, XrpcResult};
 use crate::repo::car::read_car;
 use crate::repo::verify::verify_repo;
@@ -18,10 +18,66 @@ use crate::repo::BlockMap;
 use crate::storage::{blobs, repos};
 use crate::syntax::{Did, Nsid, RecordKey};
 
-pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> XrpcResult<()> {
+/// Imports the repo CAR in `car` (a file the request body was streamed into) into the
+/// session's account. Parsing, verifying and re-committing run off the async runtime,
+/// one import at a time: a CAR's blocks are held in memory while it is checked.
+pub async fn import_repo(
+    state: &AppState,
+    session: &Session,
+    car: std::fs::File,
+) -> XrpcResult<()> {
     let account = state.repo_account(&session.did).await?;
+    let _one_at_a_time = state
+        .imports
+        .acquire()
+        .await
+        .map_err(|_| XrpcError::internal("the server is shutting down"))?;
+    let key = signing_key(&account)?;
+    let rev = state.tids.next_tid();
+    let did = account.did.clone();
+    let (commit, refs, records) =
+        tokio::task::spawn_blocking(move || recommit(car, &did, &key, rev))
+            .await
+            .map_err(|e| XrpcError::internal(e.to_string()))??;
+    let job_did = account.did.clone();
+    state
+        .storage
+        .writer
+        .write_with_events(move |conn, outbox| {
+            let old = repos::head(conn, &job_did)?;
+            let rev_ok = old.as_ref().is_none_or(|h| h.rev < commit.rev);
+            if !rev_ok {
+                return Err(XrpcError::invalid_request(
+                    "the server clock is behind the repo's current revision; try again",
+                ));
+            }
+            repos::delete_repo(conn, outbox, &job_did)?;
+            repos::save_commit(conn, outbox, &job_did, None, &commit)?;
+            for (path, cids) in &refs {
+                blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
+            }
+            crate::storage::emit::sync_commit(outbox, &job_did, &commit);
+            Ok(())
+        })
+        .await?;
+    tracing::info!(did = %account.did, records, "repo imported");
+    Ok(())
+}
+
+/// Blob references of each imported record, by path.
+type RecordBlobs = Vec<(String, Vec<crate::data::Cid>)>;
+
+/// Reads and verifies the CAR, and commits its records afresh under `key` (blocking:
+/// CPU-bound, and the whole repo in memory). Returns the commit, each record's blob
+/// references, and the number of records.
+fn recommit(
+    car: std::fs::File,
+    did: &str,
+    key: &crate::crypto::Keypair,
+    rev: crate::syntax::Tid,
+) -> XrpcResult<(crate::repo::writes::CommitData, RecordBlobs, usize)> {
     let bad = |m: String| XrpcError::invalid_request(format!("importRepo: {m}"));
-    let (roots, blocks) = read_car(car).map_err(|e| bad(e.to_string()))?;
+    let (roots, blocks) = read_car(std::io::BufReader::new(car)).map_err(|e| bad(e.to_string()))?;
     let [root] = roots[..] else {
         return Err(bad(format!(
             "a repo CAR has exactly one root, this one has {}",
@@ -29,10 +85,10 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
         )));
     };
     let summary = verify_repo(&blocks, root, None).map_err(|e| bad(e.to_string()))?;
-    if summary.commit.did != account.did {
+    if summary.commit.did != did {
         return Err(bad(format!(
-            "the CAR is the repo of {}, not of {}",
-            summary.commit.did, account.did
+            "the CAR is the repo of {}, not of {did}",
+            summary.commit.did
         )));
     }
     let mut writes = Vec::with_capacity(summary.records.len());
@@ -57,41 +113,18 @@ pub async fn import_repo(state: &AppState, session: &Session, car: &[u8]) -> Xrp
             write: Write::Create {
                 collection,
                 rkey,
-                record: Ipld::clone(&record),
+                record,
             },
             swap_record: None,
         });
     }
-    let key = signing_key(&account)?;
-    let did = Did::new(account.did.as_str())?;
-    let tid_now = state.tids.next_tid();
-    let commit = apply_writes(&BlockMap::new(), &did, None, &writes, &key, tid_now.clone())?;
+    drop(blocks);
+    let did = Did::new(did)?;
+    let commit = apply_writes(&BlockMap::new(), &did, None, &writes, key, rev)?;
     if commit.data != summary.commit.data {
         return Err(XrpcError::internal(
             "re-committing the imported records gave a different tree",
         ));
     }
-    let job_did = account.did.clone();
-    state
-        .storage
-        .writer
-        .write_with_events(move |conn, outbox| {
-            let old = repos::head(conn, &job_did)?;
-            let rev_ok = old.as_ref().is_none_or(|h| h.rev < commit.rev);
-            if !rev_ok {
-                return Err(XrpcError::invalid_request(
-                    "the server clock is behind the repo's current revision; try again",
-                ));
-            }
-            repos::delete_repo(conn, outbox, &job_did)?;
-            repos::save_commit(conn, outbox, &job_did, None, &commit)?;
-            for (path, cids) in &refs {
-                blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
-            }
-            crate::storage::emit::sync_commit(outbox, &job_did, &commit);
-            Ok(())
-        })
-        .await?;
-    tracing::info!(did = %account.did, records = summary.records.len(), "repo imported");
-    Ok(())
+    Ok((commit, refs, summary.records.len()))
 }

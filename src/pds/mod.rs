@@ -69,6 +69,8 @@ pub struct AppState {
     /// Held by a sign-up from its invite check to its stored account (see
     /// `accounts::create_account`).
     pub signups: tokio::sync::Mutex<()>,
+    /// One repo import at a time (each holds a whole repo in memory while checked).
+    pub imports: tokio::sync::Semaphore,
     /// Service-auth tokens already accepted (each is good once).
     pub service_jtis: crate::auth::service_jwt::ReplayCache,
 }
@@ -113,6 +115,7 @@ impl AppState {
             restart: Default::default(),
             signups: Default::default(),
             service_jtis: Default::default(),
+            imports: tokio::sync::Semaphore::new(1),
             claim_error: Default::default(),
             snapshots: tokio::sync::watch::channel(crate::device::Snapshot::booting(
                 "opening the database",

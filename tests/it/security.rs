@@ -620,3 +620,32 @@ async fn h2_redirects_never_bounce_the_box_onto_the_lan() {
         "the LAN server was never asked"
     );
 }
+
+/// L2: a repo CAR that says it is over the limit is refused before a byte of it is
+/// read (the rest streams into a file, not memory, and imports run one at a time).
+#[tokio::test]
+async fn l2_import_repo_refuses_an_oversized_car_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (_, token, _) = api.account("importer.test").await;
+    let addr = atbox
+        .server
+        .url
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /xrpc/com.atproto.repo.importRepo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/vnd.ipld.car\r\nContent-Length: 300000000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}

@@ -57,6 +57,34 @@ async fn read_all(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
 }
 
 /// A JSON output: a pds operation's typed result, or a value built here.
+/// Streams a body into an unnamed temporary file in `dir` (at most `limit` bytes, each
+/// chunk within the connection's idle timeout), and hands the file back rewound.
+pub async fn spool(body: Body, dir: &std::path::Path, limit: usize) -> XrpcResult<std::fs::File> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| XrpcError::from(crate::storage::StorageError::from(e));
+    let std_file = tempfile::tempfile_in(dir).map_err(io)?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut stream = body.into_data_stream();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            XrpcError::invalid_request(format!("could not read the request body: {e}"))
+        })?;
+        total += chunk.len();
+        if total > limit {
+            return Err(XrpcError::too_large(format!(
+                "request body is larger than {limit} bytes"
+            )));
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    let mut file = file.into_std().await;
+    std::io::Seek::rewind(&mut file).map_err(io)?;
+    Ok(file)
+}
+
 pub(super) fn json<T: serde::Serialize>(output: T) -> XrpcResult<Response> {
     Ok(axum::Json(output).into_response())
 }

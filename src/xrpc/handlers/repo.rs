@@ -243,8 +243,21 @@ pub async fn upload_blob(mut c: Call) -> XrpcResult<Response> {
     json(blobs::upload(&c.ctx, c.session()?, body.into_data_stream(), content_type).await?)
 }
 
+/// The CAR is refused at once if it says it is too large, else streamed into an
+/// unnamed temporary file under the data directory (never held in memory while it
+/// arrives), then imported.
 pub async fn import_repo(mut c: Call) -> XrpcResult<Response> {
-    let car = super::read_limited(c.take_stream()?, MAX_IMPORT).await?;
-    import::import_repo(&c.ctx, c.session()?, &car).await?;
+    let too_large = || XrpcError::too_large(format!("a repo CAR is at most {MAX_IMPORT} bytes"));
+    let declared = c
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_IMPORT as u64) {
+        return Err(too_large());
+    }
+    let body = c.take_stream()?;
+    let file = super::spool(body, &c.ctx.config.data_dir, MAX_IMPORT).await?;
+    import::import_repo(&c.ctx, c.session()?, file).await?;
     super::empty()
 }
