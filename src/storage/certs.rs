@@ -181,6 +181,16 @@ impl CertStore {
     }
 }
 
+impl CertStore {
+    /// Stops serving `name` and deletes its files (a handle that is no longer ours).
+    pub fn remove(&self, name: &str) {
+        self.certs.write().expect("cert lock").remove(name);
+        let (crt, key) = file_names(name);
+        let _ = std::fs::remove_file(self.dir.join(crt));
+        let _ = std::fs::remove_file(self.dir.join(key));
+    }
+}
+
 /// Certificate expiry for `atbox status`: `(name, not_after)` of every stored one.
 pub fn stored_certificates(data_dir: &Path) -> Vec<(String, i64)> {
     CertStore::open(data_dir)

@@ -348,7 +348,10 @@ impl Acme {
 
     /// Keeps `names` (the PDS host name) certified and renews every stored certificate
     /// when a third of its life is left. Runs until the server stops.
-    pub async fn renew_forever(self: Arc<Self>, names: Vec<String>) {
+    pub async fn renew_forever<F>(self: Arc<Self>, names: Vec<String>, still_ours: F)
+    where
+        F: Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>,
+    {
         loop {
             let mut next = now() + 3600;
             for name in &names {
@@ -357,6 +360,16 @@ impl Acme {
                 }
             }
             for cert in self.store.all() {
+                // A handle that changed, or an account gone or taken down: its
+                // certificate goes rather than being renewed for ever.
+                if !names.contains(&cert.name) && !still_ours(cert.name.clone()).await {
+                    tracing::info!(
+                        "tls: {} is no longer one of our names; dropping its certificate",
+                        cert.name
+                    );
+                    self.store.remove(&cert.name);
+                    continue;
+                }
                 if cert.renew_at() <= now() {
                     let _ = self.issue(&cert.name, true).await;
                 }

@@ -38,6 +38,8 @@ enum Certificates {
     Acme {
         acme: Arc<Acme>,
         ctx: Ctx,
+        /// On-demand issuance for names that have no certificate yet.
+        new_names: crate::auth::ratelimit::Limit,
     },
 }
 
@@ -46,8 +48,10 @@ fn load_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Issued, S
     Issued::from_pem("files", &read(cert)?, &read(key)?)
 }
 
-/// Whether `name` is one atbox may get a certificate for: the host name, the handle of
-/// one of our accounts, or the host of a did:web we serve (the "ask" of on-demand TLS).
+/// Whether `name` is one atbox may hold a certificate for: the host name, the handle of
+/// one of our *active* accounts, or the host of an active did:web we serve (the "ask"
+/// of on-demand TLS, and what renewal keeps). Nothing else, so no one can spend the
+/// domain's CA quota on names of their choosing (security review L6).
 pub async fn is_our_name(ctx: &Ctx, name: &str) -> bool {
     if name == ctx.config.hostname {
         return true;
@@ -55,12 +59,19 @@ pub async fn is_our_name(ctx: &Ctx, name: &str) -> bool {
     if !ctx.config.is_local_handle(name) {
         return false;
     }
-    matches!(ctx.find_account(name).await, Ok(Some(a)) if a.handle == name)
+    let active = |a: &crate::storage::accounts::Account| {
+        a.status == crate::storage::accounts::AccountStatus::Active
+    };
+    matches!(ctx.find_account(name).await, Ok(Some(a)) if a.handle == name && active(&a))
         || matches!(
             ctx.find_account(&format!("did:web:{name}")).await,
-            Ok(Some(_))
+            Ok(Some(a)) if active(&a)
         )
 }
+
+/// New names (not yet holding a certificate) issued on demand, across the box: at most
+/// this many a week, well inside Let's Encrypt's 50 per registered domain.
+const NEW_NAMES_PER_WEEK: u32 = 20;
 
 impl ChooseConfig for Certificates {
     fn config<'a>(
@@ -73,7 +84,11 @@ impl ChooseConfig for Certificates {
                 Certificates::Files { current, .. } => {
                     Ok(current.read().expect("tls config lock").clone())
                 }
-                Certificates::Acme { acme, ctx } => {
+                Certificates::Acme {
+                    acme,
+                    ctx,
+                    new_names,
+                } => {
                     let host = ctx.config.hostname.as_str();
                     if acme_validation {
                         let name = name.ok_or("TLS-ALPN-01 without a server name")?;
@@ -90,6 +105,11 @@ impl ChooseConfig for Certificates {
                         Some(n) => n,
                         None => host,
                     };
+                    if name != host && acme.store.get(name).is_none() {
+                        new_names
+                            .check("new names")
+                            .map_err(|_| format!("{name}: too many new names this week"))?;
+                    }
                     Ok(acme.certificate(name).await?.config.clone())
                 }
             }
@@ -136,12 +156,27 @@ pub async fn start(
             }
             let store = Arc::new(CertStore::open(&config.data_dir)?);
             let acme = Arc::new(Acme::new(config, store).map_err(anyhow::Error::msg)?);
-            tokio::spawn(acme.clone().renew_forever(vec![config.hostname.clone()]));
+            let still_ours = {
+                let ctx = ctx.clone();
+                move |name: String| {
+                    let ctx = ctx.clone();
+                    Box::pin(async move { is_our_name(&ctx, &name).await })
+                        as Pin<Box<dyn Future<Output = bool> + Send>>
+                }
+            };
+            tokio::spawn(
+                acme.clone()
+                    .renew_forever(vec![config.hostname.clone()], still_ours),
+            );
             let challenges = acme.challenges.clone();
             (
                 Arc::new(Certificates::Acme {
                     acme,
                     ctx: ctx.clone(),
+                    new_names: crate::auth::ratelimit::Limit::new(
+                        NEW_NAMES_PER_WEEK,
+                        std::time::Duration::from_secs(7 * 24 * 3600),
+                    ),
                 }),
                 Some(challenges),
             )

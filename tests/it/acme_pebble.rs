@@ -240,7 +240,7 @@ fn log_of(data: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acme_issuance_renewal_on_demand_and_refusal_against_pebble() {
+async fn acme_issuance_renewal_on_demand_and_refusal_against_pebble_l6() {
     if Command::new("pebble").arg("-version").output().is_err() {
         panic!("pebble is not installed: run `bash .ci/install` (apt package pebble)");
     }
@@ -357,7 +357,8 @@ async fn acme_issuance_renewal_on_demand_and_refusal_against_pebble() {
         .send()
         .await
         .unwrap();
-    assert!(created.status().is_success(), "{:?}", created.text().await);
+    assert!(created.status().is_success());
+    let created_body: serde_json::Value = created.json().await.unwrap();
     let leaf = leaf_until_ok(&client_tls, https, &format!("alice.{HOST}")).await;
     assert!(serial_and_names(&leaf)
         .1
@@ -374,6 +375,20 @@ async fn acme_issuance_renewal_on_demand_and_refusal_against_pebble() {
         .await
         .unwrap();
     assert!(did.starts_with("did:plc:"), "{did}");
+
+    // Security review L6: a deactivated account's handle is no longer one of our names:
+    // its handshakes are refused (and renewal drops its certificate).
+    let token = created_body["accessJwt"].as_str().unwrap().to_owned();
+    let deactivated = web
+        .post(format!("{base}/xrpc/com.atproto.server.deactivateAccount"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(deactivated.status().is_success());
+    let refused = connect(&client_tls, https, &format!("alice.{HOST}")).await;
+    assert!(refused.is_err(), "alice.{HOST} is deactivated");
 
     // The firehose over TLS.
     let (tls, _) = connect(&client_tls, https, HOST).await.unwrap();
