@@ -30,6 +30,10 @@ use crate::syntax::TidGenerator;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Repo exports (getRepo) that run at once; more wait their turn. Each holds a reader
+/// connection and a few chunks, so a handful of relays resyncing never adds up.
+pub const MAX_EXPORTS: usize = 4;
+
 /// Everything a request may need, shared by all requests.
 pub struct AppState {
     pub config: Config,
@@ -69,6 +73,8 @@ pub struct AppState {
     /// Held by a sign-up from its invite check to its stored account (see
     /// `accounts::create_account`).
     pub signups: tokio::sync::Mutex<()>,
+    /// Repo exports running at once (getRepo; see `sync::get_repo`).
+    pub exports: Arc<tokio::sync::Semaphore>,
     /// One repo import at a time (each holds a whole repo in memory while checked).
     pub imports: tokio::sync::Semaphore,
     /// Service-auth tokens already accepted (each is good once).
@@ -116,6 +122,7 @@ impl AppState {
             signups: Default::default(),
             service_jtis: Default::default(),
             imports: tokio::sync::Semaphore::new(1),
+            exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
             claim_error: Default::default(),
             snapshots: tokio::sync::watch::channel(crate::device::Snapshot::booting(
                 "opening the database",

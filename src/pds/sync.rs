@@ -43,34 +43,108 @@ pub fn hosts_did_web(config: &crate::config::Config, did: &str) -> bool {
         .is_some_and(|host| !host.contains(':') && config.is_local_handle(host))
 }
 
-/// com.atproto.sync.getRepo: the repo as a CAR (all of it, or what changed after `since`).
-pub async fn get_repo(state: &AppState, did: &str, since: Option<String>) -> XrpcResult<Vec<u8>> {
+/// A CAR on its way out: chunks as they are written, or the error that cut it short.
+pub type CarStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
+
+/// How many chunks an export may write ahead of a slow reader.
+const EXPORT_CHUNKS_AHEAD: usize = 4;
+/// The size of each chunk sent.
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// com.atproto.sync.getRepo: the repo as a CAR (all of it, or what changed after
+/// `since`), streamed from the repo log as it is read: memory stays flat whatever the
+/// repo's size (a few chunks ahead of the reader, and the block list), and at most
+/// [`MAX_EXPORTS`](super::MAX_EXPORTS) exports run at once. Errors found before the
+/// first byte (no such repo, a bad `since`) are answered as errors.
+pub async fn get_repo(state: &AppState, did: &str, since: Option<String>) -> XrpcResult<CarStream> {
     let account = state.active_repo(did).await?;
-    if let Some(s) = &since {
-        crate::syntax::Tid::new(s.as_str())
-            .map_err(|e| XrpcError::invalid_request(format!("since: {e}")))?;
-    }
-    let did = account.did.clone();
-    let log = state.storage.log.clone();
-    state
-        .storage
-        .read(move |conn| {
-            let head = repos::head(conn, &did)?
-                .ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
-            let blocks = repos::blocks_since(&log, conn, &did, since.as_deref())?;
-            // The commit first, as streaming readers expect; then everything else.
-            let mut car = CarWriter::new(Vec::new(), &[head.commit])
-                .map_err(|e| XrpcError::internal(e.to_string()))?;
-            let in_memory = |e: std::io::Error| XrpcError::internal(e.to_string());
-            if let Some(commit) = blocks.get(&head.commit) {
-                car.write_block(&head.commit, commit).map_err(in_memory)?;
-            }
-            for (cid, data) in blocks.iter().filter(|(cid, _)| **cid != head.commit) {
-                car.write_block(cid, data).map_err(in_memory)?;
-            }
-            car.finish().map_err(in_memory)
+    let since = since
+        .map(|s| {
+            crate::syntax::Tid::new(s.as_str())
+                .map(|t| t.to_u64())
+                .map_err(|e| XrpcError::invalid_request(format!("since: {e}")))
         })
+        .transpose()?;
+    let did = account.did.clone();
+    let d = did.clone();
+    let head = state
+        .storage
+        .read(move |conn| repos::head(conn, &d))
+        .await?
+        .ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
+    let permit = state
+        .exports
+        .clone()
+        .acquire_owned()
         .await
+        .map_err(|_| XrpcError::internal("the server is shutting down"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS_AHEAD);
+    let storage = state.storage.clone();
+    let log = storage.log.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let out = tx.clone();
+        let exported = storage
+            .read(move |conn| -> Result<(), crate::storage::StorageError> {
+                let mut car = CarWriter::new(ChunkSender::new(out), &[head.commit])?;
+                log.export_blocks(conn, &did, since, &head.commit, |cid, bytes| {
+                    car.write_block(cid, bytes)
+                        .map_err(crate::storage::StorageError::from)
+                })?;
+                car.finish()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = exported {
+            tracing::warn!("a repo export stopped: {e}");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    })))
+}
+
+/// Writes into fixed-size chunks sent down a channel (blocking: the export runs on a
+/// blocking thread); a reader that went away stops the export.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn new(tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>) -> Self {
+        ChunkSender {
+            tx,
+            buf: Vec::with_capacity(EXPORT_CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(EXPORT_CHUNK));
+        self.tx
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= EXPORT_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
 
 /// com.atproto.sync.getLatestCommit

@@ -69,7 +69,13 @@ async fn listed(state: &AppState) -> BTreeMap<String, String> {
 
 /// The exported repo verifies, and holds exactly the listed records.
 async fn check_export(state: &AppState, expected: &BTreeMap<String, String>) -> usize {
-    let car = atbox::pds::sync::get_repo(state, DID, None).await.unwrap();
+    use futures_util::TryStreamExt;
+    let stream = atbox::pds::sync::get_repo(state, DID, None).await.unwrap();
+    let car: Vec<u8> = stream
+        .map_ok(|chunk| chunk.to_vec())
+        .try_concat()
+        .await
+        .unwrap();
     let (roots, blocks) = read_car(car.as_slice()).unwrap();
     let summary = verify_repo(&blocks, roots[0], None).unwrap();
     let keys: Vec<String> = summary

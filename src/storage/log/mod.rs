@@ -30,6 +30,7 @@
 //! two statements.
 
 mod compact;
+mod export;
 mod row;
 
 pub(super) use compact::import_legacy_tables;
@@ -502,14 +503,10 @@ impl RepoLog {
             return Ok(Some(hit.1));
         }
         drop(recent);
-        let stored: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT data FROM repo_log WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        let Some(stored) = stored else {
+        let Some(row) = read_row(conn, id)? else {
             return Ok(None);
         };
-        let row = Arc::new(inflate(id, &stored)?);
+        let row = Arc::new(row);
         self.remember(id, row.clone());
         Ok(Some(row))
     }
@@ -579,6 +576,15 @@ impl RepoLog {
         }
         Ok(())
     }
+}
+
+/// A row read from the database and inflated (no cache); `None` if it is gone.
+fn read_row(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, StorageError> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM repo_log WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    stored.map(|s| inflate(id, &s)).transpose()
 }
 
 fn dag_cbor_cid(d: &Digest) -> Cid {

@@ -11,12 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub async fn get_repo(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
-    car(sync::get_repo(
-        &c.ctx,
-        p.required("did")?,
-        p.get("since").map(str::to_owned),
+    car_stream(
+        sync::get_repo(
+            &c.ctx,
+            p.required("did")?,
+            p.get("since").map(str::to_owned),
+        )
+        .await?,
     )
-    .await?)
 }
 
 pub async fn latest_commit(c: Call) -> XrpcResult<Response> {
@@ -34,7 +36,16 @@ pub async fn head(c: Call) -> XrpcResult<Response> {
 /// com.atproto.sync.getCheckout, deprecated for getRepo: the whole repo as a CAR.
 pub async fn checkout(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
-    car(sync::get_repo(&c.ctx, p.required("did")?, None).await?)
+    car_stream(sync::get_repo(&c.ctx, p.required("did")?, None).await?)
+}
+
+/// A CAR streamed as it is read from storage.
+fn car_stream(stream: sync::CarStream) -> XrpcResult<Response> {
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.ipld.car")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 pub async fn get_record(c: Call) -> XrpcResult<Response> {
