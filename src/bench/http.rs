@@ -24,6 +24,81 @@ pub struct HttpReport {
     pub server_cpu_ms_per_record: f64,
     pub idle_rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// `com.atproto.sync.getRepo` of the repo just written (with `--exports`).
+    pub export: Option<ExportReport>,
+}
+
+/// Exports of the benchmark's repo, as a relay resyncing would ask for them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportReport {
+    pub exports: usize,
+    pub car_bytes: usize,
+    pub p50_ms: f64,
+    pub server_cpu_ms_per_export: f64,
+    /// The server's resident memory growth while four exports run at once.
+    pub four_at_once_rss_growth_kib: u64,
+}
+
+/// Downloads the repo's CAR (streamed, counted, not kept); its size.
+async fn download(client: &reqwest::Client, url: &str) -> anyhow::Result<usize> {
+    use futures_util::StreamExt;
+    let mut body = client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes_stream();
+    let mut size = 0;
+    while let Some(chunk) = body.next().await {
+        size += chunk?.len();
+    }
+    Ok(size)
+}
+
+/// `exports` getRepo calls one after another, then four at once while the server's
+/// memory is sampled.
+async fn exports(
+    client: &reqwest::Client,
+    base: &str,
+    did: &str,
+    pid: u32,
+    exports: usize,
+) -> anyhow::Result<ExportReport> {
+    let url = format!("{base}/xrpc/com.atproto.sync.getRepo?did={did}");
+    let cpu0 = cpu_of(pid)?;
+    let mut times = Vec::with_capacity(exports);
+    let mut car_bytes = 0;
+    for _ in 0..exports {
+        let started = Instant::now();
+        car_bytes = download(client, &url).await?;
+        times.push(started.elapsed());
+    }
+    let cpu = cpu_of(pid)? - cpu0;
+    times.sort();
+    let before = status_kib(pid, "VmRSS");
+    let most = std::sync::atomic::AtomicU64::new(before);
+    let four = futures_util::future::try_join_all((0..4).map(|_| download(client, &url)));
+    let sample = async {
+        loop {
+            most.fetch_max(
+                status_kib(pid, "VmRSS"),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::select! {
+        done = four => { done?; }
+        _ = sample => {}
+    }
+    let most = most.into_inner().max(status_kib(pid, "VmRSS"));
+    Ok(ExportReport {
+        exports,
+        car_bytes,
+        p50_ms: percentile(&times, 0.50),
+        server_cpu_ms_per_export: cpu.as_secs_f64() * 1000.0 / exports.max(1) as f64,
+        four_at_once_rss_growth_kib: most.saturating_sub(before),
+    })
 }
 
 /// The child's CPU time (user + system) so far.
@@ -70,7 +145,12 @@ impl Drop for Server {
 }
 
 /// Runs one whole-server benchmark with its data in `dir`.
-pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Result<HttpReport> {
+pub async fn http(
+    dir: &Path,
+    records: usize,
+    concurrency: usize,
+    export_runs: usize,
+) -> anyhow::Result<HttpReport> {
     let password = "bench-password-1";
     let did = seed_account(dir, Some(password)).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -121,7 +201,7 @@ pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Res
     let idle_rss_kib = status_kib(pid, "VmRSS");
 
     let cpu0 = cpu_of(pid)?;
-    let shared = Arc::new((client, base, token, did));
+    let shared = Arc::new((client.clone(), base.clone(), token, did.clone()));
     let (latencies, seconds) = drive(records, concurrency, move |i| {
         let shared = shared.clone();
         async move {
@@ -149,6 +229,11 @@ pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Res
     .await?;
     let cpu = cpu_of(pid)? - cpu0;
     let peak_rss_kib = status_kib(pid, "VmHWM");
+    let export = if export_runs > 0 {
+        Some(exports(&client, &base, &did, pid, export_runs).await?)
+    } else {
+        None
+    };
     drop(server);
     let n = latencies.len().max(1) as f64;
     Ok(HttpReport {
@@ -161,5 +246,6 @@ pub async fn http(dir: &Path, records: usize, concurrency: usize) -> anyhow::Res
         server_cpu_ms_per_record: cpu.as_secs_f64() * 1000.0 / n,
         idle_rss_kib,
         peak_rss_kib,
+        export,
     })
 }

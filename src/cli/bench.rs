@@ -35,6 +35,9 @@ pub enum BenchCommand {
         records: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Then export the repo (getRepo) this many times, and four at once.
+        #[arg(long, default_value_t = 0)]
+        exports: usize,
         /// Where the server keeps its data (default: a fresh directory under the
         /// current one, removed afterwards).
         #[arg(long)]
@@ -95,10 +98,16 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Http {
             records,
             concurrency,
+            exports,
             dir,
         } => {
             let (path, _scratch) = bench_dir(dir)?;
-            let r = runtime.block_on(crate::bench::http::http(&path, records, concurrency))?;
+            let r = runtime.block_on(crate::bench::http::http(
+                &path,
+                records,
+                concurrency,
+                exports,
+            ))?;
             println!(
                 "whole server over HTTP (createRecord), {} records at concurrency {}",
                 r.records, r.concurrency
@@ -112,6 +121,16 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 "server memory       {} KiB idle, {} KiB peak",
                 r.idle_rss_kib, r.peak_rss_kib
             );
+            if let Some(e) = &r.export {
+                println!(
+                    "getRepo             {} bytes: p50 {:.2} ms, server cpu {:.2} ms per export ({} runs)",
+                    e.car_bytes, e.p50_ms, e.server_cpu_ms_per_export, e.exports
+                );
+                println!(
+                    "four at once        server memory +{} KiB",
+                    e.four_at_once_rss_growth_kib
+                );
+            }
             println!("{}", serde_json::to_string(&r)?);
         }
     }
