@@ -98,11 +98,6 @@ impl<P: Panel, Open: FnMut() -> Result<P, PanelError>> DisplayRunner<P, Open> {
         self.panel.as_ref()
     }
 
-    /// Takes the panel out (tests inspect the emulated glass this way).
-    pub fn take_panel(&mut self) -> Option<P> {
-        self.panel.take()
-    }
-
     /// One turn of the loop.
     pub fn step(&mut self, now: Instant, snap: &Snapshot) {
         if self.panel.is_none() {

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 /// Repo exports (getRepo) that run at once; more wait their turn. Each holds a reader
 /// connection and a few chunks, so a handful of relays resyncing never adds up.
-pub const MAX_EXPORTS: usize = 4;
+pub const MAX_EXPORTS: usize = 2;
 
 /// Everything a request may need, shared by all requests.
 pub struct AppState {

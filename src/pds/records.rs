@@ -143,6 +143,7 @@ fn prepare(
     validate: Option<bool>,
 ) -> XrpcResult<Vec<CheckedWrite>> {
     let mut out = Vec::with_capacity(requests.len());
+    let mut paths = std::collections::HashSet::new();
     for req in requests {
         let collection = Nsid::new(req.collection.as_str())
             .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
@@ -158,6 +159,13 @@ fn prepare(
                     ))
                 }
             };
+        // One write per record in a batch: two would make one of them meaningless (and
+        // "unchanged" is judged before the batch).
+        if !paths.insert(format!("{collection}/{rkey}")) {
+            return Err(XrpcError::invalid_request(format!(
+                "{collection}/{rkey} is written twice in one batch: one write per record"
+            )));
+        }
         let swap_record = match req.swap_record {
             None => None,
             Some(None) => Some(None),
@@ -421,28 +429,23 @@ fn check_blob_refs(
 
 /// Which writes are updates to exactly the record already stored: they change nothing,
 /// so they make no commit and no event (as the reference PDS does), though the caller
-/// still gets their result. "Already stored" means before the batch, so an update is
-/// never skipped when an earlier write in the same batch touches its record (a delete
-/// then the same update must leave the record there).
+/// still gets their result. (A batch writes each record once: see `prepare`.)
 fn unchanged_updates(
     conn: &rusqlite::Connection,
     did: &str,
     prepared: &[CheckedWrite],
 ) -> XrpcResult<Vec<bool>> {
-    let mut touched = std::collections::HashSet::new();
     let mut unchanged = Vec::with_capacity(prepared.len());
     for w in prepared {
-        let write = &w.write.write;
-        let same = match write {
+        let same = match &w.write.write {
             Write::Update {
                 collection, rkey, ..
-            } if !touched.contains(&write.path()) => {
+            } => {
                 w.cid.is_some()
                     && repos::record_cid(conn, did, collection.as_str(), rkey.as_str())? == w.cid
             }
             _ => false,
         };
-        touched.insert(write.path());
         unchanged.push(same);
     }
     Ok(unchanged)

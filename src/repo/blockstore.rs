@@ -71,11 +71,6 @@ impl BlockMap {
         self.blocks.is_empty()
     }
 
-    /// Total size of the block bytes.
-    pub fn byte_size(&self) -> usize {
-        self.blocks.values().map(Vec::len).sum()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&Cid, &[u8])> {
         self.blocks.iter().map(|(c, b)| (c, b.as_slice()))
     }

@@ -44,15 +44,6 @@ impl AtUri {
             rkey,
         })
     }
-
-    /// The URI of one record.
-    pub fn for_record(did: &super::Did, collection: &Nsid, rkey: &RecordKey) -> AtUri {
-        AtUri {
-            authority: AtIdentifier::Did(did.clone()),
-            collection: Some(collection.clone()),
-            rkey: Some(rkey.clone()),
-        }
-    }
 }
 
 impl std::fmt::Display for AtUri {

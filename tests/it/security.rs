@@ -201,8 +201,10 @@ async fn m6_takedown_is_enforced_for_old_tokens_and_public_reads() {
     }
 }
 
-/// L8: `applyWrites [delete X, update X with the same value]` leaves X there (the
-/// update is not skipped as "unchanged" when the batch deleted it first).
+/// L8: `applyWrites [delete X, update X with the same value]` is refused (one write per
+/// record in a batch) and X is still there; a batch that deletes one record and writes
+/// another with the same content keeps that content (the repo log once forgot such a
+/// block: a reference count passed through zero within one commit).
 #[tokio::test]
 async fn l8_a_batch_never_loses_a_record() {
     let plc = start_plc();
@@ -218,6 +220,16 @@ async fn l8_a_batch_never_loses_a_record() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    let get = |rkey: &'static str| {
+        let (api, did) = (&api, did.clone());
+        async move {
+            api.get(
+                "com.atproto.repo.getRecord",
+                &format!("repo={did}&collection=app.bsky.actor.profile&rkey={rkey}"),
+            )
+            .await
+        }
+    };
     let (s, v) = api
         .post(
             "com.atproto.repo.applyWrites",
@@ -228,15 +240,38 @@ async fn l8_a_batch_never_loses_a_record() {
             ]}),
         )
         .await;
+    assert_xrpc_error(s, &v, 400, "InvalidRequest");
+    let (s, v) = get("self").await;
+    assert_eq!((s.as_u16(), &v["value"]), (200, &profile), "{v}");
+
+    let post = json!({"$type": "app.bsky.feed.post", "text": "same words", "createdAt": "2024-01-01T00:00:00.000Z"});
+    let at = |rkey: &str| json!({"repo": did, "collection": "app.bsky.feed.post", "rkey": rkey, "record": post});
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&token),
+            at("3kaaaaaaaaaa2"),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.applyWrites",
+            Some(&token),
+            json!({"repo": did, "writes": [
+                {"$type": "com.atproto.repo.applyWrites#delete", "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2"},
+                {"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa3", "value": post},
+            ]}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = api
         .get(
             "com.atproto.repo.getRecord",
-            &format!("repo={did}&collection=app.bsky.actor.profile&rkey=self"),
+            &format!("repo={did}&collection=app.bsky.feed.post&rkey=3kaaaaaaaaaa3"),
         )
         .await;
-    assert_eq!(s, 200, "the record must still be there: {v}");
-    assert_eq!(v["value"], profile);
+    assert_eq!((s.as_u16(), &v["value"]), (200, &post), "{v}");
 }
 
 /// L3: eight concurrent sign-ups with one single-use invite make one account and
@@ -648,4 +683,35 @@ async fn l2_import_repo_refuses_an_oversized_car_at_once() {
         .unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+/// L4: createAccount for an existing DID needs a service token from that DID's key —
+/// a did:web too — and the server's own DID is never an account's.
+#[tokio::test]
+async fn l4_an_existing_did_must_prove_key_control_and_never_the_servers_own() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (_, desc) = api.get("com.atproto.server.describeServer", "").await;
+    let service_did = desc["did"].as_str().unwrap().to_owned();
+    let sign_up = |did: String| {
+        let api = &api;
+        async move {
+            api.post(
+                "com.atproto.server.createAccount",
+                None,
+                json!({"did": did, "handle": "squatter.test", "email": "s@example.com", "password": "pw pw pw pw"}),
+            )
+            .await
+        }
+    };
+    let (s, v) = sign_up(service_did).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("own DID"), "{v}");
+    let (s, v) = sign_up("did:web:someone-elses.example".into()).await;
+    assert_xrpc_error(s, &v, 401, "AuthRequired");
+    assert!(
+        v["message"].as_str().unwrap().contains("Missing auth"),
+        "{v}"
+    );
 }

@@ -8,11 +8,20 @@ mod invites;
 mod preferences;
 mod status;
 
-pub use codes::*;
-pub use handles::*;
-pub use invites::*;
-pub use preferences::*;
-pub use status::*;
+pub use codes::{
+    confirm_email, consume_token, request_email_confirmation, request_email_update,
+    request_password_reset, request_token, reset_password, set_password, token_matches,
+    update_email, TOKEN_TTL_SECS,
+};
+pub use handles::{
+    check_handle_availability, recommended_credentials, resolve_did, resolve_handle,
+    resolve_identity, update_handle,
+};
+pub use invites::{account_invites, create_invites, invite_view};
+pub use preferences::{preferences, put_preferences};
+pub use status::{check_account_status, delete_account, remove_account, set_active};
+
+use invites::{check_invite, use_invite_code};
 
 use super::sessions::issue;
 use super::{signing_key, AppState};
@@ -418,11 +427,6 @@ async fn check_existing_did(
             "that is this server's own DID, not an account's",
         ));
     }
-    let doc = state
-        .resolver
-        .resolve_did_fresh(&parsed)
-        .await
-        .map_err(|e| XrpcError::named("UnresolvableDid", e.to_string()))?;
     // Whoever controls the DID vouches with a service-auth token signed by its key (the
     // current PDS mints it with getServiceAuth), as the reference requires for any DID.
     let token = service_auth.ok_or_else(|| {
@@ -431,6 +435,11 @@ async fn check_existing_did(
              com.atproto.server.createAccount, from getServiceAuth on its current PDS)"
         ))
     })?;
+    let doc = state
+        .resolver
+        .resolve_did_fresh(&parsed)
+        .await
+        .map_err(|e| XrpcError::named("UnresolvableDid", e.to_string()))?;
     let key = doc.signing_key().ok_or_else(|| {
         XrpcError::named("IncompatibleDidDoc", "the DID document has no #atproto key")
     })?;
