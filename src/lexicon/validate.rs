@@ -63,6 +63,9 @@ fn child(path: &str, key: &str) -> String {
 
 impl Validator<'_> {
     /// Validates `v` against field definition `def`, which lives in document `base`.
+    ///
+    /// Long by design: one match arm per lexicon type, each a few lines, read side by
+    /// side with the lexicon spec's list of types; split, the arms would only move.
     pub fn value(&self, def: &Value, base: &str, v: &Ipld, path: &str) -> VResult {
         let err = |m: String| Err(ValidationError::new(path, m));
         let ty = def.get("type").and_then(Value::as_str).unwrap_or("");

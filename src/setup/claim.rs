@@ -21,7 +21,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// A claim waiting for the restart that applies its host name.
@@ -59,6 +59,28 @@ pub async fn claim(
     }
 }
 
+/// What the page posts. Every field is text as typed (trimmed here); absent is empty.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Claim {
+    code: String,
+    hostname: String,
+    handle: String,
+    email: String,
+    password: Option<String>,
+    did_method: String,
+}
+
+/// A claim whose every field passed, before the code is spent.
+struct Checked {
+    /// The configuration to restart under, when the claim names a new public name.
+    new_name: Option<crate::config::Config>,
+    handle: String,
+    email: String,
+    password: String,
+    did_web: bool,
+}
+
 async fn claim_inner(
     ctx: &Ctx,
     ip: std::net::IpAddr,
@@ -76,9 +98,8 @@ async fn claim_inner(
             "send the claim as application/json",
         ));
     }
-    let input: Value = serde_json::from_slice(body)
-        .map_err(|e| XrpcError::invalid_request(format!("the body is not JSON: {e}")))?;
-    let field = |k: &str| input[k].as_str().unwrap_or("").trim().to_owned();
+    let claim: Claim = serde_json::from_slice(body)
+        .map_err(|e| XrpcError::invalid_request(format!("the body is not a claim: {e}")))?;
     if !matches!(
         ctx.storage.read(crate::storage::accounts::count).await,
         Ok(0)
@@ -94,14 +115,35 @@ async fn claim_inner(
     ctx.pairing_failures.check_open()?;
     // Everything is checked before the code is spent: a typo in the host name or the
     // handle should not cost the owner a trip back to the screen.
-    let hostname = field("hostname").trim_end_matches('.').to_ascii_lowercase();
+    let checked = check_claim(ctx, &claim)?;
+    if !ctx.pairing.verify(claim.code.trim()) {
+        ctx.pairing_failures.failed();
+        return Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "WrongCode",
+            "that is not the code on the box's screen: look again",
+        ));
+    }
+    match checked.new_name.clone() {
+        None => claim_now(ctx, ip, checked).await,
+        Some(config) => claim_after_restart(ctx, ip, checked, config).await,
+    }
+}
+
+/// The claim's fields, checked against the configuration the box will run under.
+fn check_claim(ctx: &Ctx, claim: &Claim) -> Result<Checked, XrpcError> {
+    let hostname = claim
+        .hostname
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let new_name = (!hostname.is_empty() && hostname != ctx.config.hostname)
         .then(|| check_public_name(ctx, &hostname))
         .transpose()?;
     let runs_under = new_name.as_ref().unwrap_or(&ctx.config);
-    let handle = handle_fits(runs_under, &qualify(&field("handle"), runs_under))?;
+    let handle = handle_fits(runs_under, &qualify(claim.handle.trim(), runs_under))?;
     // did:plc (the default) or a did:web the box serves at the handle's host.
-    let did_web = match field("didMethod").as_str() {
+    let did_web = match claim.did_method.trim() {
         "" | "plc" => false,
         "web" => true,
         other => {
@@ -115,45 +157,59 @@ async fn claim_inner(
             "a did:web needs a public name: the world fetches it over HTTPS from the handle's host",
         ));
     }
-    let email = check_email(&field("email"))?;
-    let password = check_password(input["password"].as_str().map(str::to_owned))?;
+    Ok(Checked {
+        handle,
+        email: check_email(claim.email.trim())?,
+        password: check_password(claim.password.clone())?,
+        did_web,
+        new_name,
+    })
+}
 
-    if !ctx.pairing.verify(&field("code")) {
-        ctx.pairing_failures.failed();
-        return Err(XrpcError::new(
-            StatusCode::UNAUTHORIZED,
-            "WrongCode",
-            "that is not the code on the box's screen: look again",
-        ));
-    }
-    let Some(config) = new_name else {
-        let account = NewAccount {
-            handle,
-            email: Some(email),
-            password: Some(password),
-            by_owner: true,
-            did_web_here: did_web,
-            ..Default::default()
-        };
-        let created = create_account(ctx, account, None).await?;
-        tracing::info!("setup: the box was claimed from {ip} by {}", created.handle);
-        return Ok(Json(json!({
-            "did": created.did,
-            "handle": created.handle,
-            "publicUrl": ctx.config.public_url,
-        }))
-        .into_response());
+/// Under the name the box already has: the owner's account, now.
+async fn claim_now(
+    ctx: &Ctx,
+    ip: std::net::IpAddr,
+    checked: Checked,
+) -> Result<Response, XrpcError> {
+    let account = NewAccount {
+        handle: checked.handle,
+        email: Some(checked.email),
+        password: Some(checked.password),
+        by_owner: true,
+        did_web_here: checked.did_web,
+        ..Default::default()
     };
+    let created = create_account(ctx, account, None).await?;
+    tracing::info!("setup: the box was claimed from {ip} by {}", created.handle);
+    Ok(Json(json!({
+        "did": created.did,
+        "handle": created.handle,
+        "publicUrl": ctx.config.public_url,
+    }))
+    .into_response())
+}
 
+/// Under a new public name: the claim (password hashed) and the settings are saved
+/// durably, and atbox restarts under the name and finishes the claim
+/// ([`finish_saved_claim`]).
+async fn claim_after_restart(
+    ctx: &Ctx,
+    ip: std::net::IpAddr,
+    checked: Checked,
+    config: crate::config::Config,
+) -> Result<Response, XrpcError> {
+    let password = checked.password;
     let password_hash = tokio::task::spawn_blocking(move || crate::auth::password::hash(&password))
         .await
         .map_err(|e| XrpcError::internal(e.to_string()))?;
+    let handle = checked.handle;
     let saved = SavedClaim {
         handle: handle.clone(),
-        email,
+        email: checked.email,
         password_hash,
         from: ip.to_string(),
-        did_web,
+        did_web: checked.did_web,
     };
     let data_dir = ctx.config.data_dir.clone();
     let settings = config.settings.clone().expect("checked with settings");

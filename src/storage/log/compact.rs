@@ -8,6 +8,9 @@ use crate::data::Cid;
 use crate::storage::StorageError;
 use rusqlite::Connection;
 
+/// Live blocks on their way to a new row: (did, rev, CID, bytes).
+type Moving = Vec<(String, u64, Cid, Vec<u8>)>;
+
 impl RepoLog {
     /// Rewrites rows that no longer earn their space: rows past the firehose window
     /// (`before_ms`) that hold events, and rows whose blocks are mostly dead. Their live
@@ -19,58 +22,12 @@ impl RepoLog {
         before_ms: i64,
         budget: u64,
     ) -> Result<u64, StorageError> {
-        let picked: Vec<i64> = {
-            let index = self.read_index();
-            let newest = index.rows.keys().next_back().copied();
-            let mut used = 0;
-            index
-                .rows
-                .iter()
-                .filter(|(id, r)| {
-                    Some(**id) != newest
-                        && r.seqs.is_none_or(|(_, last)| {
-                            r.written_ms < before_ms && last != index.last_seq
-                        })
-                        && (r.seqs.is_some() || r.live * 2 < r.bytes)
-                })
-                .take_while(|(_, r)| {
-                    used += r.bytes;
-                    used <= budget.max(r.bytes)
-                })
-                .map(|(id, _)| *id)
-                .collect()
-        };
+        let picked = self.pick_rows(before_ms, budget);
         if picked.is_empty() {
             return Ok(0);
         }
         let tx = conn.transaction()?;
-        let mut moving: Vec<(String, u64, Cid, Vec<u8>)> = Vec::new();
-        let mut freed = 0;
-        {
-            let index = self.read_index();
-            for id in &picked {
-                let stored: Vec<u8> =
-                    tx.query_row("SELECT data FROM repo_log WHERE id = ?1", [id], |r| {
-                        r.get(0)
-                    })?;
-                freed += stored.len() as u64;
-                let data = inflate(*id, &stored)?;
-                for e in parse_row(*id, &data)? {
-                    let Some(repo) = index.repos.get(e.did) else {
-                        continue;
-                    };
-                    for (cid, range) in entry_blocks(*id, &e)? {
-                        let live = digest(&cid)
-                            .and_then(|d| repo.get(&d))
-                            .is_some_and(|l| l.row == *id && l.off as usize == range.start);
-                        if live {
-                            let rev = repo[&digest(&cid).expect("live")].rev;
-                            moving.push((e.did.to_owned(), rev, cid, data[range].to_vec()));
-                        }
-                    }
-                }
-            }
-        }
+        let (moving, freed) = self.live_blocks(&tx, &picked)?;
         let mut builder = RowBuilder::default();
         builder.blocks(
             moving
@@ -90,8 +47,67 @@ impl RepoLog {
             tx.execute("DELETE FROM repo_log WHERE id = ?1", [id])?;
         }
         tx.commit()?;
+        self.reindex(&picked, &ids, builder, now_ms);
+        Ok(freed.saturating_sub(written))
+    }
+
+    /// The rows worth rewriting, oldest first, up to `budget` bytes (never the newest
+    /// row, nor the one holding the newest event: sequence numbers are never reused).
+    fn pick_rows(&self, before_ms: i64, budget: u64) -> Vec<i64> {
+        let index = self.read_index();
+        let newest = index.rows.keys().next_back().copied();
+        let mut used = 0;
+        index
+            .rows
+            .iter()
+            .filter(|(id, r)| {
+                Some(**id) != newest
+                    && r.seqs
+                        .is_none_or(|(_, last)| r.written_ms < before_ms && last != index.last_seq)
+                    && (r.seqs.is_some() || r.live * 2 < r.bytes)
+            })
+            .take_while(|(_, r)| {
+                used += r.bytes;
+                used <= budget.max(r.bytes)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The live blocks in `picked` rows (did, rev, CID, bytes), and the stored bytes
+    /// those rows take.
+    fn live_blocks(&self, tx: &Connection, picked: &[i64]) -> Result<(Moving, u64), StorageError> {
+        let mut moving = Vec::new();
+        let mut freed = 0;
+        let index = self.read_index();
+        for id in picked {
+            let stored: Vec<u8> =
+                tx.query_row("SELECT data FROM repo_log WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+            freed += stored.len() as u64;
+            let data = inflate(*id, &stored)?;
+            for e in parse_row(*id, &data)? {
+                let Some(repo) = index.repos.get(e.did) else {
+                    continue;
+                };
+                for (cid, range) in entry_blocks(*id, &e)? {
+                    let here = digest(&cid)
+                        .and_then(|d| repo.get(&d))
+                        .filter(|l| l.row == *id && l.off as usize == range.start);
+                    if let Some(loc) = here {
+                        moving.push((e.did.to_owned(), loc.rev, cid, data[range].to_vec()));
+                    }
+                }
+            }
+        }
+        Ok((moving, freed))
+    }
+
+    /// Points the index at the new rows once the rewrite is durable.
+    fn reindex(&self, picked: &[i64], ids: &[i64], builder: RowBuilder, now_ms: i64) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        for id in &picked {
+        for id in picked {
             if let Some(info) = index.rows.remove(id) {
                 if let Some((first, _)) = info.seqs {
                     index.events.remove(&first);
@@ -117,11 +133,11 @@ impl RepoLog {
                 index.rows.get_mut(&row).expect("inserted above").live += u64::from(loc.len);
             }
         }
+        drop(index);
         self.recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(id, _)| !picked.contains(id));
-        Ok(freed.saturating_sub(written))
     }
 }
 
