@@ -34,6 +34,9 @@ pub enum WriteAction {
     Delete,
 }
 
+/// The largest record, in bytes of DAG-CBOR (`specs/data-model`: 1 MiB).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
 /// The outcome of a batch: the commit (none when nothing changed) and each write's
 /// result, in the order given.
 pub struct WriteOutcome {
@@ -211,7 +214,15 @@ fn prepare(
         };
         let cid = match &write {
             Write::Create { record, .. } | Write::Update { record, .. } => {
-                Some(crate::data::cid_for_cbor(&crate::data::encode_cbor(record)))
+                let bytes = crate::data::encode_cbor(record);
+                // atproto's limit: relays refuse a commit carrying a larger record.
+                if bytes.len() > MAX_RECORD_BYTES {
+                    return Err(XrpcError::too_large(format!(
+                        "the record is {} bytes of DAG-CBOR; a record is at most {MAX_RECORD_BYTES}",
+                        bytes.len()
+                    )));
+                }
+                Some(crate::data::cid_for_cbor(&bytes))
             }
             Write::Delete { .. } => None,
         };

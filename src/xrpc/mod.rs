@@ -106,7 +106,14 @@ async fn dispatch(ctx: Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Respon
     if proxy::should_proxy(nsid, req.headers()) {
         return proxy::forward(&ctx, nsid, req).await;
     }
-    let method = methods::find(nsid).ok_or_else(|| XrpcError::not_implemented(nsid))?;
+    // A method atbox does not serve goes to the default AppView, as the reference's
+    // catch-all does (new app.bsky/chat methods work the day the AppView has them).
+    let Some(method) = methods::find(nsid) else {
+        if ctx.config.appview_url.is_some() {
+            return proxy::forward(&ctx, nsid, req).await;
+        }
+        return Err(XrpcError::not_implemented(nsid));
+    };
     if let Some(limit) = method.limit {
         ctx.check_limit(ctx.limits.for_method(limit), &client_ip)?;
     }

@@ -25,11 +25,14 @@ const SERVED_LOCALLY: &[&str] = &[
     "app.bsky.actor.getPreferences",
     "app.bsky.actor.putPreferences",
 ];
+/// Request headers passed on (and every `x-atproto-*` one).
 const REQUEST_HEADERS: &[&str] = &[
     "accept-language",
     "atproto-accept-labelers",
     "content-type",
     "if-none-match",
+    // Deprecated, still sent by the app (feed topics).
+    "x-bsky-topics",
 ];
 const RESPONSE_HEADERS: &[&str] = &[
     "content-type",
@@ -38,6 +41,7 @@ const RESPONSE_HEADERS: &[&str] = &[
     "atproto-repo-rev",
     "etag",
     "cache-control",
+    "retry-after",
 ];
 
 /// Whether a call goes to another service rather than being answered here.
@@ -110,9 +114,9 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
         url.push_str(q);
     }
     let mut out = state.outbound.client().request(req.method().clone(), &url);
-    for name in REQUEST_HEADERS {
-        if let Some(v) = req.headers().get(*name) {
-            out = out.header(*name, v);
+    for (name, value) in req.headers() {
+        if REQUEST_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-atproto-") {
+            out = out.header(name.as_str(), value.as_bytes());
         }
     }
     if let Some(session) = &session {

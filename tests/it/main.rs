@@ -36,6 +36,9 @@ mod server_http;
 // The security review's findings, each replayed (named after its finding).
 mod security;
 
+// What the Bluesky app and its services need (issue 15).
+mod app_compat;
+
 // A real server and real peers: official clients, relays, AppViews, a second box.
 mod federation;
 mod firehose_relay;

@@ -1,0 +1,99 @@
+//! What the Bluesky app and the services behind it need from a PDS beyond the basic
+//! calls (issue 15), driven as they drive it, against stand-ins on 127.0.0.1.
+
+use crate::common;
+use common::api::{assert_xrpc_error, Api};
+use common::server::{start_atbox, start_plc};
+use serde_json::json;
+
+/// A method atbox does not serve reaches the default AppView (with the app's headers),
+/// as the reference's catch-all sends it, instead of a 501.
+#[tokio::test]
+async fn unknown_methods_reach_the_appview_with_the_apps_headers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let appview = format!("http://{}", listener.local_addr().unwrap());
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16384];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let _ = seen_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let body = r#"{"answeredBy":"appview"}"#;
+            let _ = s
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nretry-after: 7\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+    let plc = start_plc();
+    let atbox = start_atbox(
+        &plc.url,
+        &[
+            ("ATBOX_APPVIEW_URL", appview.as_str()),
+            ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
+            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let api = Api::new(&atbox);
+    let (_, token, _) = api.account("app.test").await;
+    let res = api
+        .http
+        .get(format!(
+            "{}/xrpc/com.atproto.unspecced.somethingNew?x=1",
+            api.base
+        ))
+        .bearer_auth(&token)
+        .header("x-bsky-topics", "cats")
+        .header("x-atproto-example", "yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["retry-after"], "7");
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["answeredBy"], "appview");
+    let request = seen_rx.recv().await.unwrap().to_ascii_lowercase();
+    assert!(
+        request.starts_with("get /xrpc/com.atproto.unspecced.somethingnew?x=1"),
+        "{request}"
+    );
+    assert!(request.contains("x-bsky-topics: cats"), "{request}");
+    assert!(request.contains("x-atproto-example: yes"), "{request}");
+    assert!(
+        request.contains("authorization: bearer "),
+        "a service token: {request}"
+    );
+}
+
+/// A record over 1 MiB of DAG-CBOR is refused with 413 and the repo is untouched.
+#[tokio::test]
+async fn a_record_over_one_mebibyte_is_refused() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (did, token, _) = api.account("big.test").await;
+    let (_, before) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+    // Many small strings: each is within the lexicon's limits, the whole is not.
+    let filler: Vec<String> = (0..12_000).map(|i| format!("{i:0>90}")).collect();
+    let record = json!({"$type": "com.example.big", "items": filler});
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&token),
+            json!({"repo": did, "collection": "com.example.big", "record": record}),
+        )
+        .await;
+    assert_xrpc_error(s, &v, 413, "PayloadTooLarge");
+    let (_, after) = api
+        .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
+        .await;
+    assert_eq!(before, after, "the repo did not move");
+}
