@@ -10,7 +10,7 @@ use crate::identity::DidDocument;
 use crate::storage::accounts::{self as db, Account, AccountStatus, AppPassword};
 use crate::syntax::Datetime;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A new access/refresh token pair for `did`, with the refresh token recorded.
 pub async fn issue(
@@ -253,7 +253,7 @@ pub async fn create_app_password(
     session: &Session,
     name: &str,
     privileged: bool,
-) -> XrpcResult<Value> {
+) -> XrpcResult<NewAppPassword> {
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(XrpcError::invalid_request(
@@ -291,23 +291,55 @@ pub async fn create_app_password(
             Ok(())
         })
         .await?;
-    Ok(
-        json!({ "name": name, "password": secret, "createdAt": created_at, "privileged": privileged }),
-    )
+    Ok(NewAppPassword {
+        name,
+        password: secret,
+        created_at,
+        privileged,
+    })
+}
+
+/// A new app password: the only time its secret is shown (createAppPassword).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAppPassword {
+    pub name: String,
+    pub password: String,
+    pub created_at: String,
+    pub privileged: bool,
+}
+
+/// An app password as listed (no secret).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppPasswordView {
+    pub name: String,
+    pub created_at: String,
+    pub privileged: bool,
+}
+
+/// listAppPasswords' output.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppPasswords {
+    pub passwords: Vec<AppPasswordView>,
 }
 
 /// com.atproto.server.listAppPasswords
-pub async fn list_app_passwords(state: &AppState, session: &Session) -> XrpcResult<Value> {
+pub async fn list_app_passwords(state: &AppState, session: &Session) -> XrpcResult<AppPasswords> {
     let did = session.did.clone();
     let list = state
         .storage
         .read(move |conn| Ok::<_, XrpcError>(db::app_passwords(conn, &did)?))
         .await?;
-    let passwords: Vec<Value> = list
-        .iter()
-        .map(|p| json!({ "name": p.name, "createdAt": p.created_at, "privileged": p.privileged }))
+    let passwords = list
+        .into_iter()
+        .map(|p| AppPasswordView {
+            name: p.name,
+            created_at: p.created_at,
+            privileged: p.privileged,
+        })
         .collect();
-    Ok(json!({ "passwords": passwords }))
+    Ok(AppPasswords { passwords })
 }
 
 /// com.atproto.server.revokeAppPassword (also revokes its sessions' refresh tokens).
@@ -333,7 +365,7 @@ pub async fn get_service_auth(
     aud: &str,
     exp: Option<i64>,
     lxm: Option<&str>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<ServiceToken> {
     crate::syntax::Did::new(aud.split('#').next().unwrap_or(aud))
         .map_err(|_| XrpcError::invalid_request("aud must be a DID"))?;
     if let Some(lxm) = lxm {
@@ -377,5 +409,13 @@ pub async fn get_service_auth(
     if let Some(lxm) = lxm {
         claims["lxm"] = json!(lxm);
     }
-    Ok(json!({ "token": crate::auth::service_jwt::sign(&key, &claims) }))
+    Ok(ServiceToken {
+        token: crate::auth::service_jwt::sign(&key, &claims),
+    })
+}
+
+/// getServiceAuth's output.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceToken {
+    pub token: String,
 }

@@ -10,6 +10,7 @@ use crate::repo::Mst;
 use crate::storage::accounts::{Account, AccountStatus};
 use crate::storage::{blobs, repos};
 use crate::syntax::Did;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// The account's DID document as the world sees it, or (if that cannot be fetched)
@@ -148,7 +149,7 @@ impl std::io::Write for ChunkSender {
 }
 
 /// com.atproto.sync.getLatestCommit
-pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<Value> {
+pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<LatestCommit> {
     let account = state.active_repo(did).await?;
     let did = account.did.clone();
     let head = state
@@ -156,7 +157,17 @@ pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<Value> {
         .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &did)?))
         .await?;
     let head = head.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
-    Ok(json!({ "cid": head.commit.to_string(), "rev": head.rev.as_str() }))
+    Ok(LatestCommit {
+        cid: head.commit.to_string(),
+        rev: head.rev.as_str().to_owned(),
+    })
+}
+
+/// A repo's current commit (getLatestCommit).
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestCommit {
+    pub cid: String,
+    pub rev: String,
 }
 
 /// com.atproto.sync.getRecord: a CAR proving a record's presence (or absence): the
@@ -305,27 +316,59 @@ pub async fn blob(
     Ok((state.storage.blobs.path(&account.did, &cid), mime, size))
 }
 
-fn status_fields(account: &Account, v: &mut Value) {
-    v["active"] = json!(account.status == AccountStatus::Active);
-    if account.status != AccountStatus::Active {
-        v["status"] = json!(account.status.as_str());
+/// A repo's hosting status, as getRepoStatus and listRepos show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoStatus {
+    pub did: String,
+    /// The current commit (listRepos).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The current revision (absent for an inactive repo in getRepoStatus).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
+    pub active: bool,
+    /// Why it is not active (`deactivated`, `takendown`); absent when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+}
+
+impl RepoStatus {
+    fn of(did: String, account: Option<&Account>) -> RepoStatus {
+        // A repo with no account row is listed as active (as before: nothing says else).
+        let status = account.map_or(AccountStatus::Active, |a| a.status);
+        let active = status == AccountStatus::Active;
+        RepoStatus {
+            did,
+            head: None,
+            rev: None,
+            active,
+            status: (!active).then(|| status.as_str()),
+        }
     }
 }
 
 /// com.atproto.sync.getRepoStatus
-pub async fn repo_status(state: &AppState, did: &str) -> XrpcResult<Value> {
+pub async fn repo_status(state: &AppState, did: &str) -> XrpcResult<RepoStatus> {
     let account = state.repo_account(did).await?;
     let d = account.did.clone();
     let head = state
         .storage
         .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &d)?))
         .await?;
-    let mut v = json!({ "did": account.did });
-    status_fields(&account, &mut v);
+    let mut out = RepoStatus::of(account.did.clone(), Some(&account));
     if let (Some(head), AccountStatus::Active) = (head, account.status) {
-        v["rev"] = json!(head.rev.as_str());
+        out.rev = Some(head.rev.as_str().to_owned());
     }
-    Ok(v)
+    Ok(out)
+}
+
+/// A page of com.atproto.sync.listRepos.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoPage {
+    pub repos: Vec<RepoStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// com.atproto.sync.listRepos
@@ -333,7 +376,7 @@ pub async fn list_repos(
     state: &AppState,
     limit: usize,
     cursor: Option<String>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<RepoPage> {
     let rows = state
         .storage
         .read(move |conn| {
@@ -346,22 +389,16 @@ pub async fn list_repos(
             Ok::<_, XrpcError>(out)
         })
         .await?;
-    let repos: Vec<Value> = rows
-        .iter()
-        .map(|(did, head, account)| {
-            let mut v =
-                json!({ "did": did, "head": head.commit.to_string(), "rev": head.rev.as_str() });
-            if let Some(a) = account {
-                status_fields(a, &mut v);
-            }
-            v
+    let cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|(did, _, _)| did.clone()))
+        .flatten();
+    let repos = rows
+        .into_iter()
+        .map(|(did, head, account)| RepoStatus {
+            head: Some(head.commit.to_string()),
+            rev: Some(head.rev.as_str().to_owned()),
+            ..RepoStatus::of(did, account.as_ref())
         })
         .collect();
-    let mut out = json!({ "repos": repos });
-    if rows.len() == limit {
-        if let Some((did, _, _)) = rows.last() {
-            out["cursor"] = json!(did);
-        }
-    }
-    Ok(out)
+    Ok(RepoPage { repos, cursor })
 }

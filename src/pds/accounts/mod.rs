@@ -37,18 +37,32 @@ use crate::storage::accounts::{self as db, Account, AccountStatus};
 use crate::storage::repos;
 use crate::syntax::{Datetime, Did, Handle};
 use serde::Serialize;
-use serde_json::{json, Value};
 
 /// com.atproto.server.describeServer
-pub fn describe_server(state: &AppState) -> Value {
-    json!({
-        "did": state.config.service_did(),
-        "availableUserDomains": state.config.handle_domains,
-        "inviteCodeRequired": state.config.invite_required,
-        "phoneVerificationRequired": false,
-        "links": {},
-    })
+pub fn describe_server(state: &AppState) -> DescribeServer {
+    DescribeServer {
+        did: state.config.service_did(),
+        available_user_domains: state.config.handle_domains.clone(),
+        invite_code_required: state.config.invite_required,
+        phone_verification_required: false,
+        links: Links {},
+    }
 }
+
+/// What com.atproto.server.describeServer answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServer {
+    pub did: String,
+    pub available_user_domains: Vec<String>,
+    pub invite_code_required: bool,
+    pub phone_verification_required: bool,
+    pub links: Links,
+}
+
+/// The server's policy links (none: a home box has no terms of service page).
+#[derive(Debug, Clone, Serialize)]
+pub struct Links {}
 
 /// The input of createAccount.
 #[derive(Debug, Default, serde::Deserialize)]

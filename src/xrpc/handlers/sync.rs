@@ -30,7 +30,7 @@ pub async fn latest_commit(c: Call) -> XrpcResult<Response> {
 pub async fn head(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let latest = sync::latest_commit(&c.ctx, p.required("did")?).await?;
-    json(serde_json::json!({ "root": latest["cid"] }))
+    json(serde_json::json!({ "root": latest.cid }))
 }
 
 /// com.atproto.sync.getCheckout, deprecated for getRepo: the whole repo as a CAR.
