@@ -1,15 +1,22 @@
 //! Exporting a repo's blocks (getRepo, getCheckout) in the order they are stored: the
 //! repo's block locations are taken from the index once, sorted by row, and each row is
 //! read and inflated once, however many commits built the repo. Memory is the sorted
-//! list of locations (48 bytes a block) and one row at a time; nothing else is held.
+//! list of locations (16 bytes a block: a block's CID is its bytes' hash, computed as it
+//! goes out) and one row at a time.
+//!
+//! A compaction may rewrite rows while an export runs. It only ever moves live blocks
+//! into *new* rows (higher ids than any before), so when a row the export reaches is
+//! gone, the export takes the current locations of the rows from there on again: the
+//! moved blocks are among them. A block can then go out twice (harmless: a CAR reader
+//! keeps one), never not at all.
 
-use super::{dag_cbor_cid, digest, read_row, Digest, RepoLog};
+use super::{digest, read_row, RepoLog};
 use crate::data::Cid;
 use crate::storage::StorageError;
 use rusqlite::Connection;
 
-/// Where one block is: its row, offset and length, and its hash.
-type Place = (i64, u32, u32, Digest);
+/// Where one block is: its row, offset and length.
+type Place = (i64, u32, u32);
 
 impl RepoLog {
     /// Calls `emit` with `first` (the commit), then every other live block of `did`
@@ -23,46 +30,65 @@ impl RepoLog {
         mut emit: impl FnMut(&Cid, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let first_digest = digest(first);
-        let mut places: Vec<Place> = {
-            let index = self.read_index();
-            index.repos.get(did).map_or_else(Vec::new, |repo| {
-                repo.iter()
-                    .filter(|(d, l)| since.is_none_or(|s| l.rev > s) && Some(**d) != first_digest)
-                    .map(|(d, l)| (l.row, l.off, l.len, *d))
-                    .collect()
-            })
-        };
-        places.sort_unstable_by_key(|(row, off, ..)| (*row, *off));
         if let Some(bytes) = self.get(conn, did, first)? {
             emit(first, &bytes)?;
         }
-        for group in places.chunk_by(|a, b| a.0 == b.0) {
-            let row_id = group[0].0;
-            match read_row(conn, row_id)? {
-                Some(row) => {
-                    for (_, off, len, d) in group {
-                        let bytes =
-                            row.get(*off as usize..(*off + *len) as usize)
-                                .ok_or_else(|| {
-                                    StorageError::Corrupt(format!(
-                                        "repo log row {row_id}: a block lies outside its row"
-                                    ))
-                                })?;
-                        emit(&dag_cbor_cid(d), bytes)?;
-                    }
+        let mut places = self.places(did, since, i64::MIN, first_digest);
+        let mut at = 0;
+        let mut looked_again = 0;
+        while at < places.len() {
+            let row_id = places[at].0;
+            let end = at + places[at..].iter().take_while(|p| p.0 == row_id).count();
+            let Some(row) = read_row(conn, row_id)? else {
+                // Compacted meanwhile: the blocks moved to newer rows; look again (the
+                // index follows the compaction's commit within moments).
+                looked_again += 1;
+                if looked_again > 50 {
+                    return Err(StorageError::Corrupt(format!(
+                        "repo log row {row_id} is indexed but not stored"
+                    ))
+                    .into());
                 }
-                // A compaction moved these blocks meanwhile: find each where it is now
-                // (a block that died meanwhile is no longer part of the repo).
-                None => {
-                    for (.., d) in group {
-                        let cid = dag_cbor_cid(d);
-                        if let Some(bytes) = self.get(conn, did, &cid)? {
-                            emit(&cid, &bytes)?;
-                        }
-                    }
-                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                places = self.places(did, since, row_id, first_digest);
+                at = 0;
+                continue;
+            };
+            for (_, off, len) in &places[at..end] {
+                let bytes = row
+                    .get(*off as usize..(*off + *len) as usize)
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "repo log row {row_id}: a block lies outside its row"
+                        ))
+                    })?;
+                emit(&crate::data::cid_for_cbor(bytes), bytes)?;
             }
+            at = end;
         }
         Ok(())
+    }
+
+    /// The locations of `did`'s live blocks in rows from `from_row` on (written after
+    /// `since`, when given), `skip` left out, sorted by row and offset.
+    fn places(
+        &self,
+        did: &str,
+        since: Option<u64>,
+        from_row: i64,
+        skip: Option<super::Digest>,
+    ) -> Vec<Place> {
+        let index = self.read_index();
+        let mut places: Vec<Place> = index.repos.get(did).map_or_else(Vec::new, |repo| {
+            repo.iter()
+                .filter(|(d, l)| {
+                    l.row >= from_row && since.is_none_or(|s| l.rev > s) && Some(**d) != skip
+                })
+                .map(|(_, l)| (l.row, l.off, l.len))
+                .collect()
+        });
+        drop(index);
+        places.sort_unstable();
+        places
     }
 }
