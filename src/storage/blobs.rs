@@ -203,6 +203,13 @@ pub fn blob_count(conn: &Connection, did: &str) -> Result<u64, StorageError> {
 }
 
 /// A blob's metadata: `(mime_type, size)`.
+/// How many distinct blobs the account's records refer to.
+pub fn referenced_blob_count(conn: &Connection, did: &str) -> Result<u64, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(DISTINCT blob_cid) FROM record_blob WHERE did = ?1")?
+        .query_row([did], |r| r.get::<_, i64>(0))? as u64)
+}
+
 pub fn blob_meta(
     conn: &Connection,
     did: &str,

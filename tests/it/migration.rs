@@ -72,10 +72,21 @@ async fn migrate(
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    // What migration tools watch: the record's blob is expected, and the DID does not
+    // point here yet.
+    let (_, st) = new
+        .api
+        .get_auth("com.atproto.server.checkAccountStatus", "", &token)
+        .await;
+    assert_eq!(st["expectedBlobs"], 1, "{st}");
+    assert_eq!(st["validDid"], false, "{st}");
     let (_, missing) = new
         .api
         .get_auth("com.atproto.repo.listMissingBlobs", "", &token)
         .await;
+    if !missing["blobs"].as_array().unwrap().is_empty() {
+        assert_eq!(st["importedBlobs"], 0, "nothing uploaded yet: {st}");
+    }
     for blob in missing["blobs"].as_array().unwrap() {
         let cid = blob["cid"].as_str().unwrap();
         let bytes = old
@@ -158,6 +169,15 @@ async fn migrate(
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    let (_, st) = new
+        .api
+        .get_auth("com.atproto.server.checkAccountStatus", "", &token)
+        .await;
+    assert_eq!(st["validDid"], true, "the DID now points here: {st}");
+    assert!(
+        st["importedBlobs"].as_u64() >= st["expectedBlobs"].as_u64(),
+        "{st}"
+    );
     let (s, _) = new
         .api
         .post(

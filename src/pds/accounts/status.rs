@@ -9,35 +9,74 @@ use crate::pds::AppState;
 use crate::storage::accounts::{self as db, AccountStatus};
 use crate::storage::repos;
 use crate::syntax::Datetime;
-use serde_json::{json, Value};
 
-/// com.atproto.server.checkAccountStatus
-pub async fn check_account_status(state: &AppState, session: &Session) -> XrpcResult<Value> {
+/// What com.atproto.server.checkAccountStatus answers: where a move here stands.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountStatusView {
+    pub activated: bool,
+    /// The DID document names this PDS and the account's signing key here.
+    pub valid_did: bool,
+    pub repo_commit: String,
+    pub repo_rev: String,
+    pub repo_blocks: u64,
+    pub indexed_records: u64,
+    pub private_state_values: u64,
+    /// Distinct blobs the records refer to, and blobs uploaded (the reference's counts).
+    pub expected_blobs: u64,
+    pub imported_blobs: u64,
+}
+
+/// com.atproto.server.checkAccountStatus: what is really here, as migration tools
+/// watch it (the reference's counts: blobs the records refer to against blobs stored;
+/// whether the DID document points here with this account's key).
+pub async fn check_account_status(
+    state: &AppState,
+    session: &Session,
+) -> XrpcResult<AccountStatusView> {
     let account = state.repo_account(&session.did).await?;
     let did = account.did.clone();
     let blocks = state.storage.log.block_count(&did);
-    let (head, records, blobs) = state
+    let (head, records, expected, imported) = state
         .storage
         .read(move |conn| {
             let head = repos::head(conn, &did)?;
             let records = repos::record_count(conn, &did)?;
-            let blobs =
-                crate::storage::blobs::list_blobs(conn, &did, None, usize::MAX >> 1, None)?.len();
-            Ok::<_, XrpcError>((head, records, blobs))
+            let expected = crate::storage::blobs::referenced_blob_count(conn, &did)?;
+            let imported = crate::storage::blobs::blob_count(conn, &did)?;
+            Ok::<_, XrpcError>((head, records, expected, imported))
         })
         .await?;
     let head = head.ok_or_else(|| XrpcError::internal("account has no repo"))?;
-    Ok(json!({
-        "activated": account.status == AccountStatus::Active,
-        "validDid": true,
-        "repoCommit": head.commit.to_string(),
-        "repoRev": head.rev.as_str(),
-        "repoBlocks": blocks,
-        "indexedRecords": records,
-        "privateStateValues": 0,
-        "expectedBlobs": blobs,
-        "importedBlobs": blobs,
-    }))
+    Ok(AccountStatusView {
+        activated: account.status == AccountStatus::Active,
+        valid_did: did_points_here(state, &account).await,
+        repo_commit: head.commit.to_string(),
+        repo_rev: head.rev.as_str().to_owned(),
+        repo_blocks: blocks as u64,
+        indexed_records: records,
+        private_state_values: 0,
+        expected_blobs: expected,
+        imported_blobs: imported,
+    })
+}
+
+/// Whether the account's DID document (as the world resolves it) names this PDS and
+/// the signing key this account has here.
+async fn did_points_here(state: &AppState, account: &crate::storage::accounts::Account) -> bool {
+    // A did:web this box serves is its own document: it points here by construction.
+    if crate::pds::sync::hosts_did_web(&state.config, &account.did) {
+        return true;
+    }
+    let Ok(did) = crate::syntax::Did::new(account.did.as_str()) else {
+        return false;
+    };
+    let Ok(doc) = state.resolver.resolve_did(&did).await else {
+        return false;
+    };
+    let key_here = crate::pds::signing_key(account).map(|k| k.public_key());
+    doc.pds_endpoint().as_deref() == Some(state.config.public_url.as_str())
+        && matches!((doc.signing_key(), key_here), (Some(theirs), Ok(ours)) if theirs == ours)
 }
 
 /// com.atproto.server.activateAccount / deactivateAccount
