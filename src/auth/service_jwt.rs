@@ -26,6 +26,21 @@ pub struct ServiceClaims {
 /// The longest lifetime a service token may claim.
 pub const MAX_LIFETIME_SECS: i64 = 60 * 60;
 
+/// Whether a bearer token is a service-auth JWT (signed with an atproto key) rather
+/// than one of this server's session tokens (HS256), and if so, who claims to issue it
+/// (unverified: it says whose key to check the signature with).
+pub fn service_issuer(token: &str) -> Option<String> {
+    let mut parts = token.split('.');
+    let (h, p) = (parts.next()?, parts.next()?);
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+    if !matches!(header["alg"].as_str(), Some("ES256K" | "ES256")) {
+        return None;
+    }
+    let claims: ServiceClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()?;
+    Some(claims.iss.split('#').next()?.to_owned())
+}
+
 /// Verifies signature, audience, method and expiry.
 pub fn verify(
     token: &str,

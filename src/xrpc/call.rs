@@ -6,9 +6,9 @@
 //! never gets a body read), then the account's status where the method declares it,
 //! as the reference PDS does (`AccountTakedown` / `AccountDeactivated`, 401).
 
-use crate::auth::credentials;
 use crate::auth::tokens::{Claims, Scope};
 use crate::auth::Session;
+use crate::auth::{credentials, service_jwt};
 use crate::error::{XrpcError, XrpcResult};
 use crate::http::Params;
 use crate::pds::Ctx;
@@ -30,6 +30,10 @@ pub enum Auth {
     Standard,
     /// The account password or a privileged app password.
     Privileged,
+    /// A session, or a service-auth token for this very method signed with the
+    /// account's current key (the video service uploading a processed video with the
+    /// token the app got from getServiceAuth).
+    StandardOrService,
     /// The account password only (account settings, app passwords, migration out).
     Full,
     /// A refresh token (refreshSession, deleteSession).
@@ -154,8 +158,19 @@ impl Call {
     }
 }
 
-/// Verifies the credentials `auth` asks for.
-pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap, client_ip: &str) -> XrpcResult<Caller> {
+/// Verifies the credentials `auth` asks for (`nsid`: the method called).
+pub async fn verify(
+    ctx: &Ctx,
+    auth: Auth,
+    nsid: &str,
+    headers: &HeaderMap,
+    client_ip: &str,
+) -> XrpcResult<Caller> {
+    if auth == Auth::StandardOrService {
+        if let Some(issuer) = credentials::bearer(headers).and_then(service_jwt::service_issuer) {
+            return service_caller(ctx, nsid, headers, &issuer).await;
+        }
+    }
     let user = |s: Session| Ok(Caller::User(s));
     match auth {
         Auth::None | Auth::ServiceOptional => Ok(Caller::Anonymous),
@@ -166,7 +181,9 @@ pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap, client_ip: &str) -> Xr
             Ok(credentials::optional_access(&ctx.tokens, headers)?
                 .map_or(Caller::Anonymous, Caller::User))
         }
-        Auth::Standard => user(credentials::access(&ctx.tokens, headers)?),
+        Auth::Standard | Auth::StandardOrService => {
+            user(credentials::access(&ctx.tokens, headers)?)
+        }
         Auth::Privileged => {
             let s = credentials::access(&ctx.tokens, headers)?;
             if s.scope == Scope::AppPass {
@@ -185,6 +202,35 @@ pub fn verify(ctx: &Ctx, auth: Auth, headers: &HeaderMap, client_ip: &str) -> Xr
         Auth::Refresh => Ok(Caller::Refresh(credentials::refresh(&ctx.tokens, headers)?)),
         Auth::Admin => admin(ctx, headers, client_ip),
     }
+}
+
+/// A service-auth token for `nsid`, as the reference checks it: signed with the
+/// current signing key of `issuer` (an account here), `aud` this server, `lxm` the
+/// method, not expired, at most an hour long, used once. The caller then acts as that
+/// account for this one call, with no more rights than an app password.
+async fn service_caller(
+    ctx: &Ctx,
+    nsid: &str,
+    headers: &HeaderMap,
+    issuer: &str,
+) -> XrpcResult<Caller> {
+    let refused =
+        |why: String| XrpcError::auth_required(format!("service-auth token refused: {why}"));
+    let token = credentials::bearer(headers).unwrap_or_default();
+    let account = ctx
+        .find_account(issuer)
+        .await?
+        .filter(|a| a.did == issuer)
+        .ok_or_else(|| refused(format!("{issuer} has no account here")))?;
+    let key = crate::pds::signing_key(&account)?.public_key();
+    let now = crate::storage::unix_now();
+    let claims = service_jwt::verify(token, &key, &ctx.config.service_did(), nsid, now)
+        .and_then(|claims| ctx.service_jtis.first_use(&claims, now).map(|()| claims))
+        .map_err(refused)?;
+    Ok(Caller::User(Session {
+        did: claims.iss.split('#').next().unwrap_or(issuer).to_owned(),
+        scope: Scope::AppPass,
+    }))
 }
 
 /// The admin's basic auth, rate-limited per address, with a budget of wrong passwords

@@ -110,7 +110,7 @@ pub static METHODS: &[Method] = &[
     m!(Query, "com.atproto.repo.listRecords", None, Any, repo::list_records),
     m!(Query, "com.atproto.repo.describeRepo", None, Any, repo::describe_repo),
     m!(Query, "com.atproto.repo.listMissingBlobs", Standard, Any, repo::list_missing_blobs),
-    m!(Stream, "com.atproto.repo.uploadBlob", Standard, Takedown, repo::upload_blob),
+    m!(Stream, "com.atproto.repo.uploadBlob", StandardOrService, Takedown, repo::upload_blob),
     m!(Stream, "com.atproto.repo.importRepo", Full, Takedown, repo::import_repo),
     // com.atproto.sync: what relays and other services read.
     m!(Query, "com.atproto.sync.getRepo", Optional, Any, sync::get_repo),

@@ -117,7 +117,7 @@ async fn dispatch(ctx: Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Respon
     if let Some(limit) = method.limit {
         ctx.check_limit(ctx.limits.for_method(limit), &client_ip)?;
     }
-    let caller = call::verify(&ctx, method.auth, req.headers(), &client_ip)?;
+    let caller = call::verify(&ctx, method.auth, nsid, req.headers(), &client_ip).await?;
     call::check_status(&ctx, method.status, &caller).await?;
     let (parts, body) = req.into_parts();
     let input = match method.kind {

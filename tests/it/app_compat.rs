@@ -97,3 +97,60 @@ async fn a_record_over_one_mebibyte_is_refused() {
         .await;
     assert_eq!(before, after, "the repo did not move");
 }
+
+/// Posting a video: the app asks getServiceAuth for a token (`aud` this PDS, `lxm`
+/// uploadBlob), the video service uploads the processed video with it. The token is
+/// good for that method, this server and once; others are refused.
+#[tokio::test]
+async fn the_video_service_uploads_with_the_apps_service_token() {
+    let plc = start_plc();
+    let atbox = start_atbox(&plc.url, &[]);
+    let api = Api::new(&atbox);
+    let (_, token, _) = api.account("video.test").await;
+    let (_, desc) = api.get("com.atproto.server.describeServer", "").await;
+    let service_did = desc["did"].as_str().unwrap().to_owned();
+    let exp = atbox::storage::unix_now() + 30 * 60;
+    let mint = |aud: String, lxm: &'static str| {
+        let (api, token) = (&api, token.clone());
+        async move {
+            let (s, v) = api
+                .get_auth(
+                    "com.atproto.server.getServiceAuth",
+                    &format!("aud={aud}&lxm={lxm}&exp={exp}"),
+                    &token,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            v["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let video = [b"\x00\x00\x00\x18ftypmp42".to_vec(), vec![9u8; 4000]].concat();
+    let upload = |service_token: String| {
+        let (api, video) = (&api, video.clone());
+        async move {
+            api.post_bytes(
+                "com.atproto.repo.uploadBlob",
+                &service_token,
+                "video/mp4",
+                video,
+            )
+            .await
+        }
+    };
+    let good = mint(service_did.clone(), "com.atproto.repo.uploadBlob").await;
+    let (s, v) = upload(good.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["blob"]["mimeType"], "video/mp4", "{v}");
+    let (s, v) = upload(good).await;
+    assert_xrpc_error(s, &v, 401, "AuthRequired");
+    let wrong_method = mint(service_did.clone(), "com.atproto.repo.createRecord").await;
+    let (s, v) = upload(wrong_method).await;
+    assert_xrpc_error(s, &v, 401, "AuthRequired");
+    let wrong_audience = mint(
+        "did:web:video.example".to_owned(),
+        "com.atproto.repo.uploadBlob",
+    )
+    .await;
+    let (s, v) = upload(wrong_audience).await;
+    assert_xrpc_error(s, &v, 401, "AuthRequired");
+}
