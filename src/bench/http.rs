@@ -144,13 +144,12 @@ impl Drop for Server {
     }
 }
 
-/// Runs one whole-server benchmark with its data in `dir`.
-pub async fn http(
+/// Seeds one account in `dir`, starts `atbox serve` on it (this binary, on a free
+/// loopback port), waits until it answers and logs in: the server, a client, the base
+/// URL, the account's DID and an access token.
+async fn start_server(
     dir: &Path,
-    records: usize,
-    concurrency: usize,
-    export_runs: usize,
-) -> anyhow::Result<HttpReport> {
+) -> anyhow::Result<(Server, reqwest::Client, String, String, String)> {
     let password = "bench-password-1";
     let did = seed_account(dir, Some(password)).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -168,7 +167,6 @@ pub async fn http(
         .stdout(Stdio::null())
         .spawn()?;
     let server = Server(child);
-    let pid = server.0.id();
     let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
@@ -197,6 +195,18 @@ pub async fn http(
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("no access token: {session}"))?
         .to_owned();
+    Ok((server, client, base, did, token))
+}
+
+/// Runs one whole-server benchmark with its data in `dir`.
+pub async fn http(
+    dir: &Path,
+    records: usize,
+    concurrency: usize,
+    export_runs: usize,
+) -> anyhow::Result<HttpReport> {
+    let (server, client, base, did, token) = start_server(dir).await?;
+    let pid = server.0.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_kib = status_kib(pid, "VmRSS");
 

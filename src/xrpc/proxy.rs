@@ -100,13 +100,101 @@ fn check_endpoint(state: &AppState, endpoint: &str) -> XrpcResult<()> {
     Ok(())
 }
 
+/// Methods whose body names the service they are for (`serviceDid`).
+const PUSH_METHODS: &[&str] = &[
+    "app.bsky.notification.registerPush",
+    "app.bsky.notification.unregisterPush",
+];
+
+/// Where a push registration goes: to the AppView when its `serviceDid` is the
+/// AppView's, else to that DID's `#bsky_notif` service (`None`: the usual target).
+async fn push_target(state: &AppState, body: &[u8]) -> XrpcResult<Option<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Push {
+        service_did: String,
+    }
+    let push: Push = serde_json::from_slice(body)
+        .map_err(|e| XrpcError::invalid_request(format!("Invalid request body: {e}")))?;
+    if state.config.appview_did.as_deref() == Some(push.service_did.as_str()) {
+        return Ok(None);
+    }
+    let did = Did::new(push.service_did.as_str())
+        .map_err(|e| XrpcError::invalid_request(format!("serviceDid: {e}")))?;
+    let doc = state.resolver.resolve_did(&did).await.map_err(|e| {
+        XrpcError::invalid_request(format!("could not resolve the push service: {e}"))
+    })?;
+    let endpoint = doc
+        .service_endpoint("#bsky_notif")
+        .ok_or_else(|| XrpcError::invalid_request(format!("{did} has no #bsky_notif service")))?;
+    Ok(Some((push.service_did, endpoint)))
+}
+
+/// The service token's `aud` and `lxm`: the service called and the method, except for
+/// getFeed, whose token the AppView hands on to the feed generator: `aud` the
+/// generator's DID (from its record, read through the AppView) and `lxm`
+/// getFeedSkeleton, as the reference signs it. A generator that cannot be read keeps
+/// the usual token (the AppView then answers for itself).
+async fn token_audience(
+    state: &AppState,
+    nsid: &str,
+    query: Option<&str>,
+    service_did: &str,
+    endpoint: &str,
+) -> (String, String) {
+    if nsid == "app.bsky.feed.getFeed" {
+        let feed = crate::http::Params::parse(query)
+            .get("feed")
+            .map(str::to_owned);
+        if let Some(generator) = feed_generator_did(state, endpoint, feed.as_deref()).await {
+            return (generator, "app.bsky.feed.getFeedSkeleton".to_owned());
+        }
+    }
+    (service_did.to_owned(), nsid.to_owned())
+}
+
+/// The DID of the feed generator a feed's record names (`app.bsky.feed.generator`'s
+/// `did`), read with com.atproto.repo.getRecord from the AppView.
+async fn feed_generator_did(
+    state: &AppState,
+    endpoint: &str,
+    feed: Option<&str>,
+) -> Option<String> {
+    let uri = crate::syntax::AtUri::new(feed?).ok()?;
+    let url = format!(
+        "{endpoint}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey={}",
+        uri.authority,
+        uri.collection?.as_str(),
+        uri.rkey?.as_str()
+    );
+    let body = state
+        .outbound
+        .get_capped(&url, 64 * 1024, std::time::Duration::from_secs(5))
+        .await
+        .ok()?;
+    let record: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let did = record["value"]["did"].as_str()?;
+    Did::new(did).ok().map(|d| d.to_string())
+}
+
 /// Forwards the call and relays the answer.
-pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcResult<Response> {
+pub async fn forward(state: &AppState, nsid: &str, mut req: Request<Body>) -> XrpcResult<Response> {
     if crate::auth::methods::is_protected(nsid) {
         return Err(XrpcError::named("InvalidToken", "Bad token method"));
     }
     let session = crate::auth::credentials::optional_access(&state.tokens, req.headers())?;
-    let (service_did, endpoint) = target(state, req.headers()).await?;
+    let (mut service_did, mut endpoint) = target(state, req.headers()).await?;
+    // Push registration names its own service (its DID in the body).
+    let mut push_body = None;
+    if PUSH_METHODS.contains(&nsid) && req.method() == axum::http::Method::POST {
+        let (parts, body) = req.into_parts();
+        let bytes = super::handlers::read_limited(body, 64 * 1024).await?;
+        if let Some((did, url)) = push_target(state, &bytes).await? {
+            (service_did, endpoint) = (did, url);
+        }
+        push_body = Some(bytes);
+        req = Request::from_parts(parts, Body::empty());
+    }
     check_endpoint(state, &endpoint)?;
     let mut url = format!("{endpoint}/xrpc/{nsid}");
     if let Some(q) = req.uri().query() {
@@ -129,17 +217,21 @@ pub async fn forward(state: &AppState, nsid: &str, req: Request<Body>) -> XrpcRe
         let account = state.repo_account(&session.did).await?;
         let key = signing_key(&account)?;
         let now = unix_now();
+        let (aud, lxm) =
+            token_audience(state, nsid, req.uri().query(), &service_did, &endpoint).await;
         let claims = json!({
             "iss": account.did,
-            "aud": service_did,
-            "lxm": nsid,
+            "aud": aud,
+            "lxm": lxm,
             "iat": now,
             "exp": now + 60,
             "jti": format!("{:032x}", rand::random::<u128>()),
         });
         out = out.bearer_auth(crate::auth::service_jwt::sign(&key, &claims));
     }
-    if req.method() == axum::http::Method::POST {
+    if let Some(bytes) = push_body {
+        out = out.body(bytes);
+    } else if req.method() == axum::http::Method::POST {
         out = out.body(reqwest::Body::wrap_stream(capped(
             req.into_body(),
             MAX_PROXY_BODY,

@@ -154,3 +154,135 @@ async fn the_video_service_uploads_with_the_apps_service_token() {
     let (s, v) = upload(wrong_audience).await;
     assert_xrpc_error(s, &v, 401, "AuthRequired");
 }
+
+/// A stand-in AppView on 127.0.0.1: answers getRecord with a feed generator record
+/// naming `did:web:feedgen.example`, everything else with `{}`, and hands back each
+/// request it saw.
+async fn stand_in_appview() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let request = read_request(&mut s).await;
+                let body = if request.starts_with("GET /xrpc/com.atproto.repo.getRecord") {
+                    r#"{"uri":"at://did:plc:feedowner/app.bsky.feed.generator/cats","value":{"$type":"app.bsky.feed.generator","did":"did:web:feedgen.example","displayName":"Cats"}}"#
+                } else {
+                    r#"{"feed":[]}"#
+                };
+                let _ = seen_tx.send(request);
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    (url, seen_rx)
+}
+
+/// One whole HTTP/1.1 request (head and `content-length` body) as text.
+async fn read_request(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The claims of the bearer service token in a raw request.
+fn token_claims(request: &str) -> serde_json::Value {
+    use base64::Engine;
+    let line = request
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization: bearer "))
+        .expect("a service token");
+    let token = &line["authorization: bearer ".len()..];
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A personalised custom feed: getFeed goes to the AppView with a token for the feed
+/// generator (`aud` its DID, from its record; `lxm` getFeedSkeleton), which the AppView
+/// hands on; push registration's token is for the push service's DID.
+#[tokio::test]
+async fn feeds_and_push_get_tokens_for_the_services_behind_the_appview() {
+    let (appview, mut seen) = stand_in_appview().await;
+    let plc = start_plc();
+    let atbox = start_atbox(
+        &plc.url,
+        &[
+            ("ATBOX_APPVIEW_URL", appview.as_str()),
+            ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
+            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let api = Api::new(&atbox);
+    let (_, token, _) = api.account("feeds.test").await;
+    let feed = "at://did:plc:feedowner/app.bsky.feed.generator/cats";
+    let (s, v) = api
+        .get_auth("app.bsky.feed.getFeed", &format!("feed={feed}"), &token)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut get_feed = None;
+    while let Ok(request) = seen.try_recv() {
+        if request.starts_with("GET /xrpc/app.bsky.feed.getFeed") {
+            get_feed = Some(request);
+        }
+    }
+    let claims = token_claims(&get_feed.expect("getFeed reached the AppView"));
+    assert_eq!(claims["aud"], "did:web:feedgen.example", "{claims}");
+    assert_eq!(claims["lxm"], "app.bsky.feed.getFeedSkeleton", "{claims}");
+
+    let (s, v) = api
+        .post(
+            "app.bsky.notification.registerPush",
+            Some(&token),
+            json!({"serviceDid": "did:web:appview.example", "token": "device", "platform": "ios", "appId": "xyz.blueskyweb.app"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let request = seen.recv().await.unwrap();
+    assert!(
+        request.contains("\"serviceDid\""),
+        "the body went on: {request}"
+    );
+    let claims = token_claims(&request);
+    assert_eq!(claims["aud"], "did:web:appview.example", "{claims}");
+    assert_eq!(
+        claims["lxm"], "app.bsky.notification.registerPush",
+        "{claims}"
+    );
+}

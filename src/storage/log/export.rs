@@ -10,7 +10,8 @@
 //! moved blocks are among them. A block can then go out twice (harmless: a CAR reader
 //! keeps one), never not at all.
 
-use super::{digest, read_row, RepoLog};
+use super::row::read_row;
+use super::{digest, RepoLog};
 use crate::data::Cid;
 use crate::storage::StorageError;
 use rusqlite::Connection;

@@ -35,13 +35,14 @@ mod row;
 
 pub(super) use compact::import_legacy_tables;
 use row::{
-    corrupt, entry_blocks, inflate, insert_row, parse_row, RowBuilder, ROW_TARGET, TAG_EVENT,
+    corrupt, entry_blocks, inflate, insert_row, parse_row, read_row, RowBuilder, ROW_TARGET,
+    TAG_EVENT,
 };
 
 use super::StorageError;
 use crate::data::Cid;
 use crate::repo::{BlockStore, RepoError};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -576,15 +577,6 @@ impl RepoLog {
         }
         Ok(())
     }
-}
-
-/// A row read from the database and inflated (no cache); `None` if it is gone.
-fn read_row(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, StorageError> {
-    let stored: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT data FROM repo_log WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    stored.map(|s| inflate(id, &s)).transpose()
 }
 
 fn dag_cbor_cid(d: &Digest) -> Cid {

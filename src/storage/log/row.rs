@@ -8,7 +8,7 @@ use super::{digest, Digest};
 use crate::data::Cid;
 use crate::repo::car::{push_section, section_ranges, sections_start};
 use crate::storage::StorageError;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
@@ -42,6 +42,15 @@ fn deflate(row: &[u8]) -> Vec<u8> {
             out.reserve(out.len().max(4096));
         }
     })
+}
+
+/// A row read from the database and inflated (no cache); `None` if it is gone.
+pub(super) fn read_row(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, StorageError> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM repo_log WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    stored.map(|s| inflate(id, &s)).transpose()
 }
 
 pub(super) fn inflate(id: i64, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
