@@ -474,7 +474,7 @@ pub async fn get_record(
     collection: &str,
     rkey: &str,
     cid: Option<&str>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<RecordView> {
     let account = state.active_repo(repo).await?;
     let (did, c, r) = (account.did.clone(), collection.to_owned(), rkey.to_owned());
     let log = state.storage.log.clone();
@@ -497,11 +497,38 @@ pub async fn get_record(
     }
     let value = decode_cbor(&bytes)
         .map_err(|e| XrpcError::internal(format!("stored record is unreadable: {e}")))?;
-    Ok(json!({
-        "uri": format!("at://{}/{collection}/{rkey}", account.did),
-        "cid": record_cid.to_string(),
-        "value": ipld_to_json(&value),
-    }))
+    Ok(RecordView {
+        uri: format!("at://{}/{collection}/{rkey}", account.did),
+        cid: record_cid.to_string(),
+        value: ipld_to_json(&value),
+    })
+}
+
+/// A record as getRecord and listRecords show it: its URI, CID and value as JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordView {
+    pub uri: String,
+    pub cid: String,
+    pub value: Value,
+}
+
+/// A page of listRecords.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordPage {
+    pub records: Vec<RecordView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// What describeRepo answers.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoDescription {
+    pub handle: String,
+    pub did: String,
+    pub did_doc: crate::identity::DidDocument,
+    pub collections: Vec<String>,
+    pub handle_is_correct: bool,
 }
 
 /// com.atproto.repo.listRecords
@@ -512,7 +539,7 @@ pub async fn list_records(
     limit: usize,
     cursor: Option<String>,
     reverse: bool,
-) -> XrpcResult<Value> {
+) -> XrpcResult<RecordPage> {
     let account = state.active_repo(repo).await?;
     Nsid::new(collection)?;
     let (did, c) = (account.did.clone(), collection.to_owned());
@@ -534,22 +561,24 @@ pub async fn list_records(
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|(rkey, _, _)| rkey.clone()))
         .flatten();
-    let records: Vec<Value> = rows
+    let records = rows
         .into_iter()
-        .map(|(rkey, cid, bytes)| {
-            let value = decode_cbor(&bytes).map(|v| ipld_to_json(&v)).unwrap_or(Value::Null);
-            json!({ "uri": format!("at://{}/{collection}/{rkey}", account.did), "cid": cid.to_string(), "value": value })
+        .map(|(rkey, cid, bytes)| RecordView {
+            uri: format!("at://{}/{collection}/{rkey}", account.did),
+            cid: cid.to_string(),
+            value: decode_cbor(&bytes)
+                .map(|v| ipld_to_json(&v))
+                .unwrap_or(Value::Null),
         })
         .collect();
-    let mut out = json!({ "records": records });
-    if let Some(cursor) = next {
-        out["cursor"] = json!(cursor);
-    }
-    Ok(out)
+    Ok(RecordPage {
+        records,
+        cursor: next,
+    })
 }
 
 /// com.atproto.repo.describeRepo
-pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<Value> {
+pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<RepoDescription> {
     let account = state.active_repo(repo).await?;
     let did = account.did.clone();
     let collections = state
@@ -558,11 +587,11 @@ pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<Value> {
         .await?;
     let doc = super::sync::did_document(state, &account).await;
     let handle_is_correct = doc.handle().as_deref() == Some(account.handle.as_str());
-    Ok(json!({
-        "handle": account.handle,
-        "did": account.did,
-        "didDoc": doc,
-        "collections": collections,
-        "handleIsCorrect": handle_is_correct,
-    }))
+    Ok(RepoDescription {
+        handle: account.handle,
+        did: account.did,
+        did_doc: doc,
+        collections,
+        handle_is_correct,
+    })
 }

@@ -55,13 +55,12 @@ async fn listed(state: &AppState) -> BTreeMap<String, String> {
         let page = records::list_records(state, DID, "app.bsky.feed.post", 100, cursor, false)
             .await
             .unwrap();
-        for r in page["records"].as_array().unwrap() {
-            let uri = r["uri"].as_str().unwrap();
-            let rkey = uri.rsplit('/').next().unwrap().to_owned();
-            out.insert(rkey, r["value"]["text"].as_str().unwrap().to_owned());
+        for r in &page.records {
+            let rkey = r.uri.rsplit('/').next().unwrap().to_owned();
+            out.insert(rkey, r.value["text"].as_str().unwrap().to_owned());
         }
-        match page["cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
+        match page.cursor {
+            Some(c) => cursor = Some(c),
             None => return out,
         }
     }

@@ -8,7 +8,6 @@ use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
 use crate::pds::{unix_now, AppState};
 use crate::storage::accounts::{self as db};
-use serde_json::{json, Value};
 
 /// How long a one-time code (password reset, account deletion, PLC signature) lives.
 pub const TOKEN_TTL_SECS: i64 = 15 * 60;
@@ -188,12 +187,21 @@ pub async fn confirm_email(
 }
 
 /// com.atproto.server.requestEmailUpdate: a confirmed address needs a code to change.
-pub async fn request_email_update(state: &AppState, session: &Session) -> XrpcResult<Value> {
+pub async fn request_email_update(state: &AppState, session: &Session) -> XrpcResult<EmailUpdate> {
     let account = state.repo_account(&session.did).await?;
     if account.email_confirmed {
         request_token(state, &account.did, "update_email").await?;
     }
-    Ok(json!({ "tokenRequired": account.email_confirmed }))
+    Ok(EmailUpdate {
+        token_required: account.email_confirmed,
+    })
+}
+
+/// requestEmailUpdate's output: whether updateEmail will need the emailed code.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailUpdate {
+    pub token_required: bool,
 }
 
 /// com.atproto.server.updateEmail

@@ -4,6 +4,7 @@
 use super::{check_email, check_new_handle};
 use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
+use crate::identity::DidDocument;
 use crate::pds::{signing_key, AppState};
 use crate::storage::accounts::{self as db};
 use crate::syntax::{Did, Handle};
@@ -22,13 +23,15 @@ pub async fn recommended_credentials(state: &AppState, session: &Session) -> Xrp
 }
 
 /// com.atproto.identity.resolveHandle: local accounts first, then DNS and HTTPS.
-pub async fn resolve_handle(state: &AppState, handle: &str) -> XrpcResult<Value> {
+pub async fn resolve_handle(state: &AppState, handle: &str) -> XrpcResult<ResolvedHandle> {
     let parsed = Handle::new(handle.trim())?;
     if let Some(account) = state.find_account(parsed.normalized().as_str()).await? {
-        return Ok(json!({ "did": account.did }));
+        return Ok(ResolvedHandle { did: account.did });
     }
     match state.resolver.resolve_handle(&parsed).await {
-        Some(did) => Ok(json!({ "did": did })),
+        Some(did) => Ok(ResolvedHandle {
+            did: did.to_string(),
+        }),
         None => Err(XrpcError::named(
             "HandleNotFound",
             format!("unable to resolve handle {handle}"),
@@ -101,8 +104,31 @@ pub async fn update_handle(state: &AppState, session: &Session, handle: &str) ->
         .await
 }
 
+/// resolveHandle's output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResolvedHandle {
+    pub did: String,
+}
+
+/// resolveDid's output.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedDid {
+    pub did_doc: DidDocument,
+}
+
+/// resolveIdentity's and refreshIdentity's output.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityView {
+    pub did: String,
+    /// The handle, if it resolves back to the DID; else `handle.invalid`.
+    pub handle: String,
+    pub did_doc: DidDocument,
+}
+
 /// com.atproto.identity.resolveDid
-pub async fn resolve_did(state: &AppState, did: &str) -> XrpcResult<Value> {
+pub async fn resolve_did(state: &AppState, did: &str) -> XrpcResult<ResolvedDid> {
     let parsed = Did::new(did)?;
     let doc = match state.find_account(did).await? {
         Some(account) => crate::pds::sync::did_document(state, &account).await,
@@ -112,7 +138,7 @@ pub async fn resolve_did(state: &AppState, did: &str) -> XrpcResult<Value> {
             .await
             .map_err(|e| XrpcError::named("DidNotFound", e.to_string()))?,
     };
-    Ok(json!({ "didDoc": doc }))
+    Ok(ResolvedDid { did_doc: doc })
 }
 
 /// com.atproto.identity.resolveIdentity (and refreshIdentity with `fresh`): the DID, its
@@ -121,13 +147,12 @@ pub async fn resolve_identity(
     state: &AppState,
     identifier: &str,
     fresh: bool,
-) -> XrpcResult<Value> {
+) -> XrpcResult<IdentityView> {
     let id = crate::syntax::AtIdentifier::new(identifier.trim())?;
     let did = match &id {
         crate::syntax::AtIdentifier::Did(d) => d.clone(),
         crate::syntax::AtIdentifier::Handle(_) => {
-            let v = resolve_handle(state, id.as_str()).await?;
-            Did::new(v["did"].as_str().unwrap_or_default())?
+            Did::new(resolve_handle(state, id.as_str()).await?.did)?
         }
     };
     if fresh {
@@ -156,9 +181,11 @@ pub async fn resolve_identity(
         },
         _ => None,
     };
-    Ok(
-        json!({ "did": did, "handle": verified.unwrap_or_else(|| "handle.invalid".into()), "didDoc": doc }),
-    )
+    Ok(IdentityView {
+        did: did.to_string(),
+        handle: verified.unwrap_or_else(|| "handle.invalid".into()),
+        did_doc: doc,
+    })
 }
 
 /// com.atproto.temp.checkHandleAvailability: whether a handle could be created here,

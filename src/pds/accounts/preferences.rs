@@ -8,7 +8,7 @@ use crate::storage::accounts::{self as db};
 use serde_json::{json, Value};
 
 /// app.bsky.actor.getPreferences: kept on the PDS, as the reference does.
-pub async fn preferences(state: &AppState, session: &Session) -> XrpcResult<Value> {
+pub async fn preferences(state: &AppState, session: &Session) -> XrpcResult<Preferences> {
     let did = session.did.clone();
     let stored = state
         .storage
@@ -19,7 +19,13 @@ pub async fn preferences(state: &AppState, session: &Session) -> XrpcResult<Valu
         .find(|(ns, _)| ns == "app.bsky")
         .and_then(|(_, v)| serde_json::from_str::<Value>(v).ok())
         .unwrap_or_else(|| json!([]));
-    Ok(json!({ "preferences": prefs }))
+    Ok(Preferences { preferences: prefs })
+}
+
+/// getPreferences' output: the stored preferences, as the app wrote them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Preferences {
+    pub preferences: Value,
 }
 
 /// app.bsky.actor.putPreferences: replaces the account's preferences.
