@@ -5,7 +5,6 @@ use crate::auth::Session;
 use crate::data::Cid;
 use crate::error::{XrpcError, XrpcResult};
 use crate::storage::blobs::{self as db, StoredBlob, UploadError};
-use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Unreferenced blobs are kept this long (a client uploads, then writes the record).
@@ -17,7 +16,7 @@ pub async fn upload<S, E>(
     session: &Session,
     body: S,
     content_type: Option<&str>,
-) -> XrpcResult<Value>
+) -> XrpcResult<UploadedBlob>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -43,14 +42,41 @@ where
         .storage
         .write(move |conn| Ok::<_, XrpcError>(db::insert_blob(conn, &did, &stored, unix_now())?))
         .await?;
-    Ok(json!({
-        "blob": {
-            "$type": "blob",
-            "ref": { "$link": blob.cid.to_string() },
-            "mimeType": blob.mime_type,
-            "size": blob.size,
-        }
-    }))
+    Ok(UploadedBlob {
+        blob: BlobView {
+            kind: "blob",
+            link: Link {
+                cid: blob.cid.to_string(),
+            },
+            mime_type: blob.mime_type,
+            size: blob.size,
+        },
+    })
+}
+
+/// uploadBlob's output: the blob reference a record then carries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UploadedBlob {
+    pub blob: BlobView,
+}
+
+/// A blob reference as the data model writes it in JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobView {
+    #[serde(rename = "$type")]
+    pub kind: &'static str,
+    #[serde(rename = "ref")]
+    pub link: Link,
+    pub mime_type: String,
+    pub size: u64,
+}
+
+/// A CID link in JSON (`{"$link": ...}`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Link {
+    #[serde(rename = "$link")]
+    pub cid: String,
 }
 
 /// Removes blobs that no record references and that were uploaded before `cutoff`

@@ -11,7 +11,7 @@ use crate::storage::accounts::{Account, AccountStatus};
 use crate::storage::{blobs, repos};
 use crate::syntax::Did;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The account's DID document as the world sees it, or (if that cannot be fetched)
 /// the one this server would publish. A did:web this box serves itself is always the
@@ -238,7 +238,7 @@ pub async fn list_blobs(
     since: Option<String>,
     limit: usize,
     cursor: Option<String>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<BlobPage> {
     let account = state.active_repo(did).await?;
     let cursor = cursor
         .map(|c| parse_cid(&c).map(|c| c.to_bytes()))
@@ -257,13 +257,37 @@ pub async fn list_blobs(
             )?)
         })
         .await?;
-    let mut out = json!({ "cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>() });
-    if cids.len() == limit {
-        if let Some(last) = cids.last() {
-            out["cursor"] = json!(last.to_string());
-        }
-    }
-    Ok(out)
+    let cursor = (cids.len() == limit)
+        .then(|| cids.last().map(|c| c.to_string()))
+        .flatten();
+    Ok(BlobPage {
+        cids: cids.iter().map(|c| c.to_string()).collect(),
+        cursor,
+    })
+}
+
+/// A page of listBlobs.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobPage {
+    pub cids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A blob a record refers to that is not uploaded yet (listMissingBlobs).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingBlob {
+    pub cid: String,
+    pub record_uri: String,
+}
+
+/// A page of listMissingBlobs.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingBlobPage {
+    pub blobs: Vec<MissingBlob>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// com.atproto.repo.listMissingBlobs
@@ -272,7 +296,7 @@ pub async fn missing_blobs(
     did: &str,
     limit: usize,
     cursor: Option<String>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<MissingBlobPage> {
     let cursor = cursor
         .map(|c| parse_cid(&c).map(|c| c.to_bytes()))
         .transpose()
@@ -289,14 +313,17 @@ pub async fn missing_blobs(
             )?)
         })
         .await?;
-    let blobs: Vec<Value> = rows.iter().map(|(cid, path)| json!({ "cid": cid.to_string(), "recordUri": format!("at://{did}/{path}") })).collect();
-    let mut out = json!({ "blobs": blobs });
-    if rows.len() == limit {
-        if let Some((last, _)) = rows.last() {
-            out["cursor"] = json!(last.to_string());
-        }
-    }
-    Ok(out)
+    let cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|(last, _)| last.to_string()))
+        .flatten();
+    let blobs = rows
+        .iter()
+        .map(|(cid, path)| MissingBlob {
+            cid: cid.to_string(),
+            record_uri: format!("at://{did}/{path}"),
+        })
+        .collect();
+    Ok(MissingBlobPage { blobs, cursor })
 }
 
 /// A blob's bytes location and type, for com.atproto.sync.getBlob.

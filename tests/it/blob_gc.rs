@@ -45,7 +45,7 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
     };
     let kept = blobs::upload(&state, &session, png(1), None).await.unwrap();
     let dropped = blobs::upload(&state, &session, png(2), None).await.unwrap();
-    let profile = json!({"$type": "app.bsky.actor.profile", "avatar": kept["blob"]});
+    let profile = json!({"$type": "app.bsky.actor.profile", "avatar": kept.blob});
     let write = WriteRequest {
         action: WriteAction::Update,
         collection: "app.bsky.actor.profile".into(),
@@ -57,8 +57,8 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
         .await
         .unwrap();
 
-    let path = |b: &serde_json::Value| {
-        let cid = atbox::data::parse_cid(b["blob"]["ref"]["$link"].as_str().unwrap()).unwrap();
+    let path = |b: &blobs::UploadedBlob| {
+        let cid = atbox::data::parse_cid(&b.blob.link.cid).unwrap();
         state.storage.blobs.path(did, &cid)
     };
     assert!(path(&kept).exists() && path(&dropped).exists());
