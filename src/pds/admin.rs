@@ -9,14 +9,28 @@ use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
 use crate::storage::accounts::{self as db, Account, AccountStatus};
 use crate::syntax::Datetime;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-fn account_view(a: &Account) -> Value {
-    let mut v = json!({ "did": a.did, "handle": a.handle, "indexedAt": a.created_at, "invitesDisabled": false });
-    if let Some(email) = &a.email {
-        v["email"] = json!(email);
+/// An account as the admin sees it (`com.atproto.admin.defs#accountView`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountInfo {
+    pub did: String,
+    pub handle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub indexed_at: String,
+    pub invites_disabled: bool,
+}
+
+fn account_view(a: &Account) -> AccountInfo {
+    AccountInfo {
+        did: a.did.clone(),
+        handle: a.handle.clone(),
+        email: a.email.clone(),
+        indexed_at: a.created_at.clone(),
+        invites_disabled: false,
     }
-    v
 }
 
 async fn account(state: &AppState, did: &str) -> XrpcResult<Account> {
@@ -27,7 +41,7 @@ async fn account(state: &AppState, did: &str) -> XrpcResult<Account> {
 }
 
 /// com.atproto.admin.getAccountInfo / getAccountInfos
-pub async fn account_infos(state: &AppState, dids: &[String]) -> XrpcResult<Vec<Value>> {
+pub async fn account_infos(state: &AppState, dids: &[String]) -> XrpcResult<Vec<AccountInfo>> {
     let mut out = Vec::with_capacity(dids.len());
     for did in dids {
         if let Some(a) = state.find_account(did).await? {
@@ -37,7 +51,7 @@ pub async fn account_infos(state: &AppState, dids: &[String]) -> XrpcResult<Vec<
     Ok(out)
 }
 
-pub async fn account_info(state: &AppState, did: &str) -> XrpcResult<Value> {
+pub async fn account_info(state: &AppState, did: &str) -> XrpcResult<AccountInfo> {
     Ok(account_view(&account(state, did).await?))
 }
 
@@ -95,18 +109,55 @@ pub async fn delete_account(state: &AppState, did: &str) -> XrpcResult<()> {
     remove_account(state, did, None).await
 }
 
-fn repo_ref(did: &str) -> Value {
-    json!({ "$type": "com.atproto.admin.defs#repoRef", "did": did })
+/// A repo as the subject of a moderation status (`com.atproto.admin.defs#repoRef`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RepoRef {
+    #[serde(rename = "$type")]
+    pub kind: &'static str,
+    pub did: String,
+}
+
+fn repo_ref(did: &str) -> RepoRef {
+    RepoRef {
+        kind: "com.atproto.admin.defs#repoRef",
+        did: did.to_owned(),
+    }
+}
+
+/// Whether a status is applied (`com.atproto.admin.defs#statusAttr`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusAttr {
+    pub applied: bool,
+}
+
+/// getSubjectStatus' output for a repo.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubjectStatus {
+    pub subject: RepoRef,
+    pub takedown: StatusAttr,
+    pub deactivated: StatusAttr,
+}
+
+/// updateSubjectStatus' output: the subject and the takedown as given.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubjectUpdate {
+    pub subject: RepoRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub takedown: Option<Value>,
 }
 
 /// com.atproto.admin.getSubjectStatus for an account (repo).
-pub async fn subject_status(state: &AppState, did: &str) -> XrpcResult<Value> {
+pub async fn subject_status(state: &AppState, did: &str) -> XrpcResult<SubjectStatus> {
     let a = account(state, did).await?;
-    Ok(json!({
-        "subject": repo_ref(&a.did),
-        "takedown": { "applied": a.status == AccountStatus::Takendown },
-        "deactivated": { "applied": a.status == AccountStatus::Deactivated },
-    }))
+    Ok(SubjectStatus {
+        subject: repo_ref(&a.did),
+        takedown: StatusAttr {
+            applied: a.status == AccountStatus::Takendown,
+        },
+        deactivated: StatusAttr {
+            applied: a.status == AccountStatus::Deactivated,
+        },
+    })
 }
 
 /// com.atproto.admin.updateSubjectStatus for an account: take its repo down (it stops
@@ -115,7 +166,7 @@ pub async fn update_subject_status(
     state: &AppState,
     subject: &Value,
     takedown: Option<&Value>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<SubjectUpdate> {
     let did = subject
         .get("did")
         .and_then(Value::as_str)
@@ -151,20 +202,21 @@ pub async fn update_subject_status(
             })
             .await?;
     }
-    let mut out = json!({ "subject": repo_ref(&a.did) });
-    if let Some(t) = takedown {
-        out["takedown"] = t.clone();
-    }
-    Ok(out)
+    Ok(SubjectUpdate {
+        subject: repo_ref(&a.did),
+        takedown: takedown.cloned(),
+    })
 }
 
 /// com.atproto.admin.getInviteCodes
-pub async fn invite_codes(state: &AppState) -> XrpcResult<Value> {
+pub async fn invite_codes(state: &AppState) -> XrpcResult<accounts::InviteCodes> {
     let codes = state
         .storage
         .read(|conn| Ok::<_, XrpcError>(db::all_invites(conn)?))
         .await?;
-    Ok(json!({ "codes": codes.iter().map(accounts::invite_view).collect::<Vec<_>>() }))
+    Ok(accounts::InviteCodes {
+        codes: codes.iter().map(accounts::invite_view).collect(),
+    })
 }
 
 /// com.atproto.admin.disableInviteCodes

@@ -8,7 +8,7 @@ use crate::auth::Session;
 use crate::crypto::{KeyType, Keypair};
 use crate::error::{XrpcError, XrpcResult};
 use crate::identity::plc::{PlcOperation, PlcService};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 const PURPOSE: &str = "plc_operation";
@@ -53,7 +53,7 @@ pub async fn sign_operation(
     state: &AppState,
     session: &Session,
     changes: OperationChanges,
-) -> XrpcResult<Value> {
+) -> XrpcResult<SignedOperation> {
     let token = changes.token.clone().ok_or_else(|| {
         XrpcError::invalid_request("a code from requestPlcOperationSignature is required")
     })?;
@@ -78,8 +78,15 @@ pub async fn sign_operation(
     if let Some(v) = changes.services {
         op.services = v;
     }
-    let op = op.sign(&state.secrets.plc_rotation_key);
-    Ok(json!({ "operation": op }))
+    Ok(SignedOperation {
+        operation: op.sign(&state.secrets.plc_rotation_key),
+    })
+}
+
+/// signPlcOperation's output: the operation, for the new PDS to submit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignedOperation {
+    pub operation: PlcOperation,
 }
 
 /// com.atproto.identity.submitPlcOperation: checks the operation keeps the account

@@ -462,9 +462,19 @@ fn unchanged_updates(
     Ok(unchanged)
 }
 
-/// `{"cid": ..., "rev": ...}` of a commit, as write responses carry it.
-pub fn commit_meta(commit: &CommitData) -> Value {
-    json!({ "cid": commit.commit_cid.to_string(), "rev": commit.rev.as_str() })
+/// A commit's CID and rev (`com.atproto.repo.defs#commitMeta`), as write responses and
+/// getLatestCommit carry it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommitMeta {
+    pub cid: String,
+    pub rev: String,
+}
+
+pub fn commit_meta(commit: &CommitData) -> CommitMeta {
+    CommitMeta {
+        cid: commit.commit_cid.to_string(),
+        rev: commit.rev.as_str().to_owned(),
+    }
 }
 
 /// com.atproto.repo.getRecord

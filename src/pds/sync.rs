@@ -1,6 +1,7 @@
 //! Sync reads (`com.atproto.sync.*`): repo exports, proofs, blocks, blobs and repo
 //! listings, plus DID documents for our accounts.
 
+use super::records::CommitMeta;
 use super::AppState;
 use crate::data::{parse_cid, Cid};
 use crate::error::{XrpcError, XrpcResult};
@@ -149,7 +150,7 @@ impl std::io::Write for ChunkSender {
 }
 
 /// com.atproto.sync.getLatestCommit
-pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<LatestCommit> {
+pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<CommitMeta> {
     let account = state.active_repo(did).await?;
     let did = account.did.clone();
     let head = state
@@ -157,17 +158,10 @@ pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<LatestComm
         .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &did)?))
         .await?;
     let head = head.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
-    Ok(LatestCommit {
+    Ok(CommitMeta {
         cid: head.commit.to_string(),
         rev: head.rev.as_str().to_owned(),
     })
-}
-
-/// A repo's current commit (getLatestCommit).
-#[derive(Debug, Clone, Serialize)]
-pub struct LatestCommit {
-    pub cid: String,
-    pub rev: String,
 }
 
 /// com.atproto.sync.getRecord: a CAR proving a record's presence (or absence): the

@@ -8,18 +8,35 @@ use crate::identity::DidDocument;
 use crate::pds::{signing_key, AppState};
 use crate::storage::accounts::{self as db};
 use crate::syntax::{Did, Handle};
-use serde_json::{json, Value};
 
 /// com.atproto.identity.getRecommendedDidCredentials
-pub async fn recommended_credentials(state: &AppState, session: &Session) -> XrpcResult<Value> {
+pub async fn recommended_credentials(
+    state: &AppState,
+    session: &Session,
+) -> XrpcResult<RecommendedCredentials> {
     let account = state.repo_account(&session.did).await?;
     let key = signing_key(&account)?;
-    Ok(json!({
-        "rotationKeys": [state.secrets.plc_rotation_key.public_key().to_did_key()],
-        "alsoKnownAs": [format!("at://{}", account.handle)],
-        "verificationMethods": { "atproto": key.public_key().to_did_key() },
-        "services": { "atproto_pds": { "type": "AtprotoPersonalDataServer", "endpoint": state.config.public_url } },
-    }))
+    let service = crate::identity::plc::PlcService {
+        kind: "AtprotoPersonalDataServer".into(),
+        endpoint: state.config.public_url.clone(),
+    };
+    Ok(RecommendedCredentials {
+        rotation_keys: vec![state.secrets.plc_rotation_key.public_key().to_did_key()],
+        also_known_as: vec![format!("at://{}", account.handle)],
+        verification_methods: [("atproto".to_owned(), key.public_key().to_did_key())].into(),
+        services: [("atproto_pds".to_owned(), service)].into(),
+    })
+}
+
+/// getRecommendedDidCredentials' output: what the DID document should say for the
+/// account to live here.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendedCredentials {
+    pub rotation_keys: Vec<String>,
+    pub also_known_as: Vec<String>,
+    pub verification_methods: std::collections::BTreeMap<String, String>,
+    pub services: std::collections::BTreeMap<String, crate::identity::plc::PlcService>,
 }
 
 /// com.atproto.identity.resolveHandle: local accounts first, then DNS and HTTPS.
@@ -196,16 +213,16 @@ pub async fn check_handle_availability(
     state: &AppState,
     handle: &str,
     email: Option<&str>,
-) -> XrpcResult<Value> {
+) -> XrpcResult<HandleAvailability> {
     let asked = Handle::new(handle.trim())?.normalized().as_str().to_owned();
     let email = email
         .map(|e| check_email(e).map_err(|e| XrpcError::named("InvalidEmail", e.message)))
         .transpose()?;
     if check_new_handle(state, &asked, None).await.is_ok() {
-        return Ok(json!({
-            "handle": asked,
-            "result": { "$type": "com.atproto.temp.checkHandleAvailability#resultAvailable" },
-        }));
+        return Ok(HandleAvailability {
+            handle: asked,
+            result: Availability::Available {},
+        });
     }
     let domain = state
         .config
@@ -231,7 +248,7 @@ pub async fn check_handle_availability(
         .as_deref()
         .and_then(|e| e.split('@').next())
         .map(name_of);
-    let mut candidates: Vec<(String, &str)> = Vec::new();
+    let mut candidates: Vec<(String, &'static str)> = Vec::new();
     if let Some(name) = &from_email {
         candidates.push((format!("{name}{domain}"), "email"));
     }
@@ -239,23 +256,46 @@ pub async fn check_handle_availability(
         let n: u16 = rand::random::<u16>() % 1000;
         candidates.push((format!("{from_handle}{n}{domain}"), "random_digits"));
     }
-    let mut suggestions = Vec::new();
+    let mut suggestions: Vec<Suggestion> = Vec::new();
     for (candidate, method) in candidates {
         if suggestions.len() == 3 {
             break;
         }
-        let fresh = !suggestions
-            .iter()
-            .any(|s: &Value| s["handle"] == candidate.as_str());
+        let fresh = !suggestions.iter().any(|s| s.handle == candidate);
         if fresh && check_new_handle(state, &candidate, None).await.is_ok() {
-            suggestions.push(json!({ "handle": candidate, "method": method }));
+            suggestions.push(Suggestion {
+                handle: candidate,
+                method,
+            });
         }
     }
-    Ok(json!({
-        "handle": asked,
-        "result": {
-            "$type": "com.atproto.temp.checkHandleAvailability#resultUnavailable",
-            "suggestions": suggestions,
-        },
-    }))
+    Ok(HandleAvailability {
+        handle: asked,
+        result: Availability::Unavailable { suggestions },
+    })
+}
+
+/// checkHandleAvailability's output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HandleAvailability {
+    pub handle: String,
+    pub result: Availability,
+}
+
+/// Whether the handle is free, and if not, some that are.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "$type")]
+pub enum Availability {
+    #[serde(rename = "com.atproto.temp.checkHandleAvailability#resultAvailable")]
+    Available {},
+    #[serde(rename = "com.atproto.temp.checkHandleAvailability#resultUnavailable")]
+    Unavailable { suggestions: Vec<Suggestion> },
+}
+
+/// A handle that could be created instead, and how it was made (`email`,
+/// `random_digits`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Suggestion {
+    pub handle: String,
+    pub method: &'static str,
 }

@@ -6,7 +6,6 @@ use crate::error::{XrpcError, XrpcResult};
 use crate::pds::AppState;
 use crate::storage::accounts::{self as db};
 use crate::syntax::Datetime;
-use serde_json::{json, Value};
 
 pub(super) async fn check_invite(state: &AppState, code: &str) -> XrpcResult<()> {
     let code = code.to_owned();
@@ -84,24 +83,60 @@ pub async fn create_invites(
 }
 
 /// An invite code as `com.atproto.server.defs#inviteCode`.
-pub fn invite_view(c: &db::InviteCode) -> Value {
-    json!({
-        "code": c.code,
-        "available": c.available - c.uses.len() as i64,
-        "disabled": c.disabled,
-        "forAccount": c.for_account,
-        "createdBy": c.created_by,
-        "createdAt": c.created_at,
-        "uses": c.uses.iter().map(|(by, at)| json!({"usedBy": by, "usedAt": at})).collect::<Vec<_>>(),
-    })
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteCodeView {
+    pub code: String,
+    /// Uses left.
+    pub available: i64,
+    pub disabled: bool,
+    pub for_account: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub uses: Vec<InviteUse>,
+}
+
+/// One use of an invite code.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteUse {
+    pub used_by: String,
+    pub used_at: String,
+}
+
+/// A list of invite codes (getAccountInviteCodes, admin getInviteCodes).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InviteCodes {
+    pub codes: Vec<InviteCodeView>,
+}
+
+pub fn invite_view(c: &db::InviteCode) -> InviteCodeView {
+    InviteCodeView {
+        code: c.code.clone(),
+        available: c.available - c.uses.len() as i64,
+        disabled: c.disabled,
+        for_account: c.for_account.clone(),
+        created_by: c.created_by.clone(),
+        created_at: c.created_at.clone(),
+        uses: c
+            .uses
+            .iter()
+            .map(|(by, at)| InviteUse {
+                used_by: by.clone(),
+                used_at: at.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// com.atproto.server.getAccountInviteCodes
-pub async fn account_invites(state: &AppState, session: &Session) -> XrpcResult<Value> {
+pub async fn account_invites(state: &AppState, session: &Session) -> XrpcResult<InviteCodes> {
     let did = session.did.clone();
     let codes = state
         .storage
         .read(move |conn| Ok::<_, XrpcError>(db::invites_for(conn, &did)?))
         .await?;
-    Ok(json!({ "codes": codes.iter().map(invite_view).collect::<Vec<_>>() }))
+    Ok(InviteCodes {
+        codes: codes.iter().map(invite_view).collect(),
+    })
 }

@@ -17,7 +17,7 @@ pub use handles::{
     check_handle_availability, recommended_credentials, resolve_did, resolve_handle,
     resolve_identity, update_handle,
 };
-pub use invites::{account_invites, create_invites, invite_view};
+pub use invites::{account_invites, create_invites, invite_view, InviteCodeView, InviteCodes};
 pub use preferences::{preferences, put_preferences};
 pub use status::{check_account_status, delete_account, remove_account, set_active};
 

@@ -56,7 +56,7 @@ fn single_result(outcome: &WriteOutcome) -> XrpcResult<Value> {
     let mut out = j!({ "uri": result.uri, "cid": result.cid.map(|c| c.to_string()) });
     // No commit when the record was written exactly as it already was.
     if let Some(commit) = &outcome.commit {
-        out["commit"] = records::commit_meta(commit);
+        out["commit"] = j!(records::commit_meta(commit));
     }
     if let Some(v) = result.validation {
         out["validationStatus"] = j!(v.as_str());
@@ -187,7 +187,7 @@ pub async fn apply_writes(c: Call) -> XrpcResult<Response> {
         .collect();
     let mut out = j!({ "results": results });
     if let Some(c) = &outcome.commit {
-        out["commit"] = records::commit_meta(c);
+        out["commit"] = j!(records::commit_meta(c));
     }
     json(out)
 }
