@@ -3,7 +3,7 @@
 
 use crate::common;
 use common::api::{assert_xrpc_error, Api};
-use common::server::{start_atbox, start_plc};
+use common::inproc;
 use serde_json::json;
 
 /// A method atbox does not serve reaches the default AppView (with the app's headers),
@@ -31,16 +31,13 @@ async fn unknown_methods_reach_the_appview_with_the_apps_headers() {
                 .await;
         }
     });
-    let plc = start_plc();
-    let atbox = start_atbox(
-        &plc.url,
-        &[
-            ("ATBOX_APPVIEW_URL", appview.as_str()),
-            ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
-            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
-        ],
-    );
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[
+        ("ATBOX_APPVIEW_URL", appview.as_str()),
+        ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    let api = Api::at(&atbox.url);
     let (_, token, _) = api.account("app.test").await;
     let res = api
         .http
@@ -74,9 +71,8 @@ async fn unknown_methods_reach_the_appview_with_the_apps_headers() {
 /// A record over 1 MiB of DAG-CBOR is refused with 413 and the repo is untouched.
 #[tokio::test]
 async fn a_record_over_one_mebibyte_is_refused() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("big.test").await;
     let (_, before) = api
         .get("com.atproto.sync.getLatestCommit", &format!("did={did}"))
@@ -103,9 +99,8 @@ async fn a_record_over_one_mebibyte_is_refused() {
 /// good for that method, this server and once; others are refused.
 #[tokio::test]
 async fn the_video_service_uploads_with_the_apps_service_token() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (_, token, _) = api.account("video.test").await;
     let (_, desc) = api.get("com.atproto.server.describeServer", "").await;
     let service_did = desc["did"].as_str().unwrap().to_owned();
@@ -240,16 +235,13 @@ fn token_claims(request: &str) -> serde_json::Value {
 #[tokio::test]
 async fn feeds_and_push_get_tokens_for_the_services_behind_the_appview() {
     let (appview, mut seen) = stand_in_appview().await;
-    let plc = start_plc();
-    let atbox = start_atbox(
-        &plc.url,
-        &[
-            ("ATBOX_APPVIEW_URL", appview.as_str()),
-            ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
-            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
-        ],
-    );
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[
+        ("ATBOX_APPVIEW_URL", appview.as_str()),
+        ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    let api = Api::at(&atbox.url);
     let (_, token, _) = api.account("feeds.test").await;
     let feed = "at://did:plc:feedowner/app.bsky.feed.generator/cats";
     let (s, v) = api

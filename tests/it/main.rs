@@ -3,8 +3,8 @@
 //!
 //! Where a test belongs (see ARCHITECTURE.md, "Tests"):
 //! - a unit test in `src/` when it checks one module's logic;
-//! - here, in-process (the library's `AppState` on a temp directory) when it checks
-//!   behaviour through the pds boundary;
+//! - here, in-process (the library's `AppState` on a temp directory, or the whole
+//!   router served in the test's runtime: `common::inproc`) when it checks behaviour;
 //! - here, against a real `atbox serve` process only when the point is the process or
 //!   a real peer: crash safety, the official clients, a browser, ACME, mDNS, the CLI.
 

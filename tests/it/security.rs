@@ -4,6 +4,7 @@
 
 use crate::common;
 use common::api::{assert_xrpc_error, Api};
+use common::inproc;
 use common::server::{start_atbox, start_plc};
 use serde_json::{json, Value};
 
@@ -37,9 +38,8 @@ async fn app_session(api: &Api, handle: &str, token: &str, privileged: bool) -> 
 /// creating an account elsewhere, and nobody mints one for a protected method.
 #[tokio::test]
 async fn m2_service_auth_follows_the_privileged_and_protected_method_rules() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (_, full, _) = api.account("scoped.test").await;
     let app = app_session(&api, "scoped.test", &full, false).await;
     let privileged = app_session(&api, "scoped.test", &full, true).await;
@@ -82,9 +82,8 @@ async fn m2_service_auth_follows_the_privileged_and_protected_method_rules() {
 /// without that account's password.
 #[tokio::test]
 async fn h3_an_app_password_cannot_take_over_a_deactivated_account() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, full, _) = api.account("dave.test").await;
     let app = app_session(&api, "dave.test", &full, false).await;
     let (_, desc) = api.get("com.atproto.server.describeServer", "").await;
@@ -133,9 +132,8 @@ async fn h3_an_app_password_cannot_take_over_a_deactivated_account() {
 /// passwords or changes preferences, and the repo is no longer served to anyone.
 #[tokio::test]
 async fn m6_takedown_is_enforced_for_old_tokens_and_public_reads() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", ADMIN)]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_ADMIN_PASSWORD", ADMIN)]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("taken.test").await;
     let (s, posted) = api.post_record(&did, &token, "before").await;
     assert_eq!(s, 200, "{posted}");
@@ -207,9 +205,8 @@ async fn m6_takedown_is_enforced_for_old_tokens_and_public_reads() {
 /// block: a reference count passed through zero within one commit).
 #[tokio::test]
 async fn l8_a_batch_never_loses_a_record() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("batch.test").await;
     let profile = json!({"$type": "app.bsky.actor.profile", "displayName": "Batch"});
     let (s, v) = api
@@ -278,15 +275,12 @@ async fn l8_a_batch_never_loses_a_record() {
 /// register one DID at the PLC directory (no orphans signed with the box's key).
 #[tokio::test]
 async fn l3_one_single_use_invite_admits_one_account_and_registers_one_did() {
-    let plc = start_plc();
-    let atbox = start_atbox(
-        &plc.url,
-        &[
-            ("ATBOX_INVITE_REQUIRED", "true"),
-            ("ATBOX_ADMIN_PASSWORD", ADMIN),
-        ],
-    );
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[
+        ("ATBOX_INVITE_REQUIRED", "true"),
+        ("ATBOX_ADMIN_PASSWORD", ADMIN),
+    ])
+    .await;
+    let api = Api::at(&atbox.url);
     let code: Value = api
         .http
         .post(format!(
@@ -302,7 +296,7 @@ async fn l3_one_single_use_invite_admits_one_account_and_registers_one_did() {
         .await
         .unwrap();
     let code = code["code"].as_str().unwrap().to_owned();
-    let ops_before = plc_ops(&plc.url).await;
+    let ops_before = plc_ops(&atbox.plc_url).await;
     let signups = (0..8).map(|i| {
         let (api, code) = (&api, code.clone());
         async move {
@@ -322,7 +316,7 @@ async fn l3_one_single_use_invite_admits_one_account_and_registers_one_did() {
         "{statuses:?}"
     );
     assert_eq!(
-        plc_ops(&plc.url).await - ops_before,
+        plc_ops(&atbox.plc_url).await - ops_before,
         1,
         "one DID registered"
     );
@@ -359,9 +353,8 @@ async fn post_from(api: &Api, client: &str, path: &str, body: Value) -> (u16, Va
 /// and a stranger's wrong passwords from their address never lock the owner out.
 #[tokio::test]
 async fn m5_a_stranger_cannot_lock_the_owner_out_of_their_login() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let api = Api::at(&atbox.url);
     api.account("owner.test").await;
     let login = |client: &'static str, identifier: String, password: &'static str| {
         let api = &api;
@@ -393,9 +386,8 @@ async fn m5_a_stranger_cannot_lock_the_owner_out_of_their_login() {
 /// rate-limited per address; wrong admin passwords run out.
 #[tokio::test]
 async fn h6_delete_account_and_reset_password_cannot_test_passwords() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", ADMIN)]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_ADMIN_PASSWORD", ADMIN)]).await;
+    let api = Api::at(&atbox.url);
     let (did, _, _) = api.account("victim.test").await;
     let mut statuses = Vec::new();
     for i in 0..55 {
@@ -449,9 +441,8 @@ async fn h6_delete_account_and_reset_password_cannot_test_passwords() {
 /// reference's headers once the address's budget is spent.
 #[tokio::test]
 async fn m4_reset_password_checks_the_code_first_and_is_rate_limited() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let started = std::time::Instant::now();
     let mut refused = None;
     for _ in 0..51 {
@@ -481,9 +472,8 @@ async fn m4_reset_password_checks_the_code_first_and_is_rate_limited() {
 /// spent every claim waits, and the code on the screen never changed under the owner.
 #[tokio::test]
 async fn m1_pairing_guesses_share_one_budget_and_never_rotate_the_code() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let api = Api::at(&atbox.url);
     let claim = json!({"code": "000000", "handle": "owner", "email": "o@example.com", "password": "pw pw pw pw"});
     let mut statuses = Vec::new();
     for i in 0..40 {
@@ -629,16 +619,15 @@ async fn h2_redirects_never_bounce_the_box_onto_the_lan() {
     let (plc, _) = raw_server(redirect).await;
     let appview_url = format!("http://{appview}");
     let plc_url = format!("http://{plc}");
-    let atbox = start_atbox(
-        &plc_url,
-        &[
-            ("ATBOX_APPVIEW_URL", appview_url.as_str()),
-            ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
-            // The stand-ins are on loopback: allow that, redirects stay refused.
-            ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
-        ],
-    );
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[
+        ("ATBOX_PLC_URL", plc_url.as_str()),
+        ("ATBOX_APPVIEW_URL", appview_url.as_str()),
+        ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
+        // The stand-ins are on loopback: allow that, redirects stay refused.
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    let api = Api::at(&atbox.url);
     let (_, v) = api.get("app.bsky.actor.getProfile", "actor=x.test").await;
     assert!(!v.to_string().contains("ROUTER-ADMIN-PAGE"), "{v}");
     let (s, v) = api
@@ -661,12 +650,10 @@ async fn h2_redirects_never_bounce_the_box_onto_the_lan() {
 #[tokio::test]
 async fn l2_import_repo_refuses_an_oversized_car_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (_, token, _) = api.account("importer.test").await;
     let addr = atbox
-        .server
         .url
         .trim_start_matches("http://")
         .replace("localhost", "127.0.0.1");
@@ -689,9 +676,8 @@ async fn l2_import_repo_refuses_an_oversized_car_at_once() {
 /// a did:web too — and the server's own DID is never an account's.
 #[tokio::test]
 async fn l4_an_existing_did_must_prove_key_control_and_never_the_servers_own() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (_, desc) = api.get("com.atproto.server.describeServer", "").await;
     let service_did = desc["did"].as_str().unwrap().to_owned();
     let sign_up = |did: String| {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the fixtures are and how to read them.
 
 pub mod api;
+pub mod inproc;
 pub mod server;
 
 use std::path::PathBuf;
