@@ -5,14 +5,14 @@
 use crate::common;
 
 use common::api::{assert_xrpc_error, Api};
+use common::inproc;
 use common::server::{start_atbox, start_plc};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (_, _, refresh) = api.account("owner.test").await;
     let (s, v) = api
         .post(
@@ -31,7 +31,7 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
         .await;
     assert_xrpc_error(s, &v, 400, "ExpiredToken");
 
-    let cli = |args: &[&str]| atbox.cli(&plc.url, args);
+    let cli = |args: &[&str]| atbox.cli(args);
     let created = cli(&[
         "account",
         "create",
@@ -55,7 +55,9 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
     assert_eq!(s, 200, "an account made by the CLI logs in over HTTP");
     // As the reference answers: the DID document (clients take the PDS endpoint from
     // it) and no email second factor.
-    let registered = api.did_document(&plc.url, v["did"].as_str().unwrap()).await;
+    let registered = api
+        .did_document(&atbox.plc_url, v["did"].as_str().unwrap())
+        .await;
     assert_eq!(v["didDoc"], registered, "{v}");
     assert_eq!(v["emailAuthFactor"], false, "{v}");
     let list = cli(&["account", "list"]);
@@ -125,6 +127,7 @@ async fn sessions_rotate_and_the_admin_cli_works_on_a_running_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_rate_limited_and_secrets_are_private() {
+    // A real process: the file modes are the server process's own (its umask).
     let plc = start_plc();
     let atbox = start_atbox(&plc.url, &[]);
     let api = Api::new(&atbox);
@@ -173,12 +176,11 @@ async fn logins_are_rate_limited_and_secrets_are_private() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_confirmation_and_change_and_identity_resolution() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("mailer.test").await;
     let code = |purpose: &str| {
-        let out = atbox.cli(&plc.url, &["account", "tokens"]);
+        let out = atbox.cli(&["account", "tokens"]);
         out.lines()
             .find(|l| l.starts_with(purpose))
             .unwrap_or_else(|| panic!("no {purpose} code in {out}"))
@@ -274,9 +276,8 @@ async fn email_confirmation_and_change_and_identity_resolution() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_can_look_up_reset_take_down_and_delete_accounts() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", "admin-pw")]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_ADMIN_PASSWORD", "admin-pw")]).await;
+    let api = Api::at(&atbox.url);
     let (did, _, _) = api.account("managed.test").await;
     let admin_get = |nsid: &str, q: String| {
         api.http

@@ -6,14 +6,13 @@ use crate::common;
 
 use atbox::repo::car::read_car;
 use common::api::Api;
-use common::server::{start_atbox, start_plc};
+use common::inproc;
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handle_availability_answers_with_usable_suggestions() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     api.account("alice.test").await;
     let check = |q: String| {
         let api = &api;
@@ -80,9 +79,8 @@ async fn handle_availability_answers_with_usable_suggestions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deprecated_sync_methods_answer_like_their_successors() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("dora.test").await;
     for i in 0..3 {
         let (s, v) = api.post_record(&did, &token, &format!("post {i}")).await;

@@ -21,6 +21,13 @@ pub struct InProcess {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
+impl InProcess {
+    /// Runs an admin command (`atbox account ...`) on this server's data directory.
+    pub fn cli(&self, args: &[&str]) -> String {
+        super::server::cli_on(self._data_dir.path(), &self.plc_url, args)
+    }
+}
+
 impl Drop for InProcess {
     fn drop(&mut self) {
         let _ = self.stop.send(true);

@@ -99,20 +99,26 @@ impl Atbox {
     /// Runs an admin command (`atbox account ...`) on this server's data directory;
     /// returns its stdout, failing the test if it fails.
     pub fn cli(&self, plc_url: &str, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
-            .args(args)
-            .env("ATBOX_DATA_DIR", self.data_dir.path())
-            .env("ATBOX_PLC_URL", plc_url)
-            .env("ATBOX_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "atbox {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        cli_on(self.data_dir.path(), plc_url, args)
     }
+}
+
+/// Runs `atbox <args>` on `data_dir` (the admin commands open it directly, beside a
+/// running server); its stdout, failing the test if it fails.
+pub fn cli_on(data_dir: &std::path::Path, plc_url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_atbox"))
+        .args(args)
+        .env("ATBOX_DATA_DIR", data_dir)
+        .env("ATBOX_PLC_URL", plc_url)
+        .env("ATBOX_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "atbox {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn wait_healthy(addr: &str) {
