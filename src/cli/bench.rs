@@ -65,34 +65,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 naive,
                 sync_latency,
             ))?;
-            println!("mode                 {}", r.mode);
-            if r.sync_latency_ms > 0.0 {
-                println!(
-                    "emulated device     +{:.1} ms per flush on top of this disk's fsync",
-                    r.sync_latency_ms
-                );
-            }
-            println!(
-                "records             {} at concurrency {}",
-                r.records, r.concurrency
-            );
-            print_speed(r.records_per_sec, r.seconds, r.p50_ms, r.p99_ms);
-            println!(
-                "written to storage  {:.0} bytes/record ({} bytes)",
-                r.bytes_per_record, r.bytes_written
-            );
-            println!(
-                "fsyncs              {:.3} per record ({})",
-                r.fsyncs_per_record, r.fsyncs
-            );
-            println!(
-                "average batch       {:.2} writes per transaction",
-                r.avg_batch
-            );
-            println!(
-                "cpu                 {:.3} ms per record",
-                r.cpu_ms_per_record
-            );
+            print_storage(&r);
             println!("{}", serde_json::to_string(&r)?);
         }
         BenchCommand::Http {
@@ -108,33 +81,70 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 concurrency,
                 exports,
             ))?;
-            println!(
-                "whole server over HTTP (createRecord), {} records at concurrency {}",
-                r.records, r.concurrency
-            );
-            print_speed(r.records_per_sec, r.seconds, r.p50_ms, r.p99_ms);
-            println!(
-                "server cpu          {:.3} ms per record",
-                r.server_cpu_ms_per_record
-            );
-            println!(
-                "server memory       {} KiB idle, {} KiB peak",
-                r.idle_rss_kib, r.peak_rss_kib
-            );
-            if let Some(e) = &r.export {
-                println!(
-                    "getRepo             {} bytes: p50 {:.2} ms, server cpu {:.2} ms per export ({} runs)",
-                    e.car_bytes, e.p50_ms, e.server_cpu_ms_per_export, e.exports
-                );
-                println!(
-                    "four at once        server memory +{} KiB",
-                    e.four_at_once_rss_growth_kib
-                );
-            }
+            print_http(&r);
             println!("{}", serde_json::to_string(&r)?);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The storage benchmark's report, for people.
+fn print_storage(r: &crate::bench::StorageReport) {
+    println!("mode                 {}", r.mode);
+    if r.sync_latency_ms > 0.0 {
+        println!(
+            "emulated device     +{:.1} ms per flush on top of this disk's fsync",
+            r.sync_latency_ms
+        );
+    }
+    println!(
+        "records             {} at concurrency {}",
+        r.records, r.concurrency
+    );
+    print_speed(r.records_per_sec, r.seconds, r.p50_ms, r.p99_ms);
+    println!(
+        "written to storage  {:.0} bytes/record ({} bytes)",
+        r.bytes_per_record, r.bytes_written
+    );
+    println!(
+        "fsyncs              {:.3} per record ({})",
+        r.fsyncs_per_record, r.fsyncs
+    );
+    println!(
+        "average batch       {:.2} writes per transaction",
+        r.avg_batch
+    );
+    println!(
+        "cpu                 {:.3} ms per record",
+        r.cpu_ms_per_record
+    );
+}
+
+/// The whole-server benchmark's report, for people.
+fn print_http(r: &crate::bench::http::HttpReport) {
+    println!(
+        "whole server over HTTP (createRecord), {} records at concurrency {}",
+        r.records, r.concurrency
+    );
+    print_speed(r.records_per_sec, r.seconds, r.p50_ms, r.p99_ms);
+    println!(
+        "server cpu          {:.3} ms per record",
+        r.server_cpu_ms_per_record
+    );
+    println!(
+        "server memory       {} KiB idle, {} KiB peak",
+        r.idle_rss_kib, r.peak_rss_kib
+    );
+    if let Some(e) = &r.export {
+        println!(
+            "getRepo             {} bytes: p50 {:.2} ms, server cpu {:.2} ms per export ({} runs)",
+            e.car_bytes, e.p50_ms, e.server_cpu_ms_per_export, e.exports
+        );
+        println!(
+            "four at once        server memory +{} KiB",
+            e.four_at_once_rss_growth_kib
+        );
+    }
 }
 
 /// Where a benchmark writes: `dir`, or a fresh directory under the current one that is

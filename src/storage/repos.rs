@@ -63,31 +63,7 @@ pub fn save_commit(
             rev: rev_number,
         });
     }
-    // Every new block is referenced once by the new tree (records once per key, below).
-    // References are added before any is dropped: a block the commit both drops and
-    // keeps (a record deleted and written again with the same content in one batch)
-    // must never pass through zero, which would forget it.
-    let mut deltas: Vec<(&Cid, i32)> = Vec::new();
-    let records: HashSet<Cid> = commit.ops.iter().filter_map(|op| op.cid).collect();
-    for cid in commit.blocks.cids().filter(|c| !records.contains(c)) {
-        deltas.push((cid, 1));
-    }
-    for op in &commit.ops {
-        if let Some(cid) = &op.cid {
-            deltas.push((cid, 1));
-        }
-        if let Some(prev) = &op.prev {
-            deltas.push((prev, -1));
-        }
-    }
-    for cid in &commit.removed_nodes {
-        deltas.push((cid, -1));
-    }
-    if let Some(old) = &current {
-        deltas.push((&old.commit, -1));
-    }
-    deltas.sort_by_key(|(_, delta)| std::cmp::Reverse(*delta));
-    for (cid, delta) in deltas {
+    for (cid, delta) in reference_changes(commit, current.as_ref()) {
         if let Some(digest) = digest(cid) {
             outbox.changes.push(Change::Ref {
                 did: did.to_owned(),
@@ -107,6 +83,41 @@ pub fn save_commit(
         rev
     ])?;
 
+    index_records(conn, did, commit)
+}
+
+/// The references a commit adds and drops, additions first. Every new block is
+/// referenced once by the new tree (records once per key that holds them). Adding
+/// before dropping matters: a block the commit both drops and keeps (a record deleted
+/// and another written with the same content in one batch) must never pass through
+/// zero, which would forget it.
+fn reference_changes<'a>(commit: &'a CommitData, current: Option<&'a Head>) -> Vec<(&'a Cid, i32)> {
+    let mut deltas: Vec<(&Cid, i32)> = Vec::new();
+    let records: HashSet<Cid> = commit.ops.iter().filter_map(|op| op.cid).collect();
+    for cid in commit.blocks.cids().filter(|c| !records.contains(c)) {
+        deltas.push((cid, 1));
+    }
+    for op in &commit.ops {
+        if let Some(cid) = &op.cid {
+            deltas.push((cid, 1));
+        }
+        if let Some(prev) = &op.prev {
+            deltas.push((prev, -1));
+        }
+    }
+    for cid in &commit.removed_nodes {
+        deltas.push((cid, -1));
+    }
+    if let Some(old) = current {
+        deltas.push((&old.commit, -1));
+    }
+    deltas.sort_by_key(|(_, delta)| std::cmp::Reverse(*delta));
+    deltas
+}
+
+/// The record index follows the commit's operations.
+fn index_records(conn: &Connection, did: &str, commit: &CommitData) -> Result<(), StorageError> {
+    let rev = commit.rev.as_str();
     let now = crate::syntax::Datetime::now().to_string();
     for op in &commit.ops {
         let (collection, rkey) = op

@@ -1,13 +1,17 @@
 //! Records: the writes (createRecord, putRecord, deleteRecord, applyWrites) and the
-//! reads (getRecord, listRecords, describeRepo).
+//! reads (getRecord, listRecords, describeRepo: in `read`).
 //!
 //! A write flows: lexicon check and blob checks here, then one writer job that reads
 //! the repo head, applies the writes in the repo core, and saves the commit, the record
 //! index and blob references — acknowledged once durable.
 
+mod read;
+
+pub use read::{describe_repo, get_record, list_records, RecordPage, RecordView, RepoDescription};
+
 use super::{signing_key, AppState};
 use crate::auth::Session;
-use crate::data::{decode_cbor, ipld_from_json, ipld_to_json, Cid, Ipld};
+use crate::data::{ipld_from_json, Cid, Ipld};
 use crate::error::{XrpcError, XrpcResult};
 use crate::lexicon::Validation;
 use crate::repo::writes::{apply_writes, CommitData, PreparedWrite, Write, WriteError};
@@ -139,6 +143,63 @@ fn check_rkey(state: &AppState, collection: &Nsid, rkey: &RecordKey) -> XrpcResu
     }
 }
 
+/// A create's or update's record: given its `$type` if it has none, read as atproto
+/// data, checked against its lexicon (and its record key when valid); with the blobs
+/// it refers to.
+fn check_record(
+    state: &AppState,
+    action: WriteAction,
+    collection: Nsid,
+    rkey: RecordKey,
+    mut json: Value,
+    validate: Option<bool>,
+) -> XrpcResult<(Write, Option<Validation>, Vec<BlobRef>)> {
+    if let Some(obj) = json.as_object_mut() {
+        obj.entry("$type")
+            .or_insert_with(|| json!(collection.as_str()));
+    }
+    let record = ipld_from_json(&json)
+        .map_err(|e| XrpcError::invalid_request(format!("invalid record: {e}")))?;
+    let validation = validate_record(state, &collection, &record, validate)?;
+    if validation == Some(Validation::Valid) {
+        check_rkey(state, &collection, &rkey)?;
+    }
+    let mut refs = Vec::new();
+    blob_refs(&record, &mut refs);
+    let write = if action == WriteAction::Create {
+        Write::Create {
+            collection,
+            rkey,
+            record,
+        }
+    } else {
+        Write::Update {
+            collection,
+            rkey,
+            record,
+        }
+    };
+    Ok((write, validation, refs))
+}
+
+/// The record's CID (none for a delete); refuses a record over atproto's 1 MiB, which
+/// relays would refuse in a commit.
+fn record_cid(write: &Write) -> XrpcResult<Option<Cid>> {
+    match write {
+        Write::Create { record, .. } | Write::Update { record, .. } => {
+            let bytes = crate::data::encode_cbor(record);
+            if bytes.len() > MAX_RECORD_BYTES {
+                return Err(XrpcError::too_large(format!(
+                    "the record is {} bytes of DAG-CBOR; a record is at most {MAX_RECORD_BYTES}",
+                    bytes.len()
+                )));
+            }
+            Ok(Some(crate::data::cid_for_cbor(&bytes)))
+        }
+        Write::Delete { .. } => Ok(None),
+    }
+}
+
 /// Turns client writes into checked repo writes.
 fn prepare(
     state: &AppState,
@@ -181,51 +242,13 @@ fn prepare(
         let (write, validation, blobs) = match req.action {
             WriteAction::Delete => (Write::Delete { collection, rkey }, None, Vec::new()),
             action => {
-                let mut json = req
+                let json = req
                     .record
                     .ok_or_else(|| XrpcError::invalid_request("record is required"))?;
-                if let Some(obj) = json.as_object_mut() {
-                    obj.entry("$type")
-                        .or_insert_with(|| json!(collection.as_str()));
-                }
-                let record = ipld_from_json(&json)
-                    .map_err(|e| XrpcError::invalid_request(format!("invalid record: {e}")))?;
-                let validation = validate_record(state, &collection, &record, validate)?;
-                if validation == Some(Validation::Valid) {
-                    check_rkey(state, &collection, &rkey)?;
-                }
-                let mut refs = Vec::new();
-                blob_refs(&record, &mut refs);
-                let write = if action == WriteAction::Create {
-                    Write::Create {
-                        collection,
-                        rkey,
-                        record,
-                    }
-                } else {
-                    Write::Update {
-                        collection,
-                        rkey,
-                        record,
-                    }
-                };
-                (write, validation, refs)
+                check_record(state, action, collection, rkey, json, validate)?
             }
         };
-        let cid = match &write {
-            Write::Create { record, .. } | Write::Update { record, .. } => {
-                let bytes = crate::data::encode_cbor(record);
-                // atproto's limit: relays refuse a commit carrying a larger record.
-                if bytes.len() > MAX_RECORD_BYTES {
-                    return Err(XrpcError::too_large(format!(
-                        "the record is {} bytes of DAG-CBOR; a record is at most {MAX_RECORD_BYTES}",
-                        bytes.len()
-                    )));
-                }
-                Some(crate::data::cid_for_cbor(&bytes))
-            }
-            Write::Delete { .. } => None,
-        };
+        let cid = record_cid(&write)?;
         out.push(CheckedWrite {
             write: PreparedWrite { write, swap_record },
             validation,
@@ -475,133 +498,4 @@ pub fn commit_meta(commit: &CommitData) -> CommitMeta {
         cid: commit.commit_cid.to_string(),
         rev: commit.rev.as_str().to_owned(),
     }
-}
-
-/// com.atproto.repo.getRecord
-pub async fn get_record(
-    state: &AppState,
-    repo: &str,
-    collection: &str,
-    rkey: &str,
-    cid: Option<&str>,
-) -> XrpcResult<RecordView> {
-    let account = state.active_repo(repo).await?;
-    let (did, c, r) = (account.did.clone(), collection.to_owned(), rkey.to_owned());
-    let log = state.storage.log.clone();
-    let found = state
-        .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::get_record(&log, conn, &did, &c, &r)?))
-        .await?;
-    let not_found = || {
-        XrpcError::named(
-            "RecordNotFound",
-            format!(
-                "Could not locate record: at://{}/{collection}/{rkey}",
-                account.did
-            ),
-        )
-    };
-    let (record_cid, bytes) = found.ok_or_else(not_found)?;
-    if cid.is_some_and(|c| c != record_cid.to_string()) {
-        return Err(not_found());
-    }
-    let value = decode_cbor(&bytes)
-        .map_err(|e| XrpcError::internal(format!("stored record is unreadable: {e}")))?;
-    Ok(RecordView {
-        uri: format!("at://{}/{collection}/{rkey}", account.did),
-        cid: record_cid.to_string(),
-        value: ipld_to_json(&value),
-    })
-}
-
-/// A record as getRecord and listRecords show it: its URI, CID and value as JSON.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RecordView {
-    pub uri: String,
-    pub cid: String,
-    pub value: Value,
-}
-
-/// A page of listRecords.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RecordPage {
-    pub records: Vec<RecordView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
-}
-
-/// What describeRepo answers.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RepoDescription {
-    pub handle: String,
-    pub did: String,
-    pub did_doc: crate::identity::DidDocument,
-    pub collections: Vec<String>,
-    pub handle_is_correct: bool,
-}
-
-/// com.atproto.repo.listRecords
-pub async fn list_records(
-    state: &AppState,
-    repo: &str,
-    collection: &str,
-    limit: usize,
-    cursor: Option<String>,
-    reverse: bool,
-) -> XrpcResult<RecordPage> {
-    let account = state.active_repo(repo).await?;
-    Nsid::new(collection)?;
-    let (did, c) = (account.did.clone(), collection.to_owned());
-    let log = state.storage.log.clone();
-    let rows = state
-        .storage
-        .read(move |conn| {
-            Ok::<_, XrpcError>(repos::list_records(
-                &log,
-                conn,
-                &did,
-                &c,
-                limit,
-                cursor.as_deref(),
-                reverse,
-            )?)
-        })
-        .await?;
-    let next = (rows.len() == limit)
-        .then(|| rows.last().map(|(rkey, _, _)| rkey.clone()))
-        .flatten();
-    let records = rows
-        .into_iter()
-        .map(|(rkey, cid, bytes)| RecordView {
-            uri: format!("at://{}/{collection}/{rkey}", account.did),
-            cid: cid.to_string(),
-            value: decode_cbor(&bytes)
-                .map(|v| ipld_to_json(&v))
-                .unwrap_or(Value::Null),
-        })
-        .collect();
-    Ok(RecordPage {
-        records,
-        cursor: next,
-    })
-}
-
-/// com.atproto.repo.describeRepo
-pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<RepoDescription> {
-    let account = state.active_repo(repo).await?;
-    let did = account.did.clone();
-    let collections = state
-        .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::collections(conn, &did)?))
-        .await?;
-    let doc = super::sync::did_document(state, &account).await;
-    let handle_is_correct = doc.handle().as_deref() == Some(account.handle.as_str());
-    Ok(RepoDescription {
-        handle: account.handle,
-        did: account.did,
-        did_doc: doc,
-        collections,
-        handle_is_correct,
-    })
 }
