@@ -121,6 +121,55 @@ async fn storage_health(config: &Config) {
     }
 }
 
+/// HTTPS: the mode and each stored certificate's expiry.
+fn print_certificates(config: &Config) {
+    let certs = crate::storage::certs::stored_certificates(&config.data_dir);
+    if config.tls != crate::config::TlsMode::Off || !certs.is_empty() {
+        println!("\nhttps: tls = {:?}", config.tls);
+        for (name, not_after) in certs {
+            let days = (not_after - unix_now()) as f64 / 86400.0;
+            println!(
+                "  {name:<30} valid until {} ({days:.1} days)",
+                chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Each relay (configured, or reported on by the running server) and what the
+/// watchdog last found.
+fn print_relays(configured: Vec<String>, relay_rows: &[crate::storage::relays::RelayStatus]) {
+    println!("\nrelays:");
+    // The configured relays, and any the running server (perhaps configured
+    // differently from this shell) has reported on.
+    let mut relays_shown = configured;
+    for r in relay_rows {
+        if !relays_shown.contains(&r.relay) {
+            relays_shown.push(r.relay.clone());
+        }
+    }
+    if relays_shown.is_empty() {
+        println!("  none configured (set relays / ATBOX_RELAYS, e.g. bsky.network)");
+    }
+    for relay in relays_shown {
+        match relay_rows.iter().find(|r| r.relay == relay) {
+            None => println!("  {relay:<28} not checked yet"),
+            Some(r) => {
+                let crawl = r
+                    .last_crawl_request
+                    .map(|t| format!("; crawl requested {}", ago(t)))
+                    .unwrap_or_default();
+                println!(
+                    "  {relay:<28} {:<13} {} (checked {}{crawl})",
+                    r.state,
+                    r.detail,
+                    ago(r.checked_at)
+                );
+            }
+        }
+    }
+}
+
 pub async fn status(config: Config) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     println!(
@@ -136,17 +185,7 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         );
     }
     storage_health(&config).await;
-    let certs = crate::storage::certs::stored_certificates(&config.data_dir);
-    if config.tls != crate::config::TlsMode::Off || !certs.is_empty() {
-        println!("\nhttps: tls = {:?}", config.tls);
-        for (name, not_after) in certs {
-            let days = (not_after - unix_now()) as f64 / 86400.0;
-            println!(
-                "  {name:<30} valid until {} ({days:.1} days)",
-                chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default()
-            );
-        }
-    }
+    print_certificates(&config);
     let relays_configured = config.relays.clone();
     let state = AppState::open(config)?;
     let bounds = state.storage.log.seq_bounds();
@@ -178,35 +217,7 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
         Some((oldest, newest)) => println!("\nfirehose: events {oldest}..{newest} kept"),
         None => println!("\nfirehose: no events yet"),
     }
-    println!("\nrelays:");
-    // The configured relays, and any the running server (perhaps configured
-    // differently from this shell) has reported on.
-    let mut relays_shown = relays_configured;
-    for r in &relay_rows {
-        if !relays_shown.contains(&r.relay) {
-            relays_shown.push(r.relay.clone());
-        }
-    }
-    if relays_shown.is_empty() {
-        println!("  none configured (set relays / ATBOX_RELAYS, e.g. bsky.network)");
-    }
-    for relay in relays_shown {
-        match relay_rows.iter().find(|r| r.relay == relay) {
-            None => println!("  {relay:<28} not checked yet"),
-            Some(r) => {
-                let crawl = r
-                    .last_crawl_request
-                    .map(|t| format!("; crawl requested {}", ago(t)))
-                    .unwrap_or_default();
-                println!(
-                    "  {relay:<28} {:<13} {} (checked {}{crawl})",
-                    r.state,
-                    r.detail,
-                    ago(r.checked_at)
-                );
-            }
-        }
-    }
+    print_relays(relays_configured, &relay_rows);
     Ok(())
 }
 

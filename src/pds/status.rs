@@ -47,6 +47,43 @@ fn setup_url(state: &AppState, addresses: &[IpAddr]) -> String {
     }
 }
 
+/// The first relay's state for the screen, remembering since when it has been bad.
+fn relay_view(
+    memory: &mut Memory,
+    now: i64,
+    first_relay: Option<String>,
+    relay_row: Option<relays::RelayStatus>,
+) -> RelayView {
+    match (first_relay, relay_row) {
+        (None, _) => RelayView::NoneConfigured,
+        (Some(r), None) => RelayView::NotCheckedYet(r),
+        (Some(r), Some(row)) => {
+            if row.state == "ok" {
+                memory.relay_bad_since = None;
+            } else {
+                memory.relay_bad_since.get_or_insert(now);
+            }
+            RelayView::Checked {
+                relay: r,
+                state: row.state,
+                bad_for_secs: memory.relay_bad_since.map_or(0, |t| now - t),
+            }
+        }
+    }
+}
+
+/// Bytes written to storage today: counted from midnight UTC, or from start-up on the
+/// first day.
+fn written_today(state: &AppState, memory: &mut Memory, now: i64) -> u64 {
+    let written = crate::device::sysinfo::write_bytes().saturating_sub(state.write_bytes_at_start);
+    let today = now.div_euclid(86400);
+    let (day, at_start) = memory.day.get_or_insert((today, 0));
+    if *day != today {
+        (*day, *at_start) = (today, written);
+    }
+    written - *at_start
+}
+
 async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> Snapshot {
     let now = super::unix_now();
     let first_relay = state.config.relays.first().cloned();
@@ -74,30 +111,8 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
             (None, 0, 0, None)
         }
     };
-    let relay = match (first_relay, relay_row) {
-        (None, _) => RelayView::NoneConfigured,
-        (Some(r), None) => RelayView::NotCheckedYet(r),
-        (Some(r), Some(row)) => {
-            if row.state == "ok" {
-                memory.relay_bad_since = None;
-            } else {
-                memory.relay_bad_since.get_or_insert(now);
-            }
-            RelayView::Checked {
-                relay: r,
-                state: row.state,
-                bad_for_secs: memory.relay_bad_since.map_or(0, |t| now - t),
-            }
-        }
-    };
-    let written = crate::device::sysinfo::write_bytes().saturating_sub(state.write_bytes_at_start);
-    // Counted from midnight UTC, or from start-up on the first day.
-    let today = now.div_euclid(86400);
-    let (day, at_start) = memory.day.get_or_insert((today, 0));
-    if *day != today {
-        (*day, *at_start) = (today, written);
-    }
-    let bytes_written_today = written - *at_start;
+    let relay = relay_view(memory, now, first_relay, relay_row);
+    let bytes_written_today = written_today(state, memory, now);
     let addresses = sysinfo::lan_addresses();
     let disk = sysinfo::disk_space(&state.config.data_dir);
     if let Some(mdns) = mdns {
