@@ -61,6 +61,40 @@ fn chown_tree(path: &Path, ids: (u32, u32)) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates the first account (unless it exists already), as the owner.
+fn create_first_account(
+    config: crate::config::Config,
+    handle: String,
+    email: String,
+    password: String,
+) -> anyhow::Result<()> {
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        crate::server::restrict_umask();
+        let state = AppState::open(config)?;
+        if state
+            .find_account(&handle)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let input = crate::pds::accounts::NewAccount {
+            handle: handle.clone(),
+            email: Some(email),
+            password: Some(password),
+            by_owner: true,
+            ..Default::default()
+        };
+        let created = crate::pds::accounts::create_account(&state, input, None)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        println!("created the first account: {handle} ({})", created.did);
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
 pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
     if args.marker.exists() {
         println!("first boot already done ({} exists)", args.marker.display());
@@ -102,31 +136,7 @@ pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
                 );
             };
             let data_dir = config.data_dir.clone();
-            let runtime = super::runtime()?;
-            runtime.block_on(async {
-                crate::server::restrict_umask();
-                let state = AppState::open(config)?;
-                if state
-                    .find_account(&handle)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e.message))?
-                    .is_none()
-                {
-                    let input = crate::pds::accounts::NewAccount {
-                        handle: handle.clone(),
-                        email: Some(email),
-                        password: Some(password),
-                        by_owner: true,
-                        ..Default::default()
-                    };
-                    let created = crate::pds::accounts::create_account(&state, input, None)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e.message))?;
-                    println!("created the first account: {handle} ({})", created.did);
-                }
-                Ok::<_, anyhow::Error>(())
-            })?;
-            drop(runtime);
+            create_first_account(config, handle, email, password)?;
             // The card's copy keeps everything but the password.
             let mut cleaned: toml::Table = toml::from_str(&text)?;
             if let Some(toml::Value::Table(t)) = cleaned.get_mut("first_account") {
