@@ -370,16 +370,56 @@ impl WriterThread {
     }
 
     fn commit_batch(&self, conn: &mut Connection, batch: &mut Vec<Job>) {
-        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
-        let mut events: Vec<Arc<SeqEvent>> = Vec::new();
-        let mut changes: Vec<Change> = Vec::new();
-        let mut next_seq = self.log.next_seq();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             // Dropping the jobs unblocks their callers with `NotCommitted`.
             tracing::error!("cannot begin a write transaction: {e}");
             batch.clear();
             return;
         }
+        let Ran {
+            delivers,
+            mut events,
+            changes,
+        } = self.run_jobs(conn, batch);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let written = self.log.write_rows(conn, &changes, now_ms);
+        let committed = match &written {
+            Ok(_) => {
+                let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
+                // The emulated slow device holds the writer as a slow fsync would.
+                if !self.sync_latency.is_zero() {
+                    std::thread::sleep(self.sync_latency);
+                }
+                committed
+            }
+            Err(e) => {
+                tracing::error!("cannot write the repo log: {e}");
+                Err(e.clone())
+            }
+        };
+        match (committed.is_ok(), written) {
+            (true, Ok(written)) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.log.apply(changes, written);
+            }
+            _ => {
+                let _ = conn.execute_batch("ROLLBACK");
+                self.log.discard();
+                events.clear();
+            }
+        }
+        for deliver in delivers {
+            deliver(committed.clone());
+        }
+        self.publish(events);
+    }
+
+    /// Runs each job of the batch in its own savepoint: a failing job rolls back alone.
+    fn run_jobs(&self, conn: &Connection, batch: &mut Vec<Job>) -> Ran {
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
+        let mut events: Vec<Arc<SeqEvent>> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        let mut next_seq = self.log.next_seq();
         for job in batch.drain(..) {
             let outbox = Outbox {
                 events: Vec::new(),
@@ -421,36 +461,15 @@ impl WriterThread {
                 }
             }
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let written = self.log.write_rows(conn, &changes, now_ms);
-        let committed = match &written {
-            Ok(_) => {
-                let committed = conn.execute_batch("COMMIT").map_err(StorageError::from);
-                // The emulated slow device holds the writer as a slow fsync would.
-                if !self.sync_latency.is_zero() {
-                    std::thread::sleep(self.sync_latency);
-                }
-                committed
-            }
-            Err(e) => {
-                tracing::error!("cannot write the repo log: {e}");
-                Err(e.clone())
-            }
-        };
-        match (committed.is_ok(), written) {
-            (true, Ok(written)) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.log.apply(changes, written);
-            }
-            _ => {
-                let _ = conn.execute_batch("ROLLBACK");
-                self.log.discard();
-                events.clear();
-            }
+        Ran {
+            delivers,
+            events,
+            changes,
         }
-        for deliver in delivers {
-            deliver(committed.clone());
-        }
+    }
+
+    /// Hands a durable batch's events to firehose subscribers, in order.
+    fn publish(&self, events: Vec<Arc<SeqEvent>>) {
         if !events.is_empty() {
             let now = super::unix_now();
             self.stats.last_event_at.store(now, Ordering::Relaxed);
@@ -460,4 +479,12 @@ impl WriterThread {
             let _ = self.publisher.send(event);
         }
     }
+}
+
+/// What a batch's jobs left: their callers to answer, and (of those that succeeded)
+/// their repo-log changes and events.
+struct Ran {
+    delivers: Vec<Deliver>,
+    events: Vec<Arc<SeqEvent>>,
+    changes: Vec<Change>,
 }
