@@ -125,6 +125,60 @@ pub enum WriteError {
     Repo(#[from] RepoError),
 }
 
+/// One write on the tree: the swap checked, the record stored and keyed (or the key
+/// removed), and what the commit's op says of it.
+fn apply_one<S: BlockStore>(
+    mst: &mut Mst<S>,
+    blocks: &mut BlockMap,
+    w: &PreparedWrite,
+) -> Result<OpResult, WriteError> {
+    let path = w.write.path();
+    let current = mst.get(&path)?;
+    if let Some(expected) = w.swap_record {
+        if expected != current {
+            return Err(WriteError::SwapMismatch {
+                path,
+                expected: expected.map(|c| c.to_string()),
+                actual: current.map(|c| c.to_string()),
+            });
+        }
+    }
+    Ok(match &w.write {
+        Write::Create { record, .. } | Write::Update { record, .. } => {
+            if matches!(w.write, Write::Create { .. }) && current.is_some() {
+                return Err(WriteError::AlreadyExists(path));
+            }
+            let bytes = encode_cbor(record);
+            let cid = cid_for_cbor(&bytes);
+            blocks.insert(cid, bytes);
+            mst.insert(&path, cid)?;
+            let action = if current.is_some() {
+                Action::Update
+            } else {
+                Action::Create
+            };
+            OpResult {
+                action,
+                path,
+                cid: Some(cid),
+                prev: current,
+            }
+        }
+        Write::Delete { .. } => {
+            if current.is_none() {
+                return Err(WriteError::NotFound(path));
+            }
+            mst.delete(&path)?;
+            OpResult {
+                action: Action::Delete,
+                path,
+                cid: None,
+                prev: current,
+            }
+        }
+    })
+}
+
 /// Applies `writes` on top of `head` (or an empty repo) and signs the new commit.
 pub fn apply_writes(
     store: &dyn BlockStore,
@@ -141,52 +195,7 @@ pub fn apply_writes(
     let mut blocks = BlockMap::new();
     let mut ops = Vec::with_capacity(writes.len());
     for w in writes {
-        let path = w.write.path();
-        let current = mst.get(&path)?;
-        if let Some(expected) = w.swap_record {
-            if expected != current {
-                return Err(WriteError::SwapMismatch {
-                    path,
-                    expected: expected.map(|c| c.to_string()),
-                    actual: current.map(|c| c.to_string()),
-                });
-            }
-        }
-        let op = match &w.write {
-            Write::Create { record, .. } | Write::Update { record, .. } => {
-                if matches!(w.write, Write::Create { .. }) && current.is_some() {
-                    return Err(WriteError::AlreadyExists(path));
-                }
-                let bytes = encode_cbor(record);
-                let cid = cid_for_cbor(&bytes);
-                blocks.insert(cid, bytes);
-                mst.insert(&path, cid)?;
-                let action = if current.is_some() {
-                    Action::Update
-                } else {
-                    Action::Create
-                };
-                OpResult {
-                    action,
-                    path,
-                    cid: Some(cid),
-                    prev: current,
-                }
-            }
-            Write::Delete { .. } => {
-                if current.is_none() {
-                    return Err(WriteError::NotFound(path));
-                }
-                mst.delete(&path)?;
-                OpResult {
-                    action: Action::Delete,
-                    path,
-                    cid: None,
-                    prev: current,
-                }
-            }
-        };
-        ops.push(op);
+        ops.push(apply_one(&mut mst, &mut blocks, w)?);
     }
     let (data, nodes) = mst.persist();
     // Nodes the new tree dropped: the edits read every node they changed or removed.
