@@ -3,38 +3,13 @@
 //! `storage::log`), kept for the backfill window, then compacted away.
 
 use super::log::{Change, RepoLog, StoredEvent};
-use super::writer::Outbox;
+use super::writer::{Outbox, SeqEvent};
 use super::StorageError;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A sequenced event: its number and its complete WebSocket frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeqEvent {
-    pub seq: i64,
-    pub frame: Vec<u8>,
-}
-
-/// What an event announces (stored with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Commit = 0,
-    Sync = 1,
-    Identity = 2,
-    Account = 3,
-}
-
-impl Kind {
-    pub fn from_name(name: &str) -> Kind {
-        match name {
-            "commit" => Kind::Commit,
-            "sync" => Kind::Sync,
-            "identity" => Kind::Identity,
-            _ => Kind::Account,
-        }
-    }
-}
+pub use super::log::Kind;
 
 /// The next sequence number. The writer numbers its batch's events in order, and a
 /// rolled-back job's numbers are reused by the next job: no gaps.

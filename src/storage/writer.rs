@@ -15,7 +15,6 @@
 //! WAL passes a size bound — a passive checkpoint that leaves the WAL file in place to
 //! be reused, so the card sees no truncate-and-regrow churn.
 
-use super::events::SeqEvent;
 use super::log::{Change, RepoLog};
 use super::StorageError;
 use rusqlite::Connection;
@@ -66,6 +65,13 @@ impl Default for WriterOptions {
             sync_latency: std::time::Duration::ZERO,
         }
     }
+}
+
+/// A sequenced event: its number and its complete WebSocket frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqEvent {
+    pub seq: i64,
+    pub frame: Vec<u8>,
 }
 
 /// What the writer has done since the process started (for `atbox status` and the

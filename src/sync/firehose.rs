@@ -9,8 +9,9 @@
 
 use crate::error::XrpcError;
 use crate::pds::Ctx;
-use crate::storage::events::{self, SeqEvent};
+use crate::storage::events;
 use crate::storage::frames::{error_frame, info_frame};
+use crate::storage::writer::SeqEvent;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};

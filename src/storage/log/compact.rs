@@ -151,7 +151,7 @@ pub(in crate::storage) fn import_legacy_tables(conn: &Connection) -> Result<(), 
     while let Some(r) = rows.next()? {
         let (seq, did, kind, frame): (i64, String, String, Vec<u8>) =
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        let kind = crate::storage::events::Kind::from_name(&kind) as u8;
+        let kind = super::Kind::from_name(&kind) as u8;
         builder.event(&did, kind, seq, 0, &frame, None);
     }
     let mut stmt = conn.prepare("SELECT did, cid, rev, bytes FROM repo_block ORDER BY did, rev")?;

@@ -34,6 +34,7 @@ mod export;
 mod row;
 
 pub(super) use compact::import_legacy_tables;
+pub use row::Kind;
 use row::{
     corrupt, entry_blocks, inflate, insert_row, parse_row, read_row, RowBuilder, ROW_TARGET,
     TAG_EVENT,

@@ -297,6 +297,26 @@ impl RowBuilder {
     }
 }
 
+/// What an event announces (stored with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Commit = 0,
+    Sync = 1,
+    Identity = 2,
+    Account = 3,
+}
+
+impl Kind {
+    pub fn from_name(name: &str) -> Kind {
+        match name {
+            "commit" => Kind::Commit,
+            "sync" => Kind::Sync,
+            "identity" => Kind::Identity,
+            _ => Kind::Account,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{deflate, inflate};
