@@ -7,6 +7,7 @@
 use crate::common;
 
 use atbox::data::{decode_cbor, Ipld};
+use common::inproc;
 use common::server::{start_atbox, start_plc};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -87,11 +88,12 @@ async fn post(http: &reqwest::Client, base: &str, did: &str, token: &str, text: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_then_live_without_gaps_or_duplicates() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let base = atbox.server.url.clone();
+    let atbox = inproc::start(&[]).await;
+    let base = atbox.url.clone();
     let http = reqwest::Client::new();
-    let (did, token, _) = common::api::Api::new(&atbox).account("stream.test").await;
+    let (did, token, _) = common::api::Api::at(&atbox.url)
+        .account("stream.test")
+        .await;
 
     // Account creation: #identity, #account, the first #commit, and #sync.
     let mut live = connect(&base, None).await;
@@ -168,11 +170,10 @@ async fn replay_then_live_without_gaps_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_http_get_gets_an_xrpc_error() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
+    let atbox = inproc::start(&[]).await;
     let res = reqwest::get(format!(
         "{}/xrpc/com.atproto.sync.subscribeRepos",
-        atbox.server.url
+        atbox.url
     ))
     .await
     .unwrap();
@@ -183,11 +184,10 @@ async fn a_plain_http_get_gets_an_xrpc_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_stops_reading_is_cut_off() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_FIREHOSE_BUFFER_EVENTS", "16")]);
-    let base = atbox.server.url.clone();
+    let atbox = inproc::start(&[("ATBOX_FIREHOSE_BUFFER_EVENTS", "16")]).await;
+    let base = atbox.url.clone();
     let http = reqwest::Client::new();
-    let (did, token, _) = common::api::Api::new(&atbox).account("slow.test").await;
+    let (did, token, _) = common::api::Api::at(&atbox.url).account("slow.test").await;
 
     // A consumer with a tiny receive window that reads nothing.
     let port = base.rsplit(':').next().unwrap().parse::<u16>().unwrap();

@@ -7,15 +7,15 @@ use crate::common;
 use atbox::repo::car::read_car;
 use atbox::repo::verify::verify_repo;
 use common::api::{assert_xrpc_error, Api};
+use common::inproc;
 use common::server::{start_atbox, start_plc};
 use reqwest::Client;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_xrpc_errors_never_500() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("errors.test").await;
 
     let (s, v) = api
@@ -131,9 +131,8 @@ async fn bad_input_gets_clear_xrpc_errors_never_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_batches_leave_nothing_behind_and_swaps_are_checked() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("atomic.test").await;
     let (_, first) = api.post_record(&did, &token, "first").await;
     let (_, head) = api
@@ -277,9 +276,8 @@ async fn concurrent_writes_are_all_durable_and_the_repo_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_are_sniffed_served_safely_and_ranged() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_BLOB_UPLOAD_LIMIT", "100000")]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_BLOB_UPLOAD_LIMIT", "100000")]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("blobs.test").await;
     // A PNG signature then bytes; sent as */* the way the Python SDK does.
     let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
@@ -344,7 +342,7 @@ async fn blobs_are_sniffed_served_safely_and_ranged() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
-    let leftovers = std::fs::read_dir(atbox.data_dir.path().join("blobs/tmp"))
+    let leftovers = std::fs::read_dir(atbox.data_dir().join("blobs/tmp"))
         .unwrap()
         .count();
     assert_eq!(leftovers, 0, "a refused upload leaves no temp file");
@@ -365,9 +363,8 @@ async fn blobs_are_sniffed_served_safely_and_ranged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_repo_round_trips_an_export_and_lists_missing_blobs() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("mover.test").await;
     for i in 0..20 {
         api.post_record(&did, &token, &format!("post {i}")).await;
@@ -451,7 +448,13 @@ async fn import_repo_round_trips_an_export_and_lists_missing_blobs() {
         format!("at://{did}/app.bsky.actor.profile/self")
     );
     // The repo now holds 21 records and verifies under the account's own key.
-    assert_eq!(api.export_verified(&did, &plc.url).await.records.len(), 21);
+    assert_eq!(
+        api.export_verified(&did, &atbox.plc_url)
+            .await
+            .records
+            .len(),
+        21
+    );
 
     // A CAR of another DID, or a broken one, is refused and changes nothing.
     let res = api
@@ -474,9 +477,8 @@ async fn import_repo_round_trips_an_export_and_lists_missing_blobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bodies_to_every_procedure_get_xrpc_errors_not_500s() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[("ATBOX_ADMIN_PASSWORD", "admin-pw")]);
-    let api = Api::new(&atbox);
+    let atbox = inproc::start(&[("ATBOX_ADMIN_PASSWORD", "admin-pw")]).await;
+    let api = Api::at(&atbox.url);
     let (did, token, _) = api.account("garbage.test").await;
     let procedures = [
         "com.atproto.server.createAccount",
@@ -559,15 +561,11 @@ async fn garbage_bodies_to_every_procedure_get_xrpc_errors_not_500s() {
 /// not (their protection against cross-site posts relies on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_allows_cross_origin_calls_and_the_setup_page_does_not() {
-    let plc = start_plc();
-    let atbox = start_atbox(&plc.url, &[]);
+    let atbox = inproc::start(&[]).await;
     let client = Client::new();
     let preflight = |path: &str| {
         client
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("{}{path}", atbox.server.url),
-            )
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", atbox.url))
             .header("origin", "https://bsky.app")
             .header("access-control-request-method", "POST")
             .header(
@@ -597,7 +595,7 @@ async fn the_api_allows_cross_origin_calls_and_the_setup_page_does_not() {
     let r = client
         .get(format!(
             "{}/xrpc/com.atproto.server.describeServer",
-            atbox.server.url
+            atbox.url
         ))
         .header("origin", "https://bsky.app")
         .send()

@@ -22,6 +22,11 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     /// Runs an admin command (`atbox account ...`) on this server's data directory.
     pub fn cli(&self, args: &[&str]) -> String {
         super::server::cli_on(self._data_dir.path(), &self.plc_url, args)
