@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// What one whole-server run measured.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct HttpReport {
+pub(crate) struct HttpReport {
     pub records: usize,
     pub concurrency: usize,
     pub seconds: f64,
@@ -30,7 +30,7 @@ pub struct HttpReport {
 
 /// Exports of the benchmark's repo, as a relay resyncing would ask for them.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ExportReport {
+pub(crate) struct ExportReport {
     pub exports: usize,
     pub car_bytes: usize,
     pub p50_ms: f64,
@@ -199,7 +199,7 @@ async fn start_server(
 }
 
 /// Runs one whole-server benchmark with its data in `dir`.
-pub async fn http(
+pub(crate) async fn http(
     dir: &Path,
     records: usize,
     concurrency: usize,

@@ -10,7 +10,7 @@
 //!
 //! `atbox bench http` (in `http`) measures the whole server from outside instead.
 
-pub mod http;
+pub(crate) mod http;
 
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 /// What one benchmark run measured.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StorageReport {
+pub(crate) struct StorageReport {
     pub mode: &'static str,
     pub records: usize,
     pub concurrency: usize,
@@ -105,7 +105,7 @@ where
 }
 
 /// Runs one benchmark in `dir` (which should be on the storage being measured).
-pub async fn storage(
+pub(crate) async fn storage(
     dir: &Path,
     records: usize,
     concurrency: usize,

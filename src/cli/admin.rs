@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
-pub enum AccountCommand {
+pub(crate) enum AccountCommand {
     /// Create an account (registers its did:plc with the configured PLC directory).
     Create {
         #[arg(long)]
@@ -34,7 +34,7 @@ pub enum AccountCommand {
 }
 
 #[derive(Subcommand)]
-pub enum IdentityCommand {
+pub(crate) enum IdentityCommand {
     /// Put a rotation key that you hold above the server's, so you can recover or move
     /// your DID without this box. Without --key, one is generated and printed once.
     AddRecoveryKey {
@@ -46,7 +46,7 @@ pub enum IdentityCommand {
     },
 }
 
-pub async fn identity(config: Config, cmd: IdentityCommand) -> anyhow::Result<()> {
+pub(crate) async fn identity(config: Config, cmd: IdentityCommand) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     let state = AppState::open(config)?;
     let IdentityCommand::AddRecoveryKey { account, key } = cmd;
@@ -71,7 +71,7 @@ pub async fn identity(config: Config, cmd: IdentityCommand) -> anyhow::Result<()
 }
 
 #[derive(Subcommand)]
-pub enum InviteCommand {
+pub(crate) enum InviteCommand {
     /// Create an invite code.
     Create {
         /// How many accounts may use it.
@@ -106,7 +106,7 @@ fn generated_password() -> String {
         .collect()
 }
 
-pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> {
+pub(crate) async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     let state = AppState::open(config)?;
     match cmd {
@@ -186,7 +186,7 @@ pub async fn account(config: Config, cmd: AccountCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
+pub(crate) async fn invite(config: Config, cmd: InviteCommand) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     let state = AppState::open(config)?;
     match cmd {

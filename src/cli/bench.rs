@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Record writes through the real write path: throughput, latency, bytes written
     /// and fsyncs per record.
     Storage {
@@ -45,7 +45,7 @@ pub enum BenchCommand {
     },
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     match cmd {
         BenchCommand::Storage {

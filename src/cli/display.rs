@@ -6,7 +6,7 @@ use clap::Subcommand;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
-pub enum DisplayCommand {
+pub(crate) enum DisplayCommand {
     /// Render one screen as the 128x64 OLED would show it.
     Preview {
         /// boot, setup, pds, network, system, alert-network, alert-disk,
@@ -25,7 +25,7 @@ pub enum DisplayCommand {
     },
 }
 
-pub async fn run(config: Config, cmd: DisplayCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config, cmd: DisplayCommand) -> anyhow::Result<()> {
     let DisplayCommand::Preview {
         screen,
         png,

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::pds::doctor::{examine, Verdict};
 use crate::pds::AppState;
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     println!("atbox doctor: {} ({})", config.hostname, config.public_url);
     let state = AppState::open(config)?;

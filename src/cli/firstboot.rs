@@ -15,7 +15,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
-pub struct FirstbootArgs {
+pub(crate) struct FirstbootArgs {
     /// The user-editable config on the boot partition.
     #[arg(long, default_value = "/boot/firmware/atbox.toml")]
     boot_config: PathBuf,
@@ -95,7 +95,7 @@ fn create_first_account(
     })
 }
 
-pub fn run(args: FirstbootArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: FirstbootArgs) -> anyhow::Result<()> {
     if args.marker.exists() {
         println!("first boot already done ({} exists)", args.marker.display());
         return Ok(());

@@ -6,7 +6,7 @@ use clap::Args;
 use std::time::Duration;
 
 #[derive(Args)]
-pub struct LanArgs {
+pub(crate) struct LanArgs {
     /// How long to listen for answers.
     #[arg(long, default_value_t = 4)]
     seconds: u64,
@@ -15,7 +15,7 @@ pub struct LanArgs {
     resolve: Option<String>,
 }
 
-pub fn run(args: LanArgs) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) fn run(args: LanArgs) -> anyhow::Result<std::process::ExitCode> {
     let wait = Duration::from_secs(args.seconds.max(1));
     let mut ok = true;
     if let Some(name) = &args.resolve {

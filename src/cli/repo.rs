@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
-pub enum RepoCommand {
+pub(crate) enum RepoCommand {
     /// Print the DID, revision, commit and data CIDs, record count and size of a CAR.
     Inspect { file: PathBuf },
     /// List every record as `collection/rkey<TAB>cid`, sorted.
@@ -25,7 +25,7 @@ pub enum RepoCommand {
     },
 }
 
-pub fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RepoCommand::Inspect { file } => {
             let (summary, blocks, size) = load(&file, None)?;

@@ -7,7 +7,7 @@ use crate::storage::{accounts, relays, repos};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
-pub enum RelayCommand {
+pub(crate) enum RelayCommand {
     /// Ask every configured relay to crawl this PDS now.
     Crawl,
 }
@@ -170,7 +170,7 @@ fn print_relays(configured: Vec<String>, relay_rows: &[crate::storage::relays::R
     }
 }
 
-pub async fn status(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn status(config: Config) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     println!(
         "atbox {}  {}  (data in {})",
@@ -221,7 +221,7 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn relay(config: Config, cmd: RelayCommand) -> anyhow::Result<()> {
+pub(crate) async fn relay(config: Config, cmd: RelayCommand) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     let RelayCommand::Crawl = cmd;
     if config.relays.is_empty() {

@@ -42,12 +42,12 @@ impl SavedClaim {
 }
 
 /// Whether a claim is waiting to be finished (the page shows "finishing").
-pub fn claim_saved(data_dir: &Path) -> bool {
+pub(crate) fn claim_saved(data_dir: &Path) -> bool {
     SavedClaim::path(data_dir).exists()
 }
 
 /// `POST /setup/claim` `{code, hostname?, handle, email, password, didMethod?}`.
-pub async fn claim(
+pub(crate) async fn claim(
     State(ctx): State<Ctx>,
     axum::Extension(LanClient(ip)): axum::Extension<LanClient>,
     headers: HeaderMap,
@@ -286,7 +286,7 @@ fn check_public_name(ctx: &Ctx, hostname: &str) -> Result<crate::config::Config,
 /// (which registers its DID with the PLC directory). A failure is kept for the page
 /// (`AppState.claim_error`) and the saved claim removed: the owner tries again with a
 /// fresh code, and the new name stays.
-pub async fn finish_saved_claim(ctx: Ctx) {
+pub(crate) async fn finish_saved_claim(ctx: Ctx) {
     let path = SavedClaim::path(&ctx.config.data_dir);
     let saved: SavedClaim = match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {

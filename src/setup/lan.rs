@@ -18,7 +18,7 @@ use axum::http::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// Whether `ip` is on a local network.
-pub fn is_lan(ip: IpAddr) -> bool {
+pub(crate) fn is_lan(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
         IpAddr::V6(v6) => {
@@ -29,7 +29,7 @@ pub fn is_lan(ip: IpAddr) -> bool {
 }
 
 /// Whether `host` (from the Host header, port removed) names the box on the LAN.
-pub fn is_lan_host(host: &str) -> bool {
+pub(crate) fn is_lan_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<IpAddr>().is_ok()
         || host == "localhost"
@@ -37,7 +37,11 @@ pub fn is_lan_host(host: &str) -> bool {
 }
 
 /// The client's address if the request is from the LAN (see the module doc).
-pub fn lan_client(trusted: &[IpAddr], peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
+pub(crate) fn lan_client(
+    trusted: &[IpAddr],
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
     if !is_lan_host(&request_host(headers)) {
         return None;
     }

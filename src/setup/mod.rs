@@ -13,11 +13,13 @@
 //! served by atbox itself: nothing to build on the device.
 
 mod claim;
-pub mod lan;
+pub(crate) mod lan;
 mod owner;
 
-pub use claim::{claim, finish_saved_claim};
-pub use owner::{crawl as owner_crawl, invite as owner_invite, list_accounts as owner_accounts};
+pub(crate) use claim::{claim, finish_saved_claim};
+pub(crate) use owner::{
+    crawl as owner_crawl, invite as owner_invite, list_accounts as owner_accounts,
+};
 
 use crate::error::XrpcError;
 use crate::pds::Ctx;
@@ -35,7 +37,7 @@ fn lan_client(ctx: &Ctx, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr
 }
 
 /// `GET /`: the setup page for the LAN, the public front page for everyone else.
-pub async fn front_page(
+pub(crate) async fn front_page(
     State(ctx): State<Ctx>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -60,11 +62,11 @@ fn lan_only() -> Response {
 /// The client's address, on the local network: what [`require_lan`] hands the `/setup`
 /// handlers.
 #[derive(Debug, Clone, Copy)]
-pub struct LanClient(pub IpAddr);
+pub(crate) struct LanClient(pub IpAddr);
 
 /// The layer over every `/setup/*` route: clients outside the local network are refused
 /// here, once, and the handlers get the client's address as a [`LanClient`].
-pub async fn require_lan(
+pub(crate) async fn require_lan(
     State(ctx): State<Ctx>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: axum::extract::Request,
@@ -80,7 +82,7 @@ pub async fn require_lan(
 }
 
 /// `GET /setup/status`: the box's state for the page.
-pub async fn status(State(ctx): State<Ctx>) -> Response {
+pub(crate) async fn status(State(ctx): State<Ctx>) -> Response {
     let snap = ctx.snapshots.borrow().clone();
     let relay = match &snap.relay {
         crate::device::snapshot::RelayView::NoneConfigured => json!(null),
@@ -138,7 +140,7 @@ pub async fn status(State(ctx): State<Ctx>) -> Response {
 }
 
 /// `GET /setup/doctor`: the `atbox doctor` checks, for the page's "Check" button.
-pub async fn doctor(
+pub(crate) async fn doctor(
     State(ctx): State<Ctx>,
     axum::Extension(LanClient(ip)): axum::Extension<LanClient>,
 ) -> Response {

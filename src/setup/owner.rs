@@ -50,7 +50,7 @@ fn answer(result: XrpcResult<Value>) -> Response {
 }
 
 /// `POST /setup/owner/invite`: a new single-use invite code.
-pub async fn invite(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+pub(crate) async fn invite(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     let did = match owner(&ctx, &headers).await {
         Ok(did) => did,
         Err(refused) => return refused,
@@ -60,7 +60,7 @@ pub async fn invite(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
 }
 
 /// `POST /setup/owner/crawl`: asks every configured relay to crawl this box now.
-pub async fn crawl(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+pub(crate) async fn crawl(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     if let Err(refused) = owner(&ctx, &headers).await {
         return refused;
     }
@@ -73,7 +73,7 @@ pub async fn crawl(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /setup/owner/accounts`: the accounts hosted here.
-pub async fn list_accounts(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+pub(crate) async fn list_accounts(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     if let Err(refused) = owner(&ctx, &headers).await {
         return refused;
     }

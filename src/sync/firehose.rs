@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 const REPLAY_PAGE: usize = 500;
 
 /// `GET /xrpc/com.atproto.sync.subscribeRepos[?cursor=N]`
-pub async fn subscribe_repos(
+pub(crate) async fn subscribe_repos(
     State(ctx): State<Ctx>,
     RawQuery(query): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -144,7 +144,7 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
 
 /// Hourly: compacts the repo log, which drops events older than the backfill window
 /// and reclaims the space of dead blocks (see `storage::log`).
-pub async fn compact_log(ctx: Ctx) {
+pub(crate) async fn compact_log(ctx: Ctx) {
     loop {
         let window_ms = ctx.config.firehose_backfill_hours as i64 * 3600 * 1000;
         let before = chrono::Utc::now().timestamp_millis() - window_ms;

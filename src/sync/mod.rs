@@ -7,5 +7,5 @@
 //! each durable commit, without gaps or duplicates, cutting off consumers that fall too
 //! far behind. [`relays`] asks relays to crawl us and watches that they do.
 
-pub mod firehose;
-pub mod relays;
+pub(crate) mod firehose;
+pub(crate) mod relays;

@@ -28,7 +28,7 @@ fn lag_grace(state: &AppState) -> i64 {
 
 /// What the watchdog concluded about one relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayState {
+pub(crate) enum RelayState {
     Ok,
     Lagging,
     NotCrawling,
@@ -36,7 +36,7 @@ pub enum RelayState {
 }
 
 impl RelayState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RelayState::Ok => "ok",
             RelayState::Lagging => "lagging",
@@ -47,7 +47,7 @@ impl RelayState {
 }
 
 /// The base URL of a relay given as a host (`bsky.network`), a host:port or a URL.
-pub fn relay_url(relay: &str) -> String {
+pub(crate) fn relay_url(relay: &str) -> String {
     if relay.contains("://") {
         return relay.trim_end_matches('/').to_owned();
     }
@@ -61,7 +61,7 @@ pub fn relay_url(relay: &str) -> String {
 }
 
 /// The name relays should crawl: our public host, with its port when not the default.
-pub fn crawl_hostname(state: &AppState) -> String {
+pub(crate) fn crawl_hostname(state: &AppState) -> String {
     reqwest::Url::parse(&state.config.public_url)
         .ok()
         .and_then(|u| {
@@ -74,7 +74,7 @@ pub fn crawl_hostname(state: &AppState) -> String {
 }
 
 /// Asks one relay to crawl us.
-pub async fn request_crawl(state: &AppState, relay: &str) -> Result<(), String> {
+pub(crate) async fn request_crawl(state: &AppState, relay: &str) -> Result<(), String> {
     let url = format!("{}/xrpc/com.atproto.sync.requestCrawl", relay_url(relay));
     let res = state
         .http
@@ -179,7 +179,7 @@ async fn relay_view(
 }
 
 /// Compares one relay's view of every active account with our heads.
-pub async fn check_relay(state: &AppState, relay: &str) -> (RelayState, String) {
+pub(crate) async fn check_relay(state: &AppState, relay: &str) -> (RelayState, String) {
     let heads = state
         .storage
         .read(|conn| {
@@ -259,7 +259,7 @@ fn rank(s: RelayState) -> u8 {
 }
 
 /// The watchdog and crawl requester, for as long as the server runs.
-pub async fn run(ctx: Ctx) {
+pub(crate) async fn run(ctx: Ctx) {
     if ctx.config.relays.is_empty() {
         return;
     }

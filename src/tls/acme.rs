@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// Answers to pending challenges, for the HTTP and TLS listeners.
 #[derive(Default)]
-pub struct Challenges {
+pub(crate) struct Challenges {
     /// HTTP-01: token → key authorization.
     http01: Mutex<HashMap<String, String>>,
     /// TLS-ALPN-01: host name → a config with the validation certificate.
@@ -32,7 +32,7 @@ pub struct Challenges {
 }
 
 impl Challenges {
-    pub fn http01(&self, token: &str) -> Option<String> {
+    pub(crate) fn http01(&self, token: &str) -> Option<String> {
         self.http01
             .lock()
             .expect("challenge lock")
@@ -40,7 +40,7 @@ impl Challenges {
             .cloned()
     }
 
-    pub fn alpn(&self, name: &str) -> Option<Arc<ServerConfig>> {
+    pub(crate) fn alpn(&self, name: &str) -> Option<Arc<ServerConfig>> {
         self.alpn.lock().expect("challenge lock").get(name).cloned()
     }
 }
@@ -88,7 +88,7 @@ impl HttpClient for Http {
     }
 }
 
-pub struct Acme {
+pub(crate) struct Acme {
     directory: String,
     email: Option<String>,
     http: reqwest::Client,
@@ -111,7 +111,10 @@ fn now() -> i64 {
 }
 
 impl Acme {
-    pub fn new(config: &crate::config::Config, store: Arc<CertStore>) -> Result<Acme, String> {
+    pub(crate) fn new(
+        config: &crate::config::Config,
+        store: Arc<CertStore>,
+    ) -> Result<Acme, String> {
         let mut http = reqwest::Client::builder()
             .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30));
@@ -190,7 +193,7 @@ impl Acme {
 
     /// The certificate for `name`: the stored one, or a new one issued now. The caller
     /// has checked that `name` is ours.
-    pub async fn certificate(&self, name: &str) -> Result<Arc<Issued>, String> {
+    pub(crate) async fn certificate(&self, name: &str) -> Result<Arc<Issued>, String> {
         if let Some(c) = self.store.get(name) {
             return Ok(c);
         }
@@ -198,7 +201,7 @@ impl Acme {
     }
 
     /// Issues (or, with `renew`, re-issues) the certificate for `name`.
-    pub async fn issue(&self, name: &str, renew: bool) -> Result<Arc<Issued>, String> {
+    pub(crate) async fn issue(&self, name: &str, renew: bool) -> Result<Arc<Issued>, String> {
         let lock = self
             .inflight
             .lock()
@@ -348,7 +351,7 @@ impl Acme {
 
     /// Keeps `names` (the PDS host name) certified and renews every stored certificate
     /// when a third of its life is left. Runs until the server stops.
-    pub async fn renew_forever<F>(self: Arc<Self>, names: Vec<String>, still_ours: F)
+    pub(crate) async fn renew_forever<F>(self: Arc<Self>, names: Vec<String>, still_ours: F)
     where
         F: Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>,
     {

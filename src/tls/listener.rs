@@ -31,14 +31,17 @@ pub trait ChooseConfig: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<Arc<ServerConfig>, String>> + Send + 'a>>;
 }
 
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     streams: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
     /// Starts accepting on `tcp`.
-    pub fn start(tcp: TcpListener, choose: Arc<dyn ChooseConfig>) -> std::io::Result<TlsListener> {
+    pub(crate) fn start(
+        tcp: TcpListener,
+        choose: Arc<dyn ChooseConfig>,
+    ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, streams) = mpsc::channel(64);
         tokio::spawn(async move {

@@ -8,8 +8,8 @@
 //! HTTPS, and keeps serving the LAN (an IP address or `atbox.local`: the setup page
 //! lives there, and no CA certifies those names).
 
-pub mod acme;
-pub mod listener;
+pub(crate) mod acme;
+pub(crate) mod listener;
 
 use crate::config::TlsMode;
 use crate::pds::Ctx;
@@ -52,7 +52,7 @@ fn load_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Issued, S
 /// one of our *active* accounts, or the host of an active did:web we serve (the "ask"
 /// of on-demand TLS, and what renewal keeps). Nothing else, so no one can spend the
 /// domain's CA quota on names of their choosing (security review L6).
-pub async fn is_our_name(ctx: &Ctx, name: &str) -> bool {
+pub(crate) async fn is_our_name(ctx: &Ctx, name: &str) -> bool {
     if name == ctx.config.hostname {
         return true;
     }
@@ -118,14 +118,14 @@ impl ChooseConfig for Certificates {
 }
 
 /// A running HTTPS side, and what the plain socket needs from it.
-pub struct Https {
+pub(crate) struct Https {
     /// Pending ACME challenges (for the plain socket's HTTP-01 route).
     pub challenges: Arc<Challenges>,
 }
 
 /// Starts the HTTPS side for `ctx.config.tls`, serving `app`; `None` when HTTPS is off
 /// (or cannot start yet: ACME without a public host name).
-pub async fn start(
+pub(crate) async fn start(
     ctx: &Ctx,
     app: Router,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -231,7 +231,7 @@ async fn reload_on_sighup(certificates: Arc<Certificates>) {
 
 /// The plain-HTTP router while HTTPS runs: HTTP-01 answers, a redirect to HTTPS for our
 /// public names, and the app itself for LAN names and addresses. Without HTTPS, the app.
-pub fn plain_router(app: Router, ctx: Ctx, https: Option<&Https>) -> Router {
+pub(crate) fn plain_router(app: Router, ctx: Ctx, https: Option<&Https>) -> Router {
     let Some(https) = https else {
         return app;
     };

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 /// What the caller of a method must present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
+pub(crate) enum Auth {
     /// Nothing; credentials, if any, are not read.
     None,
     /// Anyone; a presented session or admin password is verified (and a bad one
@@ -28,8 +28,6 @@ pub enum Auth {
     Optional,
     /// A session: the account password or any app password.
     Standard,
-    /// The account password or a privileged app password.
-    Privileged,
     /// A session, or a service-auth token for this very method signed with the
     /// account's current key (the video service uploading a processed video with the
     /// token the app got from getServiceAuth).
@@ -47,7 +45,7 @@ pub enum Auth {
 
 /// Which account states may call, checked after the credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusCheck {
+pub(crate) enum StatusCheck {
     /// Any state (the reference's default: a deactivated account may still log in,
     /// read its settings and migrate).
     Any,
@@ -61,7 +59,7 @@ pub enum StatusCheck {
 
 /// Who is calling, as verified.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     Anonymous,
     User(Session),
     Refresh(Claims),
@@ -69,7 +67,7 @@ pub enum Caller {
 }
 
 /// The request's body, as the method's kind reads it.
-pub enum Input {
+pub(crate) enum Input {
     /// Queries have none.
     None,
     /// A procedure's JSON body, read and size-limited before the handler.
@@ -79,7 +77,7 @@ pub enum Input {
 }
 
 /// One verified call.
-pub struct Call {
+pub(crate) struct Call {
     pub ctx: Ctx,
     pub caller: Caller,
     pub params: Params,
@@ -91,46 +89,28 @@ pub struct Call {
 
 impl Call {
     /// The caller's session (methods declared with a session requirement have one).
-    pub fn session(&self) -> XrpcResult<&Session> {
+    pub(crate) fn session(&self) -> XrpcResult<&Session> {
         match &self.caller {
             Caller::User(s) => Ok(s),
             _ => Err(XrpcError::auth_required("Authentication Required")),
         }
     }
 
-    /// The caller's session, if there is one.
-    pub fn optional_session(&self) -> Option<&Session> {
-        match &self.caller {
-            Caller::User(s) => Some(s),
-            _ => None,
-        }
-    }
-
     /// The verified refresh token's claims (methods declared [`Auth::Refresh`]).
-    pub fn refresh_claims(&self) -> XrpcResult<&Claims> {
+    pub(crate) fn refresh_claims(&self) -> XrpcResult<&Claims> {
         match &self.caller {
             Caller::Refresh(c) => Ok(c),
             _ => Err(XrpcError::auth_required("a refresh token is needed")),
         }
     }
 
-    /// Whether the caller is the admin, or the account `did` itself: who may read a
-    /// repo that strangers may not (taken down or deactivated).
-    pub fn is_admin_or(&self, did: &str) -> bool {
-        match &self.caller {
-            Caller::Admin => true,
-            Caller::User(s) => s.did == did,
-            _ => false,
-        }
-    }
-
     /// The bearer token as sent (for [`Auth::ServiceOptional`]).
-    pub fn bearer(&self) -> Option<&str> {
+    pub(crate) fn bearer(&self) -> Option<&str> {
         credentials::bearer(&self.headers)
     }
 
     /// The JSON body parsed into `T`.
-    pub fn json<T: DeserializeOwned>(&self) -> XrpcResult<T> {
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> XrpcResult<T> {
         let bytes = match &self.input {
             Input::Json(b) if !b.is_empty() => b,
             _ => return Err(XrpcError::invalid_request("Request body is required")),
@@ -140,7 +120,7 @@ impl Call {
     }
 
     /// The JSON body as an object (for inputs where null and absent differ).
-    pub fn object(&self) -> XrpcResult<Map<String, Value>> {
+    pub(crate) fn object(&self) -> XrpcResult<Map<String, Value>> {
         match self.json::<Value>()? {
             Value::Object(map) => Ok(map),
             _ => Err(XrpcError::invalid_request(
@@ -150,7 +130,7 @@ impl Call {
     }
 
     /// The streamed body (methods whose kind is a streamed procedure).
-    pub fn take_stream(&mut self) -> XrpcResult<Body> {
+    pub(crate) fn take_stream(&mut self) -> XrpcResult<Body> {
         match std::mem::replace(&mut self.input, Input::None) {
             Input::Stream(body) => Ok(body),
             _ => Err(XrpcError::internal("this method has no streamed body")),
@@ -159,7 +139,7 @@ impl Call {
 }
 
 /// Verifies the credentials `auth` asks for (`nsid`: the method called).
-pub async fn verify(
+pub(crate) async fn verify(
     ctx: &Ctx,
     auth: Auth,
     nsid: &str,
@@ -183,16 +163,6 @@ pub async fn verify(
         }
         Auth::Standard | Auth::StandardOrService => {
             user(credentials::access(&ctx.tokens, headers)?)
-        }
-        Auth::Privileged => {
-            let s = credentials::access(&ctx.tokens, headers)?;
-            if s.scope == Scope::AppPass {
-                return Err(XrpcError::named(
-                    "InvalidToken",
-                    "Bad token scope: this needs the account password or a privileged app password",
-                ));
-            }
-            user(s)
         }
         Auth::Full => {
             let s = credentials::access(&ctx.tokens, headers)?;
@@ -256,7 +226,7 @@ fn is_basic(headers: &HeaderMap) -> bool {
 }
 
 /// Refuses a caller whose account state the method does not allow.
-pub async fn check_status(ctx: &Ctx, check: StatusCheck, caller: &Caller) -> XrpcResult<()> {
+pub(crate) async fn check_status(ctx: &Ctx, check: StatusCheck, caller: &Caller) -> XrpcResult<()> {
     let Caller::User(session) = caller else {
         return Ok(());
     };

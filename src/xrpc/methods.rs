@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 /// How a method is called and what its body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// GET, no body.
     Query,
     /// POST with (at most) a JSON body, read before the handler.
@@ -30,10 +30,10 @@ pub enum Kind {
     Stream,
 }
 
-pub type Reply = Pin<Box<dyn Future<Output = XrpcResult<Response>> + Send>>;
+pub(crate) type Reply = Pin<Box<dyn Future<Output = XrpcResult<Response>> + Send>>;
 
 /// One served method.
-pub struct Method {
+pub(crate) struct Method {
     pub nsid: &'static str,
     pub kind: Kind,
     pub auth: Auth,
@@ -60,7 +60,7 @@ macro_rules! m {
 
 /// Every method atbox serves, by namespace (one line each: a table to read down).
 #[rustfmt::skip]
-pub static METHODS: &[Method] = &[
+pub(crate) static METHODS: &[Method] = &[
     // com.atproto.server: accounts and sessions.
     m!(Query, "com.atproto.server.describeServer", None, Any, server::describe_server),
     m!(Procedure, "com.atproto.server.createAccount", ServiceOptional, Any, server::create_account, limit = CreateAccount),
@@ -140,7 +140,7 @@ static BY_NSID: LazyLock<HashMap<&'static str, &'static Method>> =
     LazyLock::new(|| METHODS.iter().map(|m| (m.nsid, m)).collect());
 
 /// The method served for `nsid`, if atbox serves it itself.
-pub fn find(nsid: &str) -> Option<&'static Method> {
+pub(crate) fn find(nsid: &str) -> Option<&'static Method> {
     BY_NSID.get(nsid).copied()
 }
 

@@ -3,10 +3,10 @@
 //! [`call`] runs those checks; handlers are thin: they read parameters and bodies, call
 //! `crate::pds`, and shape the response. [`proxy`] forwards what other services answer.
 
-pub mod call;
+pub(crate) mod call;
 mod handlers;
-pub mod methods;
-pub mod proxy;
+pub(crate) mod methods;
+pub(crate) mod proxy;
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::pds::Ctx;
@@ -21,12 +21,12 @@ use methods::Kind;
 use std::net::SocketAddr;
 
 /// Largest JSON body a procedure accepts (records are at most 1 MiB of CBOR).
-pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
 
 /// The XRPC API and the well-known identity documents: what any client, relay or
 /// AppView calls, from any origin (the server adds CORS, the firehose and the box's own
 /// pages around these).
-pub fn routes() -> Router<Ctx> {
+pub(crate) fn routes() -> Router<Ctx> {
     Router::new()
         .route("/xrpc/{nsid}", any(xrpc))
         .route("/xrpc/_health", get(health))

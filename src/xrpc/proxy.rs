@@ -45,7 +45,7 @@ const RESPONSE_HEADERS: &[&str] = &[
 ];
 
 /// Whether a call goes to another service rather than being answered here.
-pub fn should_proxy(nsid: &str, headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn should_proxy(nsid: &str, headers: &axum::http::HeaderMap) -> bool {
     if SERVED_LOCALLY.contains(&nsid) {
         return false;
     }
@@ -178,7 +178,11 @@ async fn feed_generator_did(
 }
 
 /// Forwards the call and relays the answer.
-pub async fn forward(state: &AppState, nsid: &str, mut req: Request<Body>) -> XrpcResult<Response> {
+pub(crate) async fn forward(
+    state: &AppState,
+    nsid: &str,
+    mut req: Request<Body>,
+) -> XrpcResult<Response> {
     if crate::auth::methods::is_protected(nsid) {
         return Err(XrpcError::named("InvalidToken", "Bad token method"));
     }

@@ -9,12 +9,12 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json as j;
 
-pub async fn get_account_info(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_account_info(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     json(admin::account_info(&c.ctx, p.required("did")?).await?)
 }
 
-pub async fn get_account_infos(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_account_infos(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let dids = p.all("dids");
     if dids.is_empty() {
@@ -25,7 +25,7 @@ pub async fn get_account_infos(c: Call) -> XrpcResult<Response> {
     json(j!({ "infos": admin::account_infos(&c.ctx, &dids).await? }))
 }
 
-pub async fn get_subject_status(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_subject_status(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let did = p.get("did").ok_or_else(|| {
         XrpcError::invalid_request("only repo subjects (did=...) are supported on this server")
@@ -33,7 +33,7 @@ pub async fn get_subject_status(c: Call) -> XrpcResult<Response> {
     json(admin::subject_status(&c.ctx, did).await?)
 }
 
-pub async fn get_invite_codes(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_invite_codes(c: Call) -> XrpcResult<Response> {
     json(admin::invite_codes(&c.ctx).await?)
 }
 
@@ -43,7 +43,7 @@ struct DidPassword {
     password: String,
 }
 
-pub async fn update_account_password(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn update_account_password(c: Call) -> XrpcResult<Response> {
     let input: DidPassword = c.json()?;
     admin::update_password(&c.ctx, &input.did, &input.password).await?;
     empty()
@@ -55,7 +55,7 @@ struct AccountEmail {
     email: String,
 }
 
-pub async fn update_account_email(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn update_account_email(c: Call) -> XrpcResult<Response> {
     let input: AccountEmail = c.json()?;
     admin::update_email(&c.ctx, &input.account, &input.email).await?;
     empty()
@@ -67,7 +67,7 @@ struct DidHandle {
     handle: String,
 }
 
-pub async fn update_account_handle(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn update_account_handle(c: Call) -> XrpcResult<Response> {
     let input: DidHandle = c.json()?;
     admin::update_handle(&c.ctx, &input.did, &input.handle).await?;
     empty()
@@ -78,13 +78,13 @@ struct DidOnly {
     did: String,
 }
 
-pub async fn delete_account(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn delete_account(c: Call) -> XrpcResult<Response> {
     let input: DidOnly = c.json()?;
     admin::delete_account(&c.ctx, &input.did).await?;
     empty()
 }
 
-pub async fn update_subject_status(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn update_subject_status(c: Call) -> XrpcResult<Response> {
     let input = c.object()?;
     let subject = input
         .get("subject")
@@ -99,7 +99,7 @@ struct DisableInvites {
     accounts: Vec<String>,
 }
 
-pub async fn disable_invite_codes(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn disable_invite_codes(c: Call) -> XrpcResult<Response> {
     let input: DisableInvites = c.json()?;
     admin::disable_invite_codes(&c.ctx, input.codes, input.accounts).await?;
     empty()

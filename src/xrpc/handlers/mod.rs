@@ -3,10 +3,10 @@
 //! and responses. Every handler has one shape: a verified [`super::call::Call`] in, an
 //! XRPC response out; what it does is a `crate::pds` operation.
 
-pub mod admin;
-pub mod repo;
-pub mod server;
-pub mod sync;
+pub(crate) mod admin;
+pub(crate) mod repo;
+pub(crate) mod server;
+pub(crate) mod sync;
 
 use crate::error::{XrpcError, XrpcResult};
 use axum::body::Body;
@@ -19,7 +19,7 @@ const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Reads a body of at most `limit` bytes within [`BODY_DEADLINE`]. Past the limit the
 /// rest is read and dropped (up to a bound) before answering 413, so that clients still
 /// sending see the error rather than a reset connection.
-pub async fn read_limited(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
+pub(crate) async fn read_limited(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
     tokio::time::timeout(BODY_DEADLINE, read_all(body, limit))
         .await
         .map_err(|_| {
@@ -59,7 +59,11 @@ async fn read_all(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
 /// A JSON output: a pds operation's typed result, or a value built here.
 /// Streams a body into an unnamed temporary file in `dir` (at most `limit` bytes, each
 /// chunk within the connection's idle timeout), and hands the file back rewound.
-pub async fn spool(body: Body, dir: &std::path::Path, limit: usize) -> XrpcResult<std::fs::File> {
+pub(crate) async fn spool(
+    body: Body,
+    dir: &std::path::Path,
+    limit: usize,
+) -> XrpcResult<std::fs::File> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| XrpcError::from(crate::storage::StorageError::from(e));

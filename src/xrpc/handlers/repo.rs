@@ -101,19 +101,19 @@ async fn write_one(c: Call, action: WriteAction) -> XrpcResult<Response> {
     }
 }
 
-pub async fn create_record(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn create_record(c: Call) -> XrpcResult<Response> {
     write_one(c, WriteAction::Create).await
 }
 
-pub async fn put_record(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn put_record(c: Call) -> XrpcResult<Response> {
     write_one(c, WriteAction::Update).await
 }
 
-pub async fn delete_record(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn delete_record(c: Call) -> XrpcResult<Response> {
     write_one(c, WriteAction::Delete).await
 }
 
-pub async fn apply_writes(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn apply_writes(c: Call) -> XrpcResult<Response> {
     let input = c.object()?;
     let Some(Value::Array(writes)) = input.get("writes") else {
         return Err(XrpcError::invalid_request(
@@ -192,7 +192,7 @@ pub async fn apply_writes(c: Call) -> XrpcResult<Response> {
     json(out)
 }
 
-pub async fn get_record(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_record(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     json(
         records::get_record(
@@ -206,7 +206,7 @@ pub async fn get_record(c: Call) -> XrpcResult<Response> {
     )
 }
 
-pub async fn list_records(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn list_records(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let limit = p.int("limit", 50, 1, 100)? as usize;
     let reverse = p.bool("reverse")?.unwrap_or(false);
@@ -223,18 +223,18 @@ pub async fn list_records(c: Call) -> XrpcResult<Response> {
     )
 }
 
-pub async fn describe_repo(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn describe_repo(c: Call) -> XrpcResult<Response> {
     json(records::describe_repo(&c.ctx, c.params.required("repo")?).await?)
 }
 
-pub async fn list_missing_blobs(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn list_missing_blobs(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let limit = p.int("limit", 500, 1, 1000)? as usize;
     let cursor = p.get("cursor").map(str::to_owned);
     json(sync::missing_blobs(&c.ctx, &c.session()?.did, limit, cursor).await?)
 }
 
-pub async fn upload_blob(mut c: Call) -> XrpcResult<Response> {
+pub(crate) async fn upload_blob(mut c: Call) -> XrpcResult<Response> {
     let body = c.take_stream()?;
     let content_type = c
         .headers
@@ -246,7 +246,7 @@ pub async fn upload_blob(mut c: Call) -> XrpcResult<Response> {
 /// The CAR is refused at once if it says it is too large, else streamed into an
 /// unnamed temporary file under the data directory (never held in memory while it
 /// arrives), then imported.
-pub async fn import_repo(mut c: Call) -> XrpcResult<Response> {
+pub(crate) async fn import_repo(mut c: Call) -> XrpcResult<Response> {
     let too_large = || XrpcError::too_large(format!("a repo CAR is at most {MAX_IMPORT} bytes"));
     let declared = c
         .headers

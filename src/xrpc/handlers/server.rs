@@ -8,11 +8,11 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json as j, Value};
 
-pub async fn describe_server(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn describe_server(c: Call) -> XrpcResult<Response> {
     json(accounts::describe_server(&c.ctx))
 }
 
-pub async fn create_account(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn create_account(c: Call) -> XrpcResult<Response> {
     json(accounts::create_account(&c.ctx, c.json()?, c.bearer()).await?)
 }
 
@@ -22,22 +22,22 @@ struct Login {
     password: String,
 }
 
-pub async fn create_session(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn create_session(c: Call) -> XrpcResult<Response> {
     let input: Login = c.json()?;
     json(sessions::create_session(&c.ctx, &c.client_ip, &input.identifier, &input.password).await?)
 }
 
-pub async fn get_session(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_session(c: Call) -> XrpcResult<Response> {
     json(sessions::get_session(&c.ctx, c.session()?).await?)
 }
 
-pub async fn refresh_session(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn refresh_session(c: Call) -> XrpcResult<Response> {
     let claims = c.refresh_claims()?;
     let jti = claims.jti.as_deref().unwrap_or_default();
     json(sessions::refresh_session(&c.ctx, &claims.sub, jti).await?)
 }
 
-pub async fn delete_session(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn delete_session(c: Call) -> XrpcResult<Response> {
     let claims = c.refresh_claims()?;
     sessions::delete_session(&c.ctx, claims.jti.as_deref().unwrap_or_default()).await?;
     empty()
@@ -50,13 +50,13 @@ struct NewAppPassword {
     privileged: bool,
 }
 
-pub async fn create_app_password(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn create_app_password(c: Call) -> XrpcResult<Response> {
     let input: NewAppPassword = c.json()?;
     let s = c.session()?;
     json(sessions::create_app_password(&c.ctx, s, &input.name, input.privileged).await?)
 }
 
-pub async fn list_app_passwords(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn list_app_passwords(c: Call) -> XrpcResult<Response> {
     json(sessions::list_app_passwords(&c.ctx, c.session()?).await?)
 }
 
@@ -65,7 +65,7 @@ struct Named {
     name: String,
 }
 
-pub async fn revoke_app_password(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn revoke_app_password(c: Call) -> XrpcResult<Response> {
     let input: Named = c.json()?;
     sessions::revoke_app_password(&c.ctx, c.session()?, &input.name).await?;
     empty()
@@ -78,7 +78,7 @@ struct InviteInput {
     for_account: Option<String>,
 }
 
-pub async fn create_invite_code(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn create_invite_code(c: Call) -> XrpcResult<Response> {
     let input: InviteInput = c.json()?;
     let codes = accounts::create_invites(
         &c.ctx,
@@ -99,7 +99,7 @@ struct InvitesInput {
     for_accounts: Vec<String>,
 }
 
-pub async fn create_invite_codes(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn create_invite_codes(c: Call) -> XrpcResult<Response> {
     let input: InvitesInput = c.json()?;
     let accounts_for = if input.for_accounts.is_empty() {
         vec!["admin".to_owned()]
@@ -115,11 +115,11 @@ pub async fn create_invite_codes(c: Call) -> XrpcResult<Response> {
     json(j!({ "codes": out }))
 }
 
-pub async fn account_invites(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn account_invites(c: Call) -> XrpcResult<Response> {
     json(accounts::account_invites(&c.ctx, c.session()?).await?)
 }
 
-pub async fn service_auth(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn service_auth(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let exp = p
         .get("exp")
@@ -132,21 +132,21 @@ pub async fn service_auth(c: Call) -> XrpcResult<Response> {
     json(sessions::get_service_auth(&c.ctx, c.session()?, aud, exp, p.get("lxm")).await?)
 }
 
-pub async fn check_account_status(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn check_account_status(c: Call) -> XrpcResult<Response> {
     json(accounts::check_account_status(&c.ctx, c.session()?).await?)
 }
 
-pub async fn activate_account(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn activate_account(c: Call) -> XrpcResult<Response> {
     accounts::set_active(&c.ctx, c.session()?, true).await?;
     empty()
 }
 
-pub async fn deactivate_account(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn deactivate_account(c: Call) -> XrpcResult<Response> {
     accounts::set_active(&c.ctx, c.session()?, false).await?;
     empty()
 }
 
-pub async fn request_account_delete(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn request_account_delete(c: Call) -> XrpcResult<Response> {
     accounts::request_token(&c.ctx, &c.session()?.did, "delete_account").await?;
     empty()
 }
@@ -158,7 +158,7 @@ struct DeleteInput {
     token: String,
 }
 
-pub async fn delete_account(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn delete_account(c: Call) -> XrpcResult<Response> {
     let input: DeleteInput = c.json()?;
     accounts::delete_account(&c.ctx, &input.did, &input.password, &input.token).await?;
     empty()
@@ -169,7 +169,7 @@ struct EmailInput {
     email: String,
 }
 
-pub async fn request_password_reset(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn request_password_reset(c: Call) -> XrpcResult<Response> {
     let input: EmailInput = c.json()?;
     accounts::request_password_reset(&c.ctx, &input.email).await?;
     empty()
@@ -181,22 +181,22 @@ struct ResetInput {
     password: String,
 }
 
-pub async fn reset_password(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn reset_password(c: Call) -> XrpcResult<Response> {
     let input: ResetInput = c.json()?;
     accounts::reset_password(&c.ctx, &input.token, &input.password).await?;
     empty()
 }
 
-pub async fn resolve_handle(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn resolve_handle(c: Call) -> XrpcResult<Response> {
     json(accounts::resolve_handle(&c.ctx, c.params.required("handle")?).await?)
 }
 
-pub async fn check_handle_availability(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn check_handle_availability(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     json(accounts::check_handle_availability(&c.ctx, p.required("handle")?, p.get("email")).await?)
 }
 
-pub async fn recommended_credentials(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn recommended_credentials(c: Call) -> XrpcResult<Response> {
     json(accounts::recommended_credentials(&c.ctx, c.session()?).await?)
 }
 
@@ -205,32 +205,32 @@ struct HandleInput {
     handle: String,
 }
 
-pub async fn update_handle(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn update_handle(c: Call) -> XrpcResult<Response> {
     let input: HandleInput = c.json()?;
     accounts::update_handle(&c.ctx, c.session()?, &input.handle).await?;
     empty()
 }
 
-pub async fn get_preferences(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_preferences(c: Call) -> XrpcResult<Response> {
     json(accounts::preferences(&c.ctx, c.session()?).await?)
 }
 
-pub async fn put_preferences(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn put_preferences(c: Call) -> XrpcResult<Response> {
     let prefs = c.object()?.remove("preferences").unwrap_or(Value::Null);
     accounts::put_preferences(&c.ctx, c.session()?, prefs).await?;
     empty()
 }
 
-pub async fn request_plc_signature(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn request_plc_signature(c: Call) -> XrpcResult<Response> {
     crate::pds::identity::request_signature(&c.ctx, c.session()?).await?;
     empty()
 }
 
-pub async fn sign_plc_operation(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn sign_plc_operation(c: Call) -> XrpcResult<Response> {
     json(crate::pds::identity::sign_operation(&c.ctx, c.session()?, c.json()?).await?)
 }
 
-pub async fn submit_plc_operation(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn submit_plc_operation(c: Call) -> XrpcResult<Response> {
     let op = c
         .object()?
         .remove("operation")
@@ -239,11 +239,11 @@ pub async fn submit_plc_operation(c: Call) -> XrpcResult<Response> {
     empty()
 }
 
-pub async fn resolve_did(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn resolve_did(c: Call) -> XrpcResult<Response> {
     json(accounts::resolve_did(&c.ctx, c.params.required("did")?).await?)
 }
 
-pub async fn resolve_identity(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn resolve_identity(c: Call) -> XrpcResult<Response> {
     let identifier = c.params.required("identifier")?;
     json(accounts::resolve_identity(&c.ctx, identifier, false).await?)
 }
@@ -253,17 +253,17 @@ struct IdentifierInput {
     identifier: String,
 }
 
-pub async fn refresh_identity(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn refresh_identity(c: Call) -> XrpcResult<Response> {
     let input: IdentifierInput = c.json()?;
     json(accounts::resolve_identity(&c.ctx, &input.identifier, true).await?)
 }
 
 /// Accounts here are never queued: they are active as soon as they exist.
-pub async fn check_signup_queue(_: Call) -> XrpcResult<Response> {
+pub(crate) async fn check_signup_queue(_: Call) -> XrpcResult<Response> {
     json(j!({ "activated": true }))
 }
 
-pub async fn request_email_confirmation(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn request_email_confirmation(c: Call) -> XrpcResult<Response> {
     accounts::request_email_confirmation(&c.ctx, c.session()?).await?;
     empty()
 }
@@ -274,13 +274,13 @@ struct ConfirmInput {
     token: String,
 }
 
-pub async fn confirm_email(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn confirm_email(c: Call) -> XrpcResult<Response> {
     let input: ConfirmInput = c.json()?;
     accounts::confirm_email(&c.ctx, c.session()?, &input.email, &input.token).await?;
     empty()
 }
 
-pub async fn request_email_update(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn request_email_update(c: Call) -> XrpcResult<Response> {
     json(accounts::request_email_update(&c.ctx, c.session()?).await?)
 }
 
@@ -290,7 +290,7 @@ struct UpdateEmailInput {
     token: Option<String>,
 }
 
-pub async fn update_email(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn update_email(c: Call) -> XrpcResult<Response> {
     let input: UpdateEmailInput = c.json()?;
     let token = input.token.as_deref();
     accounts::update_email(&c.ctx, c.session()?, &input.email, token).await?;

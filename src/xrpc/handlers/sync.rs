@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-pub async fn get_repo(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_repo(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     car_stream(
         sync::get_repo(
@@ -21,20 +21,20 @@ pub async fn get_repo(c: Call) -> XrpcResult<Response> {
     )
 }
 
-pub async fn latest_commit(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn latest_commit(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     json(sync::latest_commit(&c.ctx, p.required("did")?).await?)
 }
 
 /// com.atproto.sync.getHead, deprecated for getLatestCommit (older relays still ask).
-pub async fn head(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn head(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let latest = sync::latest_commit(&c.ctx, p.required("did")?).await?;
     json(serde_json::json!({ "root": latest.cid }))
 }
 
 /// com.atproto.sync.getCheckout, deprecated for getRepo: the whole repo as a CAR.
-pub async fn checkout(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn checkout(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     car_stream(sync::get_repo(&c.ctx, p.required("did")?, None).await?)
 }
@@ -48,7 +48,7 @@ fn car_stream(stream: sync::CarStream) -> XrpcResult<Response> {
         .into_response())
 }
 
-pub async fn get_record(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_record(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     car(sync::record_proof(
         &c.ctx,
@@ -59,7 +59,7 @@ pub async fn get_record(c: Call) -> XrpcResult<Response> {
     .await?)
 }
 
-pub async fn get_blocks(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_blocks(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let cids = p.all("cids");
     if cids.is_empty() {
@@ -70,7 +70,7 @@ pub async fn get_blocks(c: Call) -> XrpcResult<Response> {
     car(sync::get_blocks(&c.ctx, p.required("did")?, &cids).await?)
 }
 
-pub async fn list_blobs(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn list_blobs(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let limit = p.int("limit", 500, 1, 1000)? as usize;
     json(
@@ -85,13 +85,13 @@ pub async fn list_blobs(c: Call) -> XrpcResult<Response> {
     )
 }
 
-pub async fn list_repos(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn list_repos(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let limit = p.int("limit", 500, 1, 1000)? as usize;
     json(sync::list_repos(&c.ctx, limit, p.get("cursor").map(str::to_owned)).await?)
 }
 
-pub async fn repo_status(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn repo_status(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     json(sync::repo_status(&c.ctx, p.required("did")?).await?)
 }
@@ -119,7 +119,7 @@ fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
 
 /// com.atproto.sync.getBlob: the bytes, with their type, served so a browser will not
 /// run them (nosniff, a sandboxing CSP), with HTTP range support for video.
-pub async fn get_blob(c: Call) -> XrpcResult<Response> {
+pub(crate) async fn get_blob(c: Call) -> XrpcResult<Response> {
     let p = &c.params;
     let (path, mime, size) = sync::blob(&c.ctx, p.required("did")?, p.required("cid")?).await?;
     let mut file = tokio::fs::File::open(&path)
