@@ -56,7 +56,6 @@ async fn read_all(body: Body, limit: usize) -> XrpcResult<Vec<u8>> {
     Ok(out)
 }
 
-/// A JSON output: a pds operation's typed result, or a value built here.
 /// Streams a body into an unnamed temporary file in `dir` (at most `limit` bytes, each
 /// chunk within the connection's idle timeout), and hands the file back rewound.
 pub(crate) async fn spool(
@@ -89,6 +88,7 @@ pub(crate) async fn spool(
     Ok(file)
 }
 
+/// A JSON output: a pds operation's typed result, or a value built here.
 pub(super) fn json<T: serde::Serialize>(output: T) -> XrpcResult<Response> {
     Ok(axum::Json(output).into_response())
 }
