@@ -45,13 +45,17 @@ impl Limit {
 
     /// Counts a request for `key`; the 429 to answer if it is over the limit.
     pub fn check(&self, key: &str) -> Result<(), XrpcError> {
+        self.wait(key).map_err(|wait| self.exceeded(wait))
+    }
+
+    /// Counts a request for `key`; how long until the next is allowed if it is over.
+    fn wait(&self, key: &str) -> Result<(), Duration> {
         if self.buckets.len() >= MAX_KEYS {
             self.sweep();
         }
-        self.buckets.check_key(&self.key(key)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            self.exceeded(wait)
-        })
+        self.buckets
+            .check_key(&self.key(key))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// The 429 of this limit, with the reference's `RateLimit-*` headers.
@@ -116,13 +120,8 @@ impl FailureBudget {
 
     /// Counts a wrong guess; once the budget is spent, closes the door until it refills.
     pub fn failed(&self) {
-        if let Err(e) = self.limit.check("all") {
-            let wait = e
-                .headers
-                .iter()
-                .find(|(name, _)| *name == "retry-after")
-                .and_then(|(_, v)| v.parse::<i64>().ok())
-                .unwrap_or(60);
+        if let Err(wait) = self.limit.wait("all") {
+            let wait = wait.as_secs().max(1) as i64;
             self.closed_until
                 .store(crate::storage::unix_now() + wait, Ordering::Relaxed);
         }
