@@ -171,7 +171,7 @@ pub(crate) async fn account(config: Config, cmd: AccountCommand) -> anyhow::Resu
             if tokens.is_empty() {
                 println!("no pending codes");
             }
-            let now = crate::pds::unix_now();
+            let now = crate::storage::unix_now();
             for (purpose, did, token, at) in tokens {
                 let age = now - at;
                 let state = if age > crate::pds::accounts::TOKEN_TTL_SECS {

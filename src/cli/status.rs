@@ -2,7 +2,8 @@
 //! directory (the server need not be reachable).
 
 use crate::config::Config;
-use crate::pds::{unix_now, AppState};
+use crate::pds::AppState;
+use crate::storage::unix_now;
 use crate::storage::{accounts, relays, repos};
 use clap::Subcommand;
 

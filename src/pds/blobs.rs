@@ -1,10 +1,11 @@
 //! Blobs: uploads, and the clean-up of blobs no record came to reference.
 
-use super::{unix_now, AppState};
+use super::AppState;
 use crate::auth::Session;
 use crate::data::Cid;
 use crate::error::{XrpcError, XrpcResult};
 use crate::storage::blobs::{self as db, StoredBlob, UploadError};
+use crate::storage::unix_now;
 use std::time::Duration;
 
 /// Unreferenced blobs are kept this long (a client uploads, then writes the record).

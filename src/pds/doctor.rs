@@ -274,7 +274,7 @@ fn certificate(state: &AppState) -> Finding {
             Some("the CA must reach the box: check the DNS record and that ports 80 and 443 are forwarded; atbox retries by itself"),
         );
     };
-    let days = (not_after - super::unix_now()) as f64 / 86400.0;
+    let days = (not_after - crate::storage::unix_now()) as f64 / 86400.0;
     let until = chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default();
     if days <= 0.0 {
         finding(

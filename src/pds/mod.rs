@@ -114,7 +114,7 @@ impl AppState {
             limits: Limits::default(),
             setup_attempts: Limit::new(10, Duration::from_secs(5 * 60)),
             pairing_failures: FailureBudget::new(30, Duration::from_secs(60 * 60)),
-            started_at: unix_now(),
+            started_at: crate::storage::unix_now(),
             failing_checks: Default::default(),
             write_bytes_at_start: crate::device::sysinfo::write_bytes(),
             pairing: Default::default(),
@@ -220,5 +220,3 @@ pub fn signing_key(account: &Account) -> XrpcResult<Keypair> {
     parsed.push((account.signing_key.clone(), key.clone()));
     Ok(key)
 }
-
-pub use crate::storage::unix_now;

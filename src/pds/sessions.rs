@@ -1,13 +1,14 @@
 //! Sessions: logging in (with the account password or an app password), refreshing,
 //! logging out, app passwords, and service-auth tokens for other services.
 
-use super::{signing_key, unix_now, AppState};
+use super::{signing_key, AppState};
 use crate::auth::password;
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
 use crate::identity::DidDocument;
 use crate::storage::accounts::{self as db, Account, AccountStatus, AppPassword};
+use crate::storage::unix_now;
 use crate::syntax::Datetime;
 use serde::Serialize;
 use serde_json::json;

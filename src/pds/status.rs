@@ -85,7 +85,7 @@ fn written_today(state: &AppState, memory: &mut Memory, now: i64) -> u64 {
 }
 
 async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> Snapshot {
-    let now = super::unix_now();
+    let now = crate::storage::unix_now();
     let first_relay = state.config.relays.first().cloned();
     let relay_for_db = first_relay.clone();
     let facts = state

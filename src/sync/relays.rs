@@ -9,8 +9,9 @@
 //! active account is inactive. Findings are stored for `atbox status` (and the screen).
 
 use crate::error::XrpcError;
-use crate::pds::{unix_now, AppState, Ctx};
+use crate::pds::{AppState, Ctx};
 use crate::storage::relays::{self as db, RelayStatus};
+use crate::storage::unix_now;
 use crate::storage::{accounts, repos};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;

@@ -10,7 +10,8 @@
 //! crafted DID document nor a redirect can aim the box at the owner's LAN.
 
 use crate::error::{XrpcError, XrpcResult};
-use crate::pds::{signing_key, unix_now, AppState};
+use crate::pds::{signing_key, AppState};
+use crate::storage::unix_now;
 use crate::syntax::Did;
 use axum::body::Body;
 use axum::extract::Request;

@@ -64,13 +64,13 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
     assert!(path(&kept).exists() && path(&dropped).exists());
     // Within the grace period nothing goes.
     assert_eq!(
-        blobs::collect_garbage(&state, atbox::pds::unix_now() - 3600)
+        blobs::collect_garbage(&state, atbox::storage::unix_now() - 3600)
             .await
             .unwrap(),
         0
     );
     assert_eq!(
-        blobs::collect_garbage(&state, atbox::pds::unix_now() + 1)
+        blobs::collect_garbage(&state, atbox::storage::unix_now() + 1)
             .await
             .unwrap(),
         1

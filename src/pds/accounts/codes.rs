@@ -6,8 +6,9 @@ use super::check_email;
 use crate::auth::password;
 use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
-use crate::pds::{unix_now, AppState};
+use crate::pds::AppState;
 use crate::storage::accounts::{self as db};
+use crate::storage::unix_now;
 
 /// How long a one-time code (password reset, account deletion, PLC signature) lives.
 pub const TOKEN_TTL_SECS: i64 = 15 * 60;

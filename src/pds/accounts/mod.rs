@@ -462,10 +462,12 @@ async fn check_existing_did(
         &key,
         &state.config.service_did(),
         "com.atproto.server.createAccount",
-        super::unix_now(),
+        crate::storage::unix_now(),
     )
     .and_then(|claims| {
-        state.service_jtis.first_use(&claims, super::unix_now())?;
+        state
+            .service_jtis
+            .first_use(&claims, crate::storage::unix_now())?;
         Ok(claims)
     })
     .map_err(|e| XrpcError::auth_required(format!("service-auth token refused: {e}")))?;
