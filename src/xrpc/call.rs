@@ -147,8 +147,10 @@ pub(crate) async fn verify(
     client_ip: &str,
 ) -> XrpcResult<Caller> {
     if auth == Auth::StandardOrService {
-        if let Some(issuer) = credentials::bearer(headers).and_then(service_jwt::service_issuer) {
-            return service_caller(ctx, nsid, headers, &issuer).await;
+        if let Some(token) = credentials::bearer(headers) {
+            if let Some(issuer) = service_jwt::service_issuer(token) {
+                return service_caller(ctx, nsid, token, &issuer).await;
+            }
         }
     }
     let user = |s: Session| Ok(Caller::User(s));
@@ -178,15 +180,9 @@ pub(crate) async fn verify(
 /// current signing key of `issuer` (an account here), `aud` this server, `lxm` the
 /// method, not expired, at most an hour long, used once. The caller then acts as that
 /// account for this one call, with no more rights than an app password.
-async fn service_caller(
-    ctx: &Ctx,
-    nsid: &str,
-    headers: &HeaderMap,
-    issuer: &str,
-) -> XrpcResult<Caller> {
+async fn service_caller(ctx: &Ctx, nsid: &str, token: &str, issuer: &str) -> XrpcResult<Caller> {
     let refused =
         |why: String| XrpcError::auth_required(format!("service-auth token refused: {why}"));
-    let token = credentials::bearer(headers).unwrap_or_default();
     let account = ctx
         .find_account(issuer)
         .await?
