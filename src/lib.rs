@@ -36,6 +36,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod lexicon;
+pub mod oauth;
 pub mod pds;
 pub mod repo;
 pub mod server;

@@ -19,6 +19,16 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The OAuth access token of a request (`Authorization: DPoP <token>`), if any.
+pub fn dpop_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("dpop").then(|| token.trim())
+}
+
 fn token_error(e: TokenError) -> XrpcError {
     match e {
         TokenError::Expired => XrpcError::named("ExpiredToken", "Token has expired"),
@@ -36,10 +46,9 @@ fn verify(tokens: &TokenSigner, headers: &HeaderMap) -> XrpcResult<Claims> {
 pub fn access(tokens: &TokenSigner, headers: &HeaderMap) -> XrpcResult<Session> {
     let claims = verify(tokens, headers)?;
     match claims.scope {
-        Scope::Access | Scope::AppPass | Scope::AppPassPrivileged => Ok(Session {
-            did: claims.sub,
-            scope: claims.scope,
-        }),
+        Scope::Access | Scope::AppPass | Scope::AppPassPrivileged => {
+            Ok(Session::new(claims.sub, claims.scope))
+        }
         Scope::Refresh => Err(XrpcError::named(
             "InvalidToken",
             "Bad token scope: a refresh token cannot be used here",

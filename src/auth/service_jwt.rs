@@ -121,6 +121,15 @@ impl ReplayCache {
         if jti.len() > 128 {
             return Err("the token's jti is too long".into());
         }
+        self.first_use_key(jti, claims.exp, now)
+    }
+
+    /// Records `key` (good until `until`); an error if it was seen before (or cannot
+    /// be kept). Also used for OAuth client assertions' `jti`s.
+    pub fn first_use_key(&self, key: &str, until: i64, now: i64) -> Result<(), String> {
+        if key.len() > 2200 {
+            return Err("the key is too long".into());
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= REPLAY_CACHE_ENTRIES {
             seen.retain(|_, exp| *exp > now);
@@ -128,7 +137,7 @@ impl ReplayCache {
         if seen.len() >= REPLAY_CACHE_ENTRIES {
             return Err("too many service tokens in flight; try again later".into());
         }
-        match seen.insert(jti.clone(), claims.exp) {
+        match seen.insert(key.to_owned(), until) {
             Some(exp) if exp > now => Err("the token was already used".into()),
             _ => Ok(()),
         }

@@ -127,10 +127,7 @@ pub(crate) async fn storage(
     state.storage = Storage::open(dir, options)?;
     let state = Arc::new(state);
     let did = create_account(&state, None).await?;
-    let session = Session {
-        did: did.clone(),
-        scope: Scope::Access,
-    };
+    let session = Session::new(did.clone(), Scope::Access);
     state.storage.writer.checkpoint().await;
 
     let stats = state.storage.writer.stats.clone();
@@ -198,10 +195,7 @@ async fn create_account(state: &AppState, password: Option<&str>) -> anyhow::Res
         .storage
         .write(move |conn| crate::storage::accounts::insert_account(conn, &account))
         .await?;
-    let session = Session {
-        did: BENCH_DID.into(),
-        scope: Scope::Access,
-    };
+    let session = Session::new(BENCH_DID.into(), Scope::Access);
     write_post(state, &session, 0).await?;
     Ok(BENCH_DID.into())
 }

@@ -92,15 +92,7 @@ pub async fn update_email(state: &AppState, account_id: &str, email: &str) -> Xr
 /// com.atproto.admin.updateAccountHandle: as updateHandle, on the owner's behalf.
 pub async fn update_handle(state: &AppState, did: &str, handle: &str) -> XrpcResult<()> {
     let a = account(state, did).await?;
-    accounts::update_handle(
-        state,
-        &Session {
-            did: a.did,
-            scope: Scope::Access,
-        },
-        handle,
-    )
-    .await
+    accounts::update_handle(state, &Session::new(a.did, Scope::Access), handle).await
 }
 
 /// com.atproto.admin.deleteAccount

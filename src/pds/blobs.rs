@@ -22,6 +22,8 @@ where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let mime = content_type.unwrap_or("application/octet-stream");
+    session.require(|p| p.allows_blob(mime), || format!("blob:{mime}"))?;
     let account = state.repo_account(&session.did).await?;
     let limit = state.config.blob_upload_limit;
     let blob: StoredBlob = state
@@ -102,7 +104,7 @@ pub async fn collect_garbage(state: &AppState, cutoff: i64) -> XrpcResult<usize>
 }
 
 /// Runs [`collect_garbage`] every ten minutes, for as long as the server runs, and
-/// forgets expired sessions and one-time codes.
+/// forgets expired sessions, OAuth grants and one-time codes.
 pub async fn garbage_collector(state: super::Ctx) {
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
@@ -111,6 +113,10 @@ pub async fn garbage_collector(state: super::Ctx) {
             .storage
             .write(move |conn| {
                 let codes_before = now - crate::pds::accounts::TOKEN_TTL_SECS;
+                // OAuth grants are kept an access token's lifetime past their end
+                // (a restart must still know a revoked app's last token is dead).
+                let grants_before = now - crate::auth::oauth::ACCESS_TTL_SECS;
+                crate::storage::oauth::delete_expired(conn, grants_before)?;
                 Ok::<_, XrpcError>(crate::storage::accounts::delete_expired_tokens(
                     conn,
                     now,

@@ -79,6 +79,11 @@ pub struct AppState {
     pub imports: tokio::sync::Semaphore,
     /// Service-auth tokens already accepted (each is good once).
     pub service_jtis: crate::auth::service_jwt::ReplayCache,
+    /// OAuth: DPoP nonces and replay cache, access tokens, pending sign-ins.
+    pub oauth: crate::auth::oauth::OAuthState,
+    /// OAuth client metadata documents fetched lately: client_id → (fetched at, document).
+    pub oauth_clients:
+        std::sync::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
 }
 
 pub type Ctx = Arc<AppState>;
@@ -121,6 +126,12 @@ impl AppState {
             restart: Default::default(),
             signups: Default::default(),
             service_jtis: Default::default(),
+            oauth: crate::auth::oauth::OAuthState::new(
+                &secrets.jwt_secret,
+                config.public_url.trim_end_matches('/'),
+                &config.service_did(),
+            ),
+            oauth_clients: Default::default(),
             imports: tokio::sync::Semaphore::new(1),
             exports: Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)),
             claim_error: Default::default(),

@@ -83,6 +83,20 @@ pub async fn create_session(
     identifier: &str,
     pass: &str,
 ) -> XrpcResult<NewSession> {
+    let (account, scope, app_password) = authenticate(state, client_ip, identifier, pass).await?;
+    let (access, refresh) = issue(state, &account.did, scope, app_password).await?;
+    Ok(session_response(state, &account, access, refresh).await)
+}
+
+/// Checks a handle (or email, or DID) and password, under the login rate limits that
+/// createSession and the OAuth sign-in page share: the account, what the password is
+/// (the account's own, or which app password), or `AuthenticationRequired`.
+pub async fn authenticate(
+    state: &AppState,
+    client_ip: &str,
+    identifier: &str,
+    pass: &str,
+) -> XrpcResult<(Account, Scope, Option<String>)> {
     // A handle is at most 253 bytes, an email 254: anything longer is no account's.
     if identifier.len() > 256 {
         return Err(XrpcError::invalid_request("identifier is too long"));
@@ -121,8 +135,7 @@ pub async fn create_session(
             "Account has been taken down",
         ));
     }
-    let (access, refresh) = issue(state, &account.did, scope, app_password).await?;
-    Ok(session_response(state, &account, access, refresh).await)
+    Ok((account, scope, app_password))
 }
 
 /// The account view with a new session's tokens.
@@ -369,7 +382,18 @@ pub async fn get_service_auth(
 ) -> XrpcResult<ServiceToken> {
     crate::syntax::Did::new(aud.split('#').next().unwrap_or(aud))
         .map_err(|_| XrpcError::invalid_request("aud must be a DID"))?;
+    // An OAuth app may only ask for tokens its rpc: permissions (or transition
+    // scopes) cover, and must name the method.
+    if session.oauth.is_some() && lxm.is_none() {
+        return Err(XrpcError::invalid_request(
+            "apps signed in with OAuth must name the method (lxm)",
+        ));
+    }
     if let Some(lxm) = lxm {
+        session.require(
+            |p| p.allows_rpc(lxm, aud),
+            || format!("rpc:{lxm}?aud={aud}"),
+        )?;
         crate::syntax::Nsid::new(lxm)
             .map_err(|_| XrpcError::invalid_request("lxm must be an NSID"))?;
         if !crate::auth::methods::scope_may_reach(session.scope, lxm) {

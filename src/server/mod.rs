@@ -68,6 +68,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     let mdns = start_mdns(&state.config);
     tokio::spawn(crate::pds::status::run(state.clone(), snapshots, mdns));
     notify_systemd(state.clone());
+    crate::oauth::restore(&state).await;
     tokio::spawn(crate::pds::blobs::garbage_collector(state.clone()));
     tokio::spawn(sweep_rate_limits(state.clone()));
     tokio::spawn(crate::sync::firehose::compact_log(state.clone()));

@@ -21,6 +21,7 @@ pub fn router(ctx: Ctx) -> Router {
             get(crate::sync::firehose::subscribe_repos),
         )
         .merge(crate::xrpc::routes())
+        .merge(crate::oauth::api_routes())
         .layer(cors());
     // The box's own pages: same-origin only (no CORS), so no other site's page can
     // drive them from a visitor's browser.
@@ -44,6 +45,7 @@ pub fn router(ctx: Ctx) -> Router {
     let local = Router::new()
         .route("/_atbox/status", get(live_status))
         .route("/", get(crate::setup::front_page))
+        .merge(crate::oauth::page_routes())
         .merge(setup);
     public
         .merge(local)

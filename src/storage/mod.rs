@@ -15,6 +15,7 @@ pub mod emit;
 pub mod events;
 pub mod frames;
 pub mod log;
+pub mod oauth;
 pub mod relays;
 pub mod repos;
 mod schema;

@@ -166,6 +166,28 @@ const MIGRATIONS: &[Step] = &[
     ),
     Step::Rust(super::log::import_legacy_tables),
     Step::Sql("DROP TABLE repo_block; DROP TABLE repo_event;"),
+    // 6: OAuth grants (see `storage::oauth`): one row per app signed in to an account,
+    // holding the current refresh token's hash and the one it replaced (to catch reuse).
+    Step::Sql(
+        "CREATE TABLE oauth_grant (
+             id                  TEXT PRIMARY KEY,    -- the access tokens' jti
+             did                 TEXT NOT NULL,
+             client_id           TEXT NOT NULL,
+             client_name         TEXT NOT NULL,
+             client_auth         TEXT NOT NULL,       -- JSON, see auth::oauth::ClientAuth
+             scope               TEXT NOT NULL,
+             dpop_jkt            TEXT NOT NULL,
+             refresh_hash        BLOB NOT NULL UNIQUE,
+             prev_refresh_hash   BLOB,
+             created_at          INTEGER NOT NULL,
+             used_at             INTEGER NOT NULL,
+             refresh_expires_at  INTEGER NOT NULL,
+             session_expires_at  INTEGER NOT NULL,
+             revoked_at          INTEGER
+         );
+         CREATE INDEX oauth_grant_did ON oauth_grant (did);
+         CREATE INDEX oauth_grant_prev ON oauth_grant (prev_refresh_hash);",
+    ),
 ];
 
 /// Brings the schema up to date.

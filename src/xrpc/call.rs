@@ -6,6 +6,7 @@
 //! never gets a body read), then the account's status where the method declares it,
 //! as the reference PDS does (`AccountTakedown` / `AccountDeactivated`, 401).
 
+use crate::auth::scopes::AccountAttr;
 use crate::auth::tokens::{Claims, Scope};
 use crate::auth::Session;
 use crate::auth::{credentials, service_jwt};
@@ -55,6 +56,40 @@ pub(crate) enum StatusCheck {
     /// here would race a takedown): record writes, which refuse taken-down and
     /// deactivated repos.
     InWriter,
+}
+
+/// What an OAuth token's scope must grant for a method (the other credentials are
+/// judged by [`Auth`] alone). Declared per method in the method table; the default
+/// follows [`Auth`]: what an app password may call needs `transition:generic`, what
+/// only the account password may call is never open to OAuth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OAuthNeed {
+    /// `transition:generic` (an app password's rights).
+    Generic,
+    /// Any OAuth token of the account.
+    Any,
+    /// Checked by the operation itself, with what the request names (the records
+    /// written, the blob's type, the service asked for).
+    Operation,
+    /// An `rpc:` permission for this method on the AppView (the preferences the PDS
+    /// keeps for it, as the reference does).
+    AppView,
+    /// `account:<attr>`; `true`: `?action=manage`.
+    Account(AccountAttr, bool),
+    /// `identity:handle` or `identity:*`.
+    Identity(&'static str),
+    /// Not with OAuth at all (app passwords, account deletion, invites).
+    Never,
+}
+
+impl OAuthNeed {
+    /// The default for a method declared with `auth`.
+    pub(crate) const fn default_for(auth: Auth) -> OAuthNeed {
+        match auth {
+            Auth::Full => OAuthNeed::Never,
+            _ => OAuthNeed::Generic,
+        }
+    }
 }
 
 /// Who is calling, as verified.
@@ -138,14 +173,45 @@ impl Call {
     }
 }
 
-/// Verifies the credentials `auth` asks for (`nsid`: the method called).
+/// The request a credential is checked against.
+pub(crate) struct Request<'a> {
+    pub nsid: &'a str,
+    /// The HTTP method and path (what a DPoP proof names).
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub client_ip: &'a str,
+}
+
+/// Verifies the credentials `auth` asks for; for OAuth tokens, that their scope
+/// grants `need`.
 pub(crate) async fn verify(
     ctx: &Ctx,
     auth: Auth,
-    nsid: &str,
-    headers: &HeaderMap,
-    client_ip: &str,
+    need: OAuthNeed,
+    r: &Request<'_>,
 ) -> XrpcResult<Caller> {
+    let (nsid, headers, client_ip) = (r.nsid, r.headers, r.client_ip);
+    if credentials::dpop_token(headers).is_some() {
+        if matches!(auth, Auth::None | Auth::ServiceOptional) {
+            return Ok(Caller::Anonymous);
+        }
+        if matches!(auth, Auth::Refresh | Auth::Admin) {
+            return Err(XrpcError::named(
+                "InvalidToken",
+                "an OAuth token cannot be used here",
+            ));
+        }
+        let session = oauth_session(ctx, r)?;
+        check_need(ctx, &session, need, nsid)?;
+        return Ok(Caller::User(session));
+    }
+    if credentials::bearer(headers)
+        .is_some_and(crate::auth::oauth::OAuthState::looks_like_access_token)
+    {
+        return Err(XrpcError::auth_required("this OAuth token is DPoP-bound: send it as \"Authorization: DPoP\" with a DPoP proof")
+            .with_headers(vec![("www-authenticate", "DPoP error=\"invalid_token\", error_description=\"DPoP-bound token used as a Bearer token\"".into())]));
+    }
     if auth == Auth::StandardOrService {
         if let Some(token) = credentials::bearer(headers) {
             if let Some(issuer) = service_jwt::service_issuer(token) {
@@ -176,6 +242,111 @@ pub(crate) async fn verify(
     }
 }
 
+/// An OAuth access token with its DPoP proof: signature, expiry and revocation; the
+/// proof for this very request, made with the key the token is bound to. Failures
+/// answer 401 with `WWW-Authenticate: DPoP` (and a fresh nonce), as RFC 9449 asks, so
+/// clients retry with the nonce or refresh the token.
+pub(crate) fn oauth_session(ctx: &crate::pds::AppState, r: &Request<'_>) -> XrpcResult<Session> {
+    use crate::auth::dpop::{DpopError, Target};
+    use crate::auth::oauth::AccessError;
+    let now = crate::storage::unix_now();
+    let nonce = ctx.oauth.dpop.nonce(now);
+    let refuse = |error: &str, why: &str| {
+        XrpcError::new(StatusCode::UNAUTHORIZED, error, why).with_headers(vec![
+            (
+                "www-authenticate",
+                format!("DPoP algs=\"ES256\", error=\"{error}\", error_description=\"{why}\""),
+            ),
+            ("dpop-nonce", nonce.clone()),
+        ])
+    };
+    let token = credentials::dpop_token(r.headers).unwrap_or_default();
+    let claims = ctx.oauth.verify_access(token).map_err(|e| match e {
+        AccessError::Expired => refuse("invalid_token", "the access token has expired"),
+        AccessError::Revoked => refuse("invalid_token", "the access token was revoked"),
+        AccessError::Invalid => refuse("invalid_token", "the access token is not valid here"),
+    })?;
+    let mut proofs = r.headers.get_all("dpop").iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (Some(p), None) => p.to_str().unwrap_or_default(),
+        _ => return Err(refuse("invalid_dpop_proof", "one DPoP proof is required")),
+    };
+    let urls = crate::oauth::request_urls(ctx, r.headers, r.path);
+    let target = Target {
+        method: r.method,
+        urls: &urls,
+        access_token: Some(token),
+    };
+    let proof = ctx
+        .oauth
+        .dpop
+        .check(proof, &target, now)
+        .map_err(|e| match e {
+            DpopError::UseNonce => refuse(
+                "use_dpop_nonce",
+                "use the DPoP nonce in the DPoP-Nonce header",
+            ),
+            DpopError::Invalid(why) => refuse("invalid_dpop_proof", &why),
+        })?;
+    if proof.jkt != claims.cnf.jkt {
+        return Err(refuse(
+            "invalid_dpop_proof",
+            "the DPoP key is not the one the token is bound to",
+        ));
+    }
+    let sets = |nsid: &str| ctx.lexicons.def(nsid, "").cloned();
+    let permissions = ctx
+        .oauth
+        .permissions(&claims.scope, &sets)
+        .map_err(|_| refuse("invalid_token", "the token's scope is no longer understood"))?;
+    let scope = if permissions.chat {
+        Scope::AppPassPrivileged
+    } else {
+        Scope::AppPass
+    };
+    Ok(Session {
+        did: claims.sub,
+        scope,
+        oauth: Some(permissions),
+    })
+}
+
+/// Refuses an OAuth session whose scope does not grant what the method needs.
+fn check_need(ctx: &Ctx, session: &Session, need: OAuthNeed, nsid: &str) -> XrpcResult<()> {
+    match need {
+        OAuthNeed::Any | OAuthNeed::Operation => Ok(()),
+        OAuthNeed::Generic => session.require(|p| p.generic, || "transition:generic".into()),
+        OAuthNeed::AppView => {
+            let aud = format!(
+                "{}#bsky_appview",
+                ctx.config.appview_did.as_deref().unwrap_or_default()
+            );
+            session.require(
+                |p| p.allows_rpc(nsid, &aud),
+                || format!("rpc:{nsid}?aud={aud}"),
+            )
+        }
+        OAuthNeed::Account(attr, manage) => session.require(
+            |p| p.allows_account(attr, manage),
+            || {
+                let name = format!("{attr:?}").to_lowercase();
+                format!(
+                    "account:{name}{}",
+                    if manage { "?action=manage" } else { "" }
+                )
+            },
+        ),
+        OAuthNeed::Identity(attr) => {
+            session.require(|p| p.allows_identity(attr), || format!("identity:{attr}"))
+        }
+        OAuthNeed::Never => Err(XrpcError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidToken",
+            "apps signed in with OAuth cannot do this; use the account password",
+        )),
+    }
+}
+
 /// A service-auth token for `nsid`, as the reference checks it: signed with the
 /// current signing key of `issuer` (an account here), `aud` this server, `lxm` the
 /// method, not expired, at most an hour long, used once. The caller then acts as that
@@ -193,10 +364,10 @@ async fn service_caller(ctx: &Ctx, nsid: &str, token: &str, issuer: &str) -> Xrp
     let claims = service_jwt::verify(token, &key, &ctx.config.service_did(), nsid, now)
         .and_then(|claims| ctx.service_jtis.first_use(&claims, now).map(|()| claims))
         .map_err(refused)?;
-    Ok(Caller::User(Session {
-        did: claims.iss.split('#').next().unwrap_or(issuer).to_owned(),
-        scope: Scope::AppPass,
-    }))
+    Ok(Caller::User(Session::new(
+        claims.iss.split('#').next().unwrap_or(issuer).to_owned(),
+        Scope::AppPass,
+    )))
 }
 
 /// The admin's basic auth, rate-limited per address, with a budget of wrong passwords

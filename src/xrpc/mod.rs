@@ -117,8 +117,18 @@ async fn dispatch(ctx: Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Respon
     if let Some(limit) = method.limit {
         ctx.check_limit(ctx.limits.for_method(limit), &client_ip)?;
     }
-    let caller = call::verify(&ctx, method.auth, nsid, req.headers(), &client_ip).await?;
+    let request = call::Request {
+        nsid,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        headers: req.headers(),
+        client_ip: &client_ip,
+    };
+    let caller = call::verify(&ctx, method.auth, method.oauth, &request).await?;
     call::check_status(&ctx, method.status, &caller).await?;
+    // Apps keep their DPoP nonce fresh from any answer (RFC 9449 §8.2).
+    let nonce = matches!(&caller, call::Caller::User(s) if s.oauth.is_some())
+        .then(|| ctx.oauth.dpop.nonce(crate::storage::unix_now()));
     let (parts, body) = req.into_parts();
     let input = match method.kind {
         Kind::Query => Input::None,
@@ -133,7 +143,11 @@ async fn dispatch(ctx: Ctx, nsid: &str, req: Request<Body>) -> XrpcResult<Respon
         input,
         client_ip,
     };
-    (method.handler)(call).await
+    let mut res = (method.handler)(call).await?;
+    if let Some(v) = nonce.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert("dpop-nonce", v);
+    }
+    Ok(res)
 }
 
 /// Refuses a method called with the wrong HTTP verb; unknown NSIDs pass (the handler

@@ -178,6 +178,47 @@ async fn feed_generator_did(
     Did::new(did).ok().map(|d| d.to_string())
 }
 
+/// The caller of a proxied method: a session token, an OAuth token whose scope
+/// covers this method on the service asked for (`rpc:<nsid>?aud=<did#service>`), or
+/// nobody.
+fn proxy_session(
+    state: &AppState,
+    nsid: &str,
+    req: &Request<Body>,
+) -> XrpcResult<Option<crate::auth::Session>> {
+    let headers = req.headers();
+    if crate::auth::credentials::dpop_token(headers).is_none() {
+        if crate::auth::credentials::bearer(headers)
+            .is_some_and(crate::auth::oauth::OAuthState::looks_like_access_token)
+        {
+            return Err(XrpcError::auth_required(
+                "this OAuth token is DPoP-bound: send it as \"Authorization: DPoP\"",
+            ));
+        }
+        return crate::auth::credentials::optional_access(&state.tokens, headers);
+    }
+    let r = super::call::Request {
+        nsid,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        headers,
+        client_ip: "",
+    };
+    let session = super::call::oauth_session(state, &r)?;
+    let aud = match headers.get("atproto-proxy").and_then(|v| v.to_str().ok()) {
+        Some(p) => p.to_owned(),
+        None => format!(
+            "{}#bsky_appview",
+            state.config.appview_did.as_deref().unwrap_or_default()
+        ),
+    };
+    session.require(
+        |p| p.allows_rpc(nsid, &aud),
+        || format!("rpc:{nsid}?aud={aud}"),
+    )?;
+    Ok(Some(session))
+}
+
 /// Forwards the call and relays the answer.
 pub(crate) async fn forward(
     state: &AppState,
@@ -187,7 +228,7 @@ pub(crate) async fn forward(
     if crate::auth::methods::is_protected(nsid) {
         return Err(XrpcError::named("InvalidToken", "Bad token method"));
     }
-    let session = crate::auth::credentials::optional_access(&state.tokens, req.headers())?;
+    let session = proxy_session(state, nsid, &req)?;
     let (mut service_did, mut endpoint) = target(state, req.headers()).await?;
     // Push registration names its own service (its DID in the body).
     let mut push_body = None;

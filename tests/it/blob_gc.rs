@@ -33,10 +33,7 @@ async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
         .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
         .await
         .unwrap();
-    let session = Session {
-        did: did.into(),
-        scope: Scope::Access,
-    };
+    let session = Session::new(did.into(), Scope::Access);
 
     let png = |n: u8| {
         let mut b = b"\x89PNG\r\n\x1a\n".to_vec();

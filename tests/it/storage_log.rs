@@ -28,10 +28,7 @@ fn open(dir: &std::path::Path) -> AppState {
 }
 
 async fn write(state: &AppState, action: WriteAction, rkey: &str, text: Option<&str>) {
-    let session = Session {
-        did: DID.into(),
-        scope: Scope::Access,
-    };
+    let session = Session::new(DID.into(), Scope::Access);
     let record = text.map(
         |t| json!({"$type": "app.bsky.feed.post", "text": t, "createdAt": "2024-01-01T00:00:00Z"}),
     );

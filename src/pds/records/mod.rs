@@ -10,6 +10,7 @@ mod read;
 pub use read::{describe_repo, get_record, list_records, RecordPage, RecordView, RepoDescription};
 
 use super::{signing_key, AppState};
+use crate::auth::scopes::RepoAction;
 use crate::auth::Session;
 use crate::data::{ipld_from_json, Cid, Ipld};
 use crate::error::{XrpcError, XrpcResult};
@@ -299,6 +300,17 @@ pub async fn write(
     };
     if requests.is_empty() {
         return Err(XrpcError::invalid_request("no writes given"));
+    }
+    for r in &requests {
+        let (action, word) = match r.action {
+            WriteAction::Create => (RepoAction::Create, "create"),
+            WriteAction::Update => (RepoAction::Update, "update"),
+            WriteAction::Delete => (RepoAction::Delete, "delete"),
+        };
+        session.require(
+            |p| p.allows_repo(&r.collection, action),
+            || format!("repo:{}?action={word}", r.collection),
+        )?;
     }
     if requests.len() > 200 {
         return Err(XrpcError::invalid_request(
