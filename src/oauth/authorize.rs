@@ -288,12 +288,15 @@ fn client_domain(client_id: &str) -> String {
 }
 
 /// `POST /oauth/authorize/sign-in`: password (or a remembered account), then consent.
-pub(crate) async fn sign_in(
-    State(ctx): State<Ctx>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn sign_in(State(ctx): State<Ctx>, req: axum::extract::Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| *a);
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return pages::error_page(StatusCode::PAYLOAD_TOO_LARGE, "This form is too large.");
+    };
     let f = form(&body);
     let now = crate::storage::unix_now();
     let Some(id) = request_id(f.get("request_uri")).map(str::to_owned) else {
@@ -329,7 +332,7 @@ pub(crate) async fn sign_in(
         }
         did.clone()
     } else {
-        let ip = pages::client_ip(&ctx, Some(peer), &headers);
+        let ip = pages::client_ip(&ctx, peer, &headers);
         let identifier = f.get("identifier").map(String::as_str).unwrap_or("");
         let password = f.get("password").map(String::as_str).unwrap_or("");
         match crate::pds::sessions::authenticate(&ctx, &ip, identifier, password).await {

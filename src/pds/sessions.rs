@@ -188,7 +188,17 @@ async fn check_password(
 /// com.atproto.server.getSession
 pub async fn get_session(state: &AppState, session: &Session) -> XrpcResult<AccountView> {
     let account = state.repo_account(&session.did).await?;
-    Ok(account_view(state, &account).await)
+    let mut view = account_view(state, &account).await;
+    // An OAuth app sees the address only with account:email (or transition:email).
+    let email = crate::auth::scopes::AccountAttr::Email;
+    if session
+        .oauth
+        .as_ref()
+        .is_some_and(|p| !p.allows_account(email, false))
+    {
+        view.email = None;
+    }
+    Ok(view)
 }
 
 /// com.atproto.server.refreshSession: the old refresh token is revoked as it is used.

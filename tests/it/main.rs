@@ -39,6 +39,9 @@ mod security;
 // What the Bluesky app and its services need (issue 15).
 mod app_compat;
 
+// OAuth: the official client through the pages, and every refusal (issue 14).
+mod oauth;
+
 // A real server and real peers: official clients, relays, AppViews, a second box.
 mod federation;
 mod firehose_relay;
