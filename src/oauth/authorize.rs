@@ -375,7 +375,7 @@ pub(crate) async fn sign_in(State(ctx): State<Ctx>, req: axum::extract::Request)
         return pages::error_page(StatusCode::FORBIDDEN, "This account has been taken down.");
     }
     ctx.oauth.update_request(&id, |r| r.did = Some(did.clone()));
-    let device_cookie = (f.get("remember").is_some() || f.contains_key("account")).then(|| {
+    let device_cookie = (f.contains_key("remember") || f.contains_key("account")).then(|| {
         device.remember(&did, now);
         device.cookie(&ctx, &headers)
     });

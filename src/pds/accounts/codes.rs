@@ -123,9 +123,19 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
             consume_token(conn, "reset_password", &did, &token)?;
             db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
-            Ok(())
+            Ok::<_, XrpcError>(crate::storage::oauth::revoke_all(conn, &did, unix_now())?)
         })
         .await
+        .map(|grants| forget_grants(state, grants))
+}
+
+/// A new password signs out every session, OAuth apps included (their access tokens
+/// stop at once).
+fn forget_grants(state: &AppState, grants: Vec<String>) {
+    let now = unix_now();
+    for id in grants {
+        state.oauth.revoke(&id, now);
+    }
 }
 
 /// Sets a new password directly (the admin CLI's reset-password).
@@ -140,9 +150,10 @@ pub async fn set_password(state: &AppState, did: &str, new_password: &str) -> Xr
         .write(move |conn| {
             db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
-            Ok::<_, XrpcError>(())
+            Ok::<_, XrpcError>(crate::storage::oauth::revoke_all(conn, &did, unix_now())?)
         })
         .await
+        .map(|grants| forget_grants(state, grants))
 }
 
 /// com.atproto.server.requestEmailConfirmation: a code for confirmEmail (shown by
