@@ -29,6 +29,31 @@ pub fn dpop_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("dpop").then(|| token.trim())
 }
 
+/// The request's DPoP proof, when it carries exactly one.
+pub fn dpop_proof(headers: &HeaderMap) -> Option<&str> {
+    let mut proofs = headers.get_all("dpop").iter();
+    match (proofs.next(), proofs.next()) {
+        (Some(p), None) => p.to_str().ok().filter(|p| !p.is_empty()),
+        _ => None,
+    }
+}
+
+/// Refuses an OAuth access token sent as a Bearer token: it is bound to a key, and
+/// worthless without a proof of holding it.
+pub fn refuse_bound_bearer(headers: &HeaderMap) -> XrpcResult<()> {
+    if bearer(headers).is_some_and(super::oauth::OAuthState::looks_like_access_token) {
+        return Err(XrpcError::auth_required(
+            "this OAuth token is DPoP-bound: send it as \"Authorization: DPoP\" with a DPoP proof",
+        )
+        .with_headers(vec![(
+            "www-authenticate",
+            "DPoP error=\"invalid_token\", error_description=\"DPoP-bound token used as a Bearer token\""
+                .into(),
+        )]));
+    }
+    Ok(())
+}
+
 fn token_error(e: TokenError) -> XrpcError {
     match e {
         TokenError::Expired => XrpcError::named("ExpiredToken", "Token has expired"),

@@ -175,17 +175,12 @@ pub(crate) fn check_dpop(ctx: &Ctx, headers: &HeaderMap, path: &str) -> OAuthRes
         nonce: Some(nonce.clone()),
         ..OAuthError::new(error, d)
     };
-    let mut proofs = headers.get_all("dpop").iter();
-    let proof = match (proofs.next(), proofs.next()) {
-        (Some(p), None) => p.to_str().unwrap_or_default(),
-        (None, _) => {
-            return Err(fail(
-                "invalid_dpop_proof",
-                "a DPoP proof is required".into(),
-            ))
-        }
-        _ => return Err(fail("invalid_dpop_proof", "one DPoP proof only".into())),
-    };
+    let proof = crate::auth::credentials::dpop_proof(headers).ok_or_else(|| {
+        fail(
+            "invalid_dpop_proof",
+            "exactly one DPoP proof is required".into(),
+        )
+    })?;
     let urls = request_urls(ctx, headers, path);
     let target = Target {
         method: "POST",

@@ -206,12 +206,7 @@ pub(crate) async fn verify(
         check_need(ctx, &session, need, nsid)?;
         return Ok(Caller::User(session));
     }
-    if credentials::bearer(headers)
-        .is_some_and(crate::auth::oauth::OAuthState::looks_like_access_token)
-    {
-        return Err(XrpcError::auth_required("this OAuth token is DPoP-bound: send it as \"Authorization: DPoP\" with a DPoP proof")
-            .with_headers(vec![("www-authenticate", "DPoP error=\"invalid_token\", error_description=\"DPoP-bound token used as a Bearer token\"".into())]));
-    }
+    credentials::refuse_bound_bearer(headers)?;
     if auth == Auth::StandardOrService {
         if let Some(token) = credentials::bearer(headers) {
             if let Some(issuer) = service_jwt::service_issuer(token) {
@@ -266,11 +261,8 @@ pub(crate) fn oauth_session(ctx: &crate::pds::AppState, r: &Request<'_>) -> Xrpc
         AccessError::Revoked => refuse("invalid_token", "the access token was revoked"),
         AccessError::Invalid => refuse("invalid_token", "the access token is not valid here"),
     })?;
-    let mut proofs = r.headers.get_all("dpop").iter();
-    let proof = match (proofs.next(), proofs.next()) {
-        (Some(p), None) => p.to_str().unwrap_or_default(),
-        _ => return Err(refuse("invalid_dpop_proof", "one DPoP proof is required")),
-    };
+    let proof = credentials::dpop_proof(r.headers)
+        .ok_or_else(|| refuse("invalid_dpop_proof", "one DPoP proof is required"))?;
     let urls = crate::oauth::request_urls(ctx, r.headers, r.path);
     let target = Target {
         method: r.method,
@@ -311,16 +303,22 @@ pub(crate) fn oauth_session(ctx: &crate::pds::AppState, r: &Request<'_>) -> Xrpc
     })
 }
 
+/// The default AppView as a service reference (`did…#bsky_appview`), what `rpc:`
+/// permissions name it by.
+pub(crate) fn appview_service(ctx: &crate::pds::AppState) -> String {
+    format!(
+        "{}#bsky_appview",
+        ctx.config.appview_did.as_deref().unwrap_or_default()
+    )
+}
+
 /// Refuses an OAuth session whose scope does not grant what the method needs.
 fn check_need(ctx: &Ctx, session: &Session, need: OAuthNeed, nsid: &str) -> XrpcResult<()> {
     match need {
         OAuthNeed::Any | OAuthNeed::Operation => Ok(()),
         OAuthNeed::Generic => session.require(|p| p.generic, || "transition:generic".into()),
         OAuthNeed::AppView => {
-            let aud = format!(
-                "{}#bsky_appview",
-                ctx.config.appview_did.as_deref().unwrap_or_default()
-            );
+            let aud = appview_service(ctx);
             session.require(
                 |p| p.allows_rpc(nsid, &aud),
                 || format!("rpc:{nsid}?aud={aud}"),

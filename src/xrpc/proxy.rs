@@ -188,13 +188,7 @@ fn proxy_session(
 ) -> XrpcResult<Option<crate::auth::Session>> {
     let headers = req.headers();
     if crate::auth::credentials::dpop_token(headers).is_none() {
-        if crate::auth::credentials::bearer(headers)
-            .is_some_and(crate::auth::oauth::OAuthState::looks_like_access_token)
-        {
-            return Err(XrpcError::auth_required(
-                "this OAuth token is DPoP-bound: send it as \"Authorization: DPoP\"",
-            ));
-        }
+        crate::auth::credentials::refuse_bound_bearer(headers)?;
         return crate::auth::credentials::optional_access(&state.tokens, headers);
     }
     let r = super::call::Request {
@@ -207,10 +201,7 @@ fn proxy_session(
     let session = super::call::oauth_session(state, &r)?;
     let aud = match headers.get("atproto-proxy").and_then(|v| v.to_str().ok()) {
         Some(p) => p.to_owned(),
-        None => format!(
-            "{}#bsky_appview",
-            state.config.appview_did.as_deref().unwrap_or_default()
-        ),
+        None => super::call::appview_service(state),
     };
     session.require(
         |p| p.allows_rpc(nsid, &aud),
