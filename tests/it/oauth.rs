@@ -235,6 +235,28 @@ impl App {
         code.ok_or(location)
     }
 
+    /// A pushed request, signed in and allowed: its code.
+    async fn code(&mut self, verifier: &str) -> String {
+        let (s, par) = self.par(&[], verifier).await;
+        assert_eq!(s, StatusCode::CREATED, "{par}");
+        self.approve(par["request_uri"].as_str().unwrap(), "correct horse")
+            .await
+            .unwrap()
+    }
+
+    /// Exchanges a code at the token endpoint.
+    async fn exchange(&mut self, code: &str, verifier: &str) -> (StatusCode, Value) {
+        let cid = client_id();
+        let form = [
+            ("client_id", cid.as_str()),
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", "http://127.0.0.1:4321/callback"),
+        ];
+        self.post("/oauth/token", &form).await
+    }
+
     async fn xrpc(
         &self,
         nsid: &str,
@@ -344,50 +366,13 @@ async fn every_way_of_cheating_the_flow_is_refused() {
     );
 
     // A wrong PKCE verifier burns the code.
-    let (s, par) = app.par(&[], verifier).await;
-    assert_eq!(s, StatusCode::CREATED, "{par}");
-    let code = app
-        .approve(par["request_uri"].as_str().unwrap(), "correct horse")
-        .await
-        .unwrap();
-    let exchange = |code: String, verifier: &str| {
-        let cid = client_id();
-        let v = verifier.to_owned();
-        move |app: &mut App| {
-            let form: Vec<(String, String)> = vec![
-                ("client_id".into(), cid),
-                ("grant_type".into(), "authorization_code".into()),
-                ("code".into(), code),
-                ("code_verifier".into(), v),
-                (
-                    "redirect_uri".into(),
-                    "http://127.0.0.1:4321/callback".into(),
-                ),
-            ];
-            let proof = app.proof("POST", "/oauth/token", None);
-            (form, proof)
-        }
-    };
-    let (form, proof) = exchange(
-        code.clone(),
-        "the-wrong-verifier-the-wrong-verifier-the-wrong",
-    )(&mut app);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_eq!(
-        error(&app.post_with("/oauth/token", &form, proof).await),
-        "invalid_grant"
-    );
+    let code = app.code(verifier).await;
+    let wrong = "the-wrong-verifier-the-wrong-verifier-the-wrong";
+    assert_eq!(error(&app.exchange(&code, wrong).await), "invalid_grant");
 
     // A good exchange; the token works only as DPoP, with the right ath.
-    let (s, par) = app.par(&[], verifier).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let code = app
-        .approve(par["request_uri"].as_str().unwrap(), "correct horse")
-        .await
-        .unwrap();
-    let (form, proof) = exchange(code.clone(), verifier)(&mut app);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (s, tokens) = app.post_with("/oauth/token", &form, proof).await;
+    let code = app.code(verifier).await;
+    let (s, tokens) = app.exchange(&code, verifier).await;
     assert_eq!(s, StatusCode::OK, "{tokens}");
     assert_eq!(tokens["token_type"], "DPoP");
     assert!(tokens["sub"].as_str().unwrap().starts_with("did:plc:"));
@@ -427,12 +412,7 @@ async fn every_way_of_cheating_the_flow_is_refused() {
     );
 
     // The code again: refused, and the grant it made is revoked.
-    let (form, proof) = exchange(code, verifier)(&mut app);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_eq!(
-        error(&app.post_with("/oauth/token", &form, proof).await),
-        "invalid_grant"
-    );
+    assert_eq!(error(&app.exchange(&code, verifier).await), "invalid_grant");
     let p = app.proof("GET", path, Some(&access));
     let (s, www) = app
         .xrpc("com.atproto.server.getSession", &access, Some(p))
@@ -450,15 +430,8 @@ async fn every_way_of_cheating_the_flow_is_refused() {
     );
 
     // Refresh rotation: the old refresh token, used again, revokes the grant.
-    let (s, par) = app.par(&[], verifier).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let code = app
-        .approve(par["request_uri"].as_str().unwrap(), "correct horse")
-        .await
-        .unwrap();
-    let (form, proof) = exchange(code, verifier)(&mut app);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (_, tokens) = app.post_with("/oauth/token", &form, proof).await;
+    let code = app.code(verifier).await;
+    let (_, tokens) = app.exchange(&code, verifier).await;
     let first = tokens["refresh_token"].as_str().unwrap().to_owned();
     let form = [
         ("client_id", cid.as_str()),
@@ -482,15 +455,8 @@ async fn every_way_of_cheating_the_flow_is_refused() {
     );
 
     // Revocation: the access token stops at once.
-    let (s, par) = app.par(&[], verifier).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let code = app
-        .approve(par["request_uri"].as_str().unwrap(), "correct horse")
-        .await
-        .unwrap();
-    let (form, proof) = exchange(code, verifier)(&mut app);
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (_, tokens) = app.post_with("/oauth/token", &form, proof).await;
+    let code = app.code(verifier).await;
+    let (_, tokens) = app.exchange(&code, verifier).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let res = app
         .http
