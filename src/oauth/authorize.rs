@@ -140,10 +140,8 @@ fn check_scope(ctx: &Ctx, client: &Client, asked: Option<&str>) -> OAuthResult<S
             format!("scope {extra} is not in the client's metadata"),
         ));
     }
-    let sets = |nsid: &str| ctx.lexicons.def(nsid, "").cloned();
     let perms = ctx
-        .oauth
-        .permissions(asked, &sets)
+        .scope_permissions(asked)
         .map_err(|e| OAuthError::new("invalid_scope", e))?;
     Ok(perms.scope.clone())
 }
@@ -391,8 +389,7 @@ fn consent_page(
     device_cookie: Option<String>,
 ) -> Response {
     let (csrf, csrf_cookie) = pages::csrf(ctx, headers);
-    let sets = |nsid: &str| ctx.lexicons.def(nsid, "").cloned();
-    let perms = match ctx.oauth.permissions(&req.scope, &sets) {
+    let perms = match ctx.scope_permissions(&req.scope) {
         Ok(p) => p,
         Err(e) => return pages::error_page(StatusCode::BAD_REQUEST, &e),
     };

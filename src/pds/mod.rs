@@ -160,6 +160,16 @@ impl AppState {
         limit.check(client_ip)
     }
 
+    /// What an OAuth scope grants, its permission sets (`include:`) taken from the
+    /// embedded lexicons.
+    pub fn scope_permissions(
+        &self,
+        scope: &str,
+    ) -> Result<Arc<crate::auth::scopes::Permissions>, String> {
+        let sets = |nsid: &str| self.lexicons.def(nsid, "").cloned();
+        self.oauth.permissions(scope, &sets)
+    }
+
     /// The account for a DID or handle, or `None`.
     pub async fn find_account(&self, identifier: &str) -> XrpcResult<Option<Account>> {
         let id = identifier.to_owned();

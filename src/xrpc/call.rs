@@ -286,10 +286,8 @@ pub(crate) fn oauth_session(ctx: &crate::pds::AppState, r: &Request<'_>) -> Xrpc
             "the DPoP key is not the one the token is bound to",
         ));
     }
-    let sets = |nsid: &str| ctx.lexicons.def(nsid, "").cloned();
     let permissions = ctx
-        .oauth
-        .permissions(&claims.scope, &sets)
+        .scope_permissions(&claims.scope)
         .map_err(|_| refuse("invalid_token", "the token's scope is no longer understood"))?;
     let scope = if permissions.chat {
         Scope::AppPassPrivileged
