@@ -10,11 +10,13 @@
 //!   sees (sign in, consent) and the redirect back to the app with a code.
 //! - [`token`]: codes and refresh tokens for DPoP-bound access tokens; revocation.
 //! - [`pages`]: the HTML (phone-first, no external assets, a strict CSP).
+//! - [`account`]: the account page: apps, app passwords, sessions, password, email.
 //!
 //! The resource-server half (accepting `Authorization: DPoP` on XRPC calls and
 //! enforcing scopes) is in `xrpc::call`, over `auth::oauth`, `auth::dpop` and
 //! `auth::scopes`.
 
+pub(crate) mod account;
 pub(crate) mod authorize;
 pub(crate) mod client;
 pub(crate) mod metadata;
@@ -50,6 +52,7 @@ pub(crate) fn page_routes() -> Router<Ctx> {
         .route("/oauth/authorize", get(authorize::page))
         .route("/oauth/authorize/sign-in", post(authorize::sign_in))
         .route("/oauth/authorize/consent", post(authorize::consent))
+        .route("/account", get(account::page).post(account::act))
 }
 
 /// Loads the revocations of the last access-token lifetime (so a restart does not

@@ -27,6 +27,10 @@ button.secondary{background:#e4e6eb;color:#1b1d21}
 button.danger{background:#c62828}
 .row{display:flex;gap:.6rem}.row form{flex:1}
 .error{background:#fdecea;color:#8a1c1c;padding:.7rem;border-radius:8px}
+.done{background:#e7f5ea;color:#1d5e2b;padding:.7rem;border-radius:8px}
+h2{font-size:1.1rem;margin:0 0 .5rem}
+ul.list{padding:0;list-style:none;margin:0}ul.list li{border-top:1px solid #eee;padding:.6rem 0}
+code{font:1.05rem ui-monospace,monospace;word-break:break-all}
 .note{color:#555;font-size:.9rem}
 ul.perms li{margin:.35rem 0}
 small.domain{color:#555}

@@ -110,7 +110,7 @@ async fn code_grant(
     let issued = match issued {
         Ok(c) => c,
         Err(earlier) => {
-            revoke_grant(ctx, &earlier).await?;
+            crate::pds::signed_in::revoke_app(ctx, None, &earlier).await?;
             return Err(OAuthError::invalid_grant(
                 "the code was already used; the tokens issued for it are revoked",
             ));
@@ -196,7 +196,7 @@ async fn refresh_grant(
     let mut grant = match found {
         None => return Err(OAuthError::invalid_grant("the refresh token is unknown")),
         Some(RefreshMatch::Replaced(g)) => {
-            revoke_grant(ctx, &g.id).await?;
+            crate::pds::signed_in::revoke_app(ctx, None, &g.id).await?;
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the session is revoked",
             ));
@@ -263,17 +263,6 @@ async fn refresh_grant(
     Ok((grant, refresh))
 }
 
-/// Revokes a grant: its row, and at once its access tokens.
-pub(crate) async fn revoke_grant(ctx: &Ctx, id: &str) -> OAuthResult<()> {
-    let now = crate::storage::unix_now();
-    let owned = id.to_owned();
-    ctx.storage
-        .write(move |conn| db::revoke(conn, &owned, now))
-        .await?;
-    ctx.oauth.revoke(id, now);
-    Ok(())
-}
-
 /// `POST /oauth/revoke` (RFC 7009): a refresh or access token; the whole grant ends.
 /// Unknown tokens are not an error.
 pub(crate) async fn revoke(State(ctx): State<Ctx>, body: Bytes) -> Response {
@@ -293,8 +282,8 @@ pub(crate) async fn revoke(State(ctx): State<Ctx>, body: Bytes) -> Response {
     };
     if let Some((id, owner)) = grant {
         if client_id.is_none_or(|c| *c == owner) {
-            if let Err(e) = revoke_grant(&ctx, &id).await {
-                return e.into_response();
+            if let Err(e) = crate::pds::signed_in::revoke_app(&ctx, None, &id).await {
+                return OAuthError::from(e).into_response();
             }
         }
     }

@@ -180,19 +180,23 @@ pub async fn update_subject_status(
             AccountStatus::Active
         };
         let did2 = a.did.clone();
-        state
+        let ended = state
             .storage
             .writer
             .write_with_events(move |conn, outbox| {
                 db::set_status(conn, &did2, status, Datetime::now().as_str())?;
+                let mut ended = Vec::new();
                 if applied {
                     db::delete_refresh_tokens(conn, &did2)?;
+                    ended =
+                        crate::storage::oauth::revoke_all(conn, &did2, crate::storage::unix_now())?;
                 }
                 let shown = applied.then_some("takendown");
                 crate::storage::emit::account(outbox, &did2, !applied, shown);
-                Ok::<_, XrpcError>(())
+                Ok::<_, XrpcError>(ended)
             })
             .await?;
+        crate::pds::signed_in::forget_grants(state, ended);
     }
     Ok(SubjectUpdate {
         subject: repo_ref(&a.did),

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod import;
 pub mod records;
 pub mod sessions;
+pub mod signed_in;
 pub mod status;
 pub mod sync;
 

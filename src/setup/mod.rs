@@ -48,7 +48,8 @@ pub(crate) async fn front_page(
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>atbox</title>\
          <h1>atbox</h1><p>This is an AT Protocol personal data server (PDS), running at home on atbox {}.</p>\
-         <p>Most API routes are under <code>/xrpc/</code>. Use a Bluesky app and sign in with this server's address: <code>{}</code></p>",
+         <p>Most API routes are under <code>/xrpc/</code>. Use a Bluesky app and sign in with this server's address: <code>{}</code></p>\
+         <p>Accounts on this box: <a href=\"/account\">your account page</a> (apps, app passwords, password, email).</p>",
         env!("CARGO_PKG_VERSION"),
         ctx.config.public_url
     ))

@@ -236,6 +236,38 @@ pub fn refresh_token(
         .optional()?)
 }
 
+/// A live login session (a refresh token) as the account page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSession {
+    /// The refresh token's `jti`.
+    pub id: String,
+    /// The app password it signed in with, if any.
+    pub app_password: Option<String>,
+    pub expires_at: i64,
+}
+
+/// `did`'s live login sessions, the longest-lived first.
+pub fn refresh_tokens(
+    conn: &Connection,
+    did: &str,
+    now: i64,
+) -> Result<Vec<LoginSession>, StorageError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, app_password, expires_at FROM refresh_token \
+             WHERE did = ?1 AND expires_at >= ?2 ORDER BY expires_at DESC",
+        )?
+        .query_map(params![did, now], |r| {
+            Ok(LoginSession {
+                id: r.get(0)?,
+                app_password: r.get(1)?,
+                expires_at: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Forgets refresh tokens past their expiry and one-time codes older than `codes_before`.
 pub fn delete_expired_tokens(
     conn: &Connection,

@@ -126,16 +126,7 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
             Ok::<_, XrpcError>(crate::storage::oauth::revoke_all(conn, &did, unix_now())?)
         })
         .await
-        .map(|grants| forget_grants(state, grants))
-}
-
-/// A new password signs out every session, OAuth apps included (their access tokens
-/// stop at once).
-fn forget_grants(state: &AppState, grants: Vec<String>) {
-    let now = unix_now();
-    for id in grants {
-        state.oauth.revoke(&id, now);
-    }
+        .map(|grants| crate::pds::signed_in::forget_grants(state, grants))
 }
 
 /// Sets a new password directly (the admin CLI's reset-password).
@@ -153,7 +144,7 @@ pub async fn set_password(state: &AppState, did: &str, new_password: &str) -> Xr
             Ok::<_, XrpcError>(crate::storage::oauth::revoke_all(conn, &did, unix_now())?)
         })
         .await
-        .map(|grants| forget_grants(state, grants))
+        .map(|grants| crate::pds::signed_in::forget_grants(state, grants))
 }
 
 /// com.atproto.server.requestEmailConfirmation: a code for confirmEmail (shown by

@@ -155,20 +155,22 @@ pub async fn delete_account(
 pub async fn remove_account(state: &AppState, did: &str, token: Option<String>) -> XrpcResult<()> {
     let did = did.to_owned();
     let blob_did = did.clone();
-    state
+    let ended = state
         .storage
         .writer
         .write_with_events(move |conn, outbox| {
             if let Some(token) = &token {
                 consume_token(conn, "delete_account", &did, token)?;
             }
+            let ended = crate::storage::oauth::revoke_all(conn, &did, crate::storage::unix_now())?;
             repos::delete_repo(conn, outbox, &did)?;
             crate::storage::blobs::delete_all(conn, &did)?;
             db::delete_account(conn, &did)?;
             crate::storage::emit::account(outbox, &did, false, Some("deleted"));
-            Ok::<_, XrpcError>(())
+            Ok::<_, XrpcError>(ended)
         })
         .await?;
+    crate::pds::signed_in::forget_grants(state, ended);
     state.storage.blobs.remove_all(&blob_did)?;
     Ok(())
 }
