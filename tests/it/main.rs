@@ -39,7 +39,9 @@ mod security;
 // What the Bluesky app and its services need (issue 15).
 mod app_compat;
 
-// OAuth: the official client through the pages, and every refusal (issue 14).
+// OAuth: the official client through the pages, and every refusal; the account page
+// (issue 14).
+mod account_page;
 mod oauth;
 
 // A real server and real peers: official clients, relays, AppViews, a second box.

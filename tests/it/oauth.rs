@@ -63,16 +63,17 @@ fn b64_sha256(s: &str) -> String {
     B64.encode(Sha256::digest(s.as_bytes()))
 }
 
-/// An app with its DPoP key, as the official client is one.
-struct App {
+/// An app with its DPoP key, as the official client is one, signing `handle` in.
+pub(crate) struct App {
     key: SigningKey,
     http: reqwest::Client,
     base: String,
     nonce: String,
+    handle: String,
 }
 
 impl App {
-    async fn new(base: &str) -> App {
+    pub(crate) async fn new(base: &str, handle: &str) -> App {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -82,6 +83,7 @@ impl App {
             http,
             base: base.to_owned(),
             nonce: String::new(),
+            handle: handle.to_owned(),
         };
         // The first proof has no nonce: the server answers use_dpop_nonce with one.
         let (status, body) = app.post("/oauth/par", &[("client_id", "x")]).await;
@@ -115,7 +117,7 @@ impl App {
         format!("{input}.{}", B64.encode(sig.to_bytes()))
     }
 
-    fn proof(&self, htm: &str, path: &str, ath: Option<&str>) -> String {
+    pub(crate) fn proof(&self, htm: &str, path: &str, ath: Option<&str>) -> String {
         let jti = format!("{:x}", rand::random::<u128>());
         self.proof_with(htm, path, ath, now(), &jti)
     }
@@ -199,7 +201,7 @@ impl App {
         let form = [
             ("request_uri", request_uri),
             ("csrf", &csrf),
-            ("identifier", "neg.test"),
+            ("identifier", &self.handle),
             ("password", password),
         ];
         let res = self
@@ -236,7 +238,7 @@ impl App {
     }
 
     /// A pushed request, signed in and allowed: its code.
-    async fn code(&mut self, verifier: &str) -> String {
+    pub(crate) async fn code(&mut self, verifier: &str) -> String {
         let (s, par) = self.par(&[], verifier).await;
         assert_eq!(s, StatusCode::CREATED, "{par}");
         self.approve(par["request_uri"].as_str().unwrap(), "correct horse")
@@ -245,7 +247,7 @@ impl App {
     }
 
     /// Exchanges a code at the token endpoint.
-    async fn exchange(&mut self, code: &str, verifier: &str) -> (StatusCode, Value) {
+    pub(crate) async fn exchange(&mut self, code: &str, verifier: &str) -> (StatusCode, Value) {
         let cid = client_id();
         let form = [
             ("client_id", cid.as_str()),
@@ -257,7 +259,7 @@ impl App {
         self.post("/oauth/token", &form).await
     }
 
-    async fn xrpc(
+    pub(crate) async fn xrpc(
         &self,
         nsid: &str,
         token: &str,
@@ -291,7 +293,7 @@ fn now() -> i64 {
 async fn every_way_of_cheating_the_flow_is_refused() {
     let atbox = inproc::start(&[]).await;
     Api::at(&atbox.url).account("neg.test").await;
-    let mut app = App::new(&atbox.url).await;
+    let mut app = App::new(&atbox.url, "neg.test").await;
     let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
     let error = |r: &(StatusCode, Value)| r.1["error"].as_str().unwrap_or_default().to_owned();
 
