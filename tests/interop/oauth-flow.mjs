@@ -2,7 +2,7 @@
 // Signs in to atbox with OAuth the way a real app and a real person do: the official
 // @atproto/oauth-client-node as a loopback development client, Debian's chromium
 // (through playwright-core) filling in atbox's sign-in and consent pages, then the
-// session used through @atproto/api's Agent.
+// session used through @atproto/api's Agent (a proxied app.bsky call included).
 //
 //   node tests/interop/oauth-flow.mjs --pds URL --plc URL --handle H --password P [--screenshots DIR]
 //
@@ -112,6 +112,9 @@ try {
   check(blob.data.blob.size === 7, 'uploadBlob')
   const prefs = await agent.app.bsky.actor.getPreferences()
   check(Array.isArray(prefs.data.preferences), 'getPreferences')
+  // Proxied to the AppView (with the account's service auth, made by atbox).
+  const profile = await agent.app.bsky.actor.getProfile({ actor: session.did })
+  check(profile.data.did === session.did, `proxied getProfile ${JSON.stringify(profile.data)}`)
 
   // A forced refresh: a new access token, and the new one works.
   const before = await session.getTokenInfo(false)

@@ -5,34 +5,10 @@
 use crate::common;
 
 use common::api::Api;
-use common::server::{start_atbox, start_plc, Running};
+use common::server::{start_atbox, start_plc, start_standin};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn start_standin(script: &str, args: &[&str]) -> (Running, Value) {
-    let mut child = Command::new("node")
-        .arg(common::interop_dir().join(script))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{script} said {line:?}: {e}"));
-    (
-        Running {
-            url: v["url"].as_str().unwrap().to_owned(),
-            child,
-        },
-        v,
-    )
-}
 
 async fn log(http: &reqwest::Client, url: &str) -> Value {
     http.get(format!("{url}/_standin/log"))

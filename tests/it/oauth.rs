@@ -8,7 +8,19 @@ use common::inproc;
 
 #[tokio::test]
 async fn the_official_oauth_client_signs_in_through_the_pages_and_uses_the_session() {
-    let atbox = inproc::start(&[]).await;
+    // A real PLC directory stand-in and an AppView stand-in that checks the service
+    // auth of each proxied call against the account's DID document.
+    let plc = common::server::start_plc();
+    let (appview, info) =
+        common::server::start_standin("appview-standin.mjs", &["--plc", &plc.url]);
+    let atbox = inproc::start(&[
+        ("ATBOX_PLC_URL", &plc.url),
+        ("ATBOX_APPVIEW_URL", &appview.url),
+        ("ATBOX_APPVIEW_DID", info["did"].as_str().unwrap()),
+        // The stand-in AppView is on 127.0.0.1.
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
     let api = Api::at(&atbox.url);
     api.account("oauth.test").await;
     let shots = tempfile::tempdir().unwrap();
@@ -16,7 +28,7 @@ async fn the_official_oauth_client_signs_in_through_the_pages_and_uses_the_sessi
         "--pds".into(),
         atbox.url.clone(),
         "--plc".into(),
-        atbox.plc_url.clone(),
+        plc.url.clone(),
         "--handle".into(),
         "oauth.test".into(),
         "--password".into(),
@@ -32,6 +44,21 @@ async fn the_official_oauth_client_signs_in_through_the_pages_and_uses_the_sessi
     .unwrap();
     assert!(ok, "{out}");
     assert_eq!(out["wrongPassword"], "Wrong handle or password.");
+    // The proxied app.bsky call reached the AppView with the account's service auth.
+    let log: serde_json::Value = reqwest::get(format!("{}/_standin/log", appview.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proxied = log["requests"].as_array().unwrap();
+    assert!(
+        proxied
+            .iter()
+            .any(|r| r["nsid"] == "app.bsky.actor.getProfile"
+                && r["jwt"]["claims"]["iss"] == out["sub"]),
+        "{log}"
+    );
     assert!(
         out["consent"][0].as_str().unwrap().contains("app password"),
         "{out}"

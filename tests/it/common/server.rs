@@ -31,9 +31,15 @@ pub fn free_port() -> u16 {
 
 /// Starts the PLC directory stand-in; returns it with its URL.
 pub fn start_plc() -> Running {
-    let dir = super::interop_dir();
+    start_standin("plc-standin.mjs", &[]).0
+}
+
+/// A Node stand-in from `tests/interop` (PLC, AppView, relay): running, and the JSON
+/// line it printed on start (its `url`, and what else it announces).
+pub fn start_standin(script: &str, args: &[&str]) -> (Running, serde_json::Value) {
     let mut child = Command::new("node")
-        .arg(dir.join("plc-standin.mjs"))
+        .arg(super::interop_dir().join(script))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -43,11 +49,12 @@ pub fn start_plc() -> Running {
         .read_line(&mut line)
         .unwrap();
     let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("PLC stand-in said {line:?}: {e}"));
-    Running {
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{script} said {line:?}: {e}"));
+    let running = Running {
         url: v["url"].as_str().unwrap().to_owned(),
         child,
-    }
+    };
+    (running, v)
 }
 
 /// A running `atbox serve` with its own data directory.
