@@ -76,6 +76,9 @@ pub struct Config {
     pub rate_limit_bypass: Vec<std::net::IpAddr>,
     /// A DNS server to use instead of the system's (host names and handles).
     pub dns_server: Option<SocketAddr>,
+    /// Extra root certificates (PEM) for the HTTPS of other services (a private CA on
+    /// a lab network, a test's CA), on top of the public web's.
+    pub outbound_ca_bundle: Option<PathBuf>,
     /// A URL of the owner's choosing that answers with the caller's public IP address
     /// (e.g. `https://api.ipify.org`); `atbox doctor` compares it with the host name's
     /// DNS records. Never asked unless set.
@@ -140,6 +143,7 @@ struct ConfigFile {
     rate_limit_bypass: Option<StringOrList>,
     dns_server: Option<String>,
     public_ip_url: Option<String>,
+    outbound_ca_bundle: Option<String>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).

@@ -64,9 +64,11 @@ pub(super) fn resolve(mut file: ConfigFile, env: Env) -> Result<Config, ConfigEr
         rate_limit_bypass,
         dns_server,
         public_ip_url,
+        outbound_ca_bundle,
     } = network(&mut file, env)?;
     Ok(Config {
         dns_server,
+        outbound_ca_bundle,
         public_ip_url,
         tls,
         https_listen,
@@ -414,6 +416,7 @@ struct Network {
     rate_limit_bypass: Vec<std::net::IpAddr>,
     dns_server: Option<SocketAddr>,
     public_ip_url: Option<String>,
+    outbound_ca_bundle: Option<PathBuf>,
 }
 
 fn network(file: &mut ConfigFile, env: Env) -> Result<Network, ConfigError> {
@@ -446,11 +449,15 @@ fn network(file: &mut ConfigFile, env: Env) -> Result<Network, ConfigError> {
             ));
         }
     }
+    let outbound_ca_bundle = pick(env, "outbound_ca_bundle", file.outbound_ca_bundle.take())
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
     Ok(Network {
         trusted_proxies,
         rate_limit_bypass,
         dns_server,
         public_ip_url,
+        outbound_ca_bundle,
     })
 }
 

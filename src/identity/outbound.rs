@@ -16,6 +16,7 @@
 
 use hickory_resolver::TokioResolver;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 /// Whether `ip` is an address on the public internet.
@@ -118,15 +119,34 @@ pub struct Outbound {
     allow_private: bool,
 }
 
+/// The root certificates of a PEM bundle (`outbound_ca_bundle`, `acme_ca_bundle`),
+/// trusted on top of the public web's; `key` names the setting in errors.
+pub fn extra_roots(key: &str, bundle: Option<&Path>) -> Result<Vec<reqwest::Certificate>, String> {
+    let Some(bundle) = bundle else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(bundle)
+        .map_err(|e| format!("{key}: cannot read {}: {e}", bundle.display()))?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{key}: {}: {e}", bundle.display()))
+}
+
 impl Outbound {
-    pub fn new(dns: Option<TokioResolver>, allow_private: bool) -> reqwest::Result<Outbound> {
-        let client = reqwest::Client::builder()
+    pub fn new(
+        dns: Option<TokioResolver>,
+        allow_private: bool,
+        roots: &[reqwest::Certificate],
+    ) -> reqwest::Result<Outbound> {
+        let mut client = reqwest::Client::builder()
             .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
-            .dns_resolver(std::sync::Arc::new(PublicOnly { dns, allow_private }))
-            .build()?;
+            .dns_resolver(std::sync::Arc::new(PublicOnly { dns, allow_private }));
+        for root in roots {
+            client = client.add_root_certificate(root.clone());
+        }
+        let client = client.build()?;
         Ok(Outbound {
             client,
             allow_private,
@@ -259,7 +279,7 @@ mod tests {
 
     #[test]
     fn urls_naming_private_addresses_are_refused_before_any_request() {
-        let out = Outbound::new(None, false).unwrap();
+        let out = Outbound::new(None, false, &[]).unwrap();
         for url in [
             "http://127.0.0.1/",
             "http://[::1]:8080/x",
@@ -298,7 +318,7 @@ mod tests {
             }
         });
         // Loopback is the stand-in here: allow it, the cap still holds.
-        let out = Outbound::new(None, true).unwrap();
+        let out = Outbound::new(None, true, &[]).unwrap();
         let url = format!("http://{addr}/.well-known/did.json");
         let got = out
             .get_capped(&url, 64 * 1024, Duration::from_secs(5))

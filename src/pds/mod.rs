@@ -108,8 +108,17 @@ impl AppState {
         if let (Some(_), Some(dns)) = (config.dns_server, &dns) {
             http = http.dns_resolver(Arc::new(crate::identity::resolve::HttpDns(dns.clone())));
         }
+        let roots = crate::identity::outbound::extra_roots(
+            "outbound_ca_bundle",
+            config.outbound_ca_bundle.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        for root in &roots {
+            http = http.add_root_certificate(root.clone());
+        }
         let http = http.build()?;
-        let outbound = crate::identity::Outbound::new(dns.clone(), config.proxy_allow_private)?;
+        let outbound =
+            crate::identity::Outbound::new(dns.clone(), config.proxy_allow_private, &roots)?;
         Ok(AppState {
             tokens: TokenSigner::new(&secrets.jwt_secret, &config.service_did()),
             plc: PlcClient::new(&config.plc_url, http.clone()),

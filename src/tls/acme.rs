@@ -118,14 +118,12 @@ impl Acme {
         let mut http = reqwest::Client::builder()
             .user_agent(concat!("atbox/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30));
-        if let Some(bundle) = &config.acme_ca_bundle {
-            let pem = std::fs::read(bundle)
-                .map_err(|e| format!("acme_ca_bundle: cannot read {}: {e}", bundle.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("acme_ca_bundle: {}: {e}", bundle.display()))?
-            {
-                http = http.add_root_certificate(cert);
-            }
+        let roots = crate::identity::outbound::extra_roots(
+            "acme_ca_bundle",
+            config.acme_ca_bundle.as_deref(),
+        )?;
+        for cert in roots {
+            http = http.add_root_certificate(cert);
         }
         Ok(Acme {
             directory: config.acme_directory.clone(),

@@ -4,12 +4,20 @@
 // (through playwright-core) filling in atbox's sign-in and consent pages, then the
 // session used through @atproto/api's Agent (a proxied app.bsky call included).
 //
-//   node tests/interop/oauth-flow.mjs --pds URL --plc URL --handle H --password P [--screenshots DIR]
+//   node tests/interop/oauth-flow.mjs --pds URL --plc URL --handle H --password P
+//        [--screenshots DIR] [--confidential DIR]
+//
+// With --confidential (DIR holds cert.pem and key.pem for client.example, whose name
+// the PDS resolves to 127.0.0.1), the app is a confidential web client instead: its
+// client metadata and JWKS served over HTTPS at https://client.example:PORT, and it
+// authenticates with private_key_jwt (an ES256 key made here).
 //
 // Prints one JSON line: {"ok":true,...} or {"ok":false,"error":...}.
 import './lib/quiet.mjs'
 import http from 'node:http'
-import { NodeOAuthClient } from '@atproto/oauth-client-node'
+import https from 'node:https'
+import { readFileSync } from 'node:fs'
+import { JoseKey, NodeOAuthClient } from '@atproto/oauth-client-node'
 import { Agent } from '@atproto/api'
 import { chromium } from 'playwright-core'
 
@@ -32,26 +40,58 @@ const handle = arg('handle')
 const password = arg('password')
 const shots = optional('screenshots')
 
-// The app's redirect target: a one-shot server that hands the query to the flow.
-let deliver
-const callbackParams = new Promise((resolve) => { deliver = resolve })
-const server = http.createServer((req, res) => {
-  const url = new URL(req.url, 'http://127.0.0.1')
-  res.writeHead(200, { 'content-type': 'text/plain' }).end('signed in, you may close this page')
-  if (url.pathname === '/callback') deliver(url.searchParams)
-})
-await new Promise((r) => server.listen(0, '127.0.0.1', r))
-const redirectUri = `http://127.0.0.1:${server.address().port}/callback`
+const confidential = optional('confidential')
 const scope = 'atproto transition:generic'
-const clientId = `http://localhost?redirect_uri=${encodeURIComponent(redirectUri)}&scope=${encodeURIComponent(scope)}`
-
 const memory = () => {
   const m = new Map()
   return { get: async (k) => m.get(k), set: async (k, v) => { m.set(k, v) }, del: async (k) => { m.delete(k) } }
 }
-const client = new NodeOAuthClient({
-  clientMetadata: {
-    client_id: clientId,
+
+// The app's own server: the redirect target (handing the query to the flow) and, for
+// a confidential client, its metadata and keys.
+let deliver
+const callbackParams = new Promise((resolve) => { deliver = resolve })
+const served = { metadata: 0, jwks: 0 }
+let documents = {}
+const handler = (req, res) => {
+  const url = new URL(req.url, 'http://127.0.0.1')
+  if (documents[url.pathname]) {
+    served[url.pathname === '/jwks.json' ? 'jwks' : 'metadata'] += 1
+    return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(documents[url.pathname]))
+  }
+  res.writeHead(200, { 'content-type': 'text/plain' }).end('signed in, you may close this page')
+  if (url.pathname === '/callback') deliver(url.searchParams)
+}
+const server = confidential
+  ? https.createServer({ cert: readFileSync(`${confidential}/cert.pem`), key: readFileSync(`${confidential}/key.pem`) }, handler)
+  : http.createServer(handler)
+await new Promise((r) => server.listen(0, '127.0.0.1', r))
+const port = server.address().port
+
+let clientMetadata, keyset
+if (confidential) {
+  const origin = `https://client.example:${port}`
+  const key = await JoseKey.generate(['ES256'], 'app-key-1')
+  keyset = [key]
+  clientMetadata = {
+    client_id: `${origin}/client-metadata.json`,
+    client_name: 'Confidential test app',
+    client_uri: origin,
+    redirect_uris: [`${origin}/callback`],
+    scope,
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks_uri: `${origin}/jwks.json`,
+    application_type: 'web',
+    dpop_bound_access_tokens: true,
+  }
+  documents = { '/client-metadata.json': clientMetadata, '/jwks.json': { keys: [key.publicJwk] } }
+} else {
+  const redirectUri = `http://127.0.0.1:${port}/callback`
+  clientMetadata = {
+    client_id: `http://localhost?redirect_uri=${encodeURIComponent(redirectUri)}&scope=${encodeURIComponent(scope)}`,
     redirect_uris: [redirectUri],
     scope,
     grant_types: ['authorization_code', 'refresh_token'],
@@ -59,7 +99,11 @@ const client = new NodeOAuthClient({
     token_endpoint_auth_method: 'none',
     application_type: 'native',
     dpop_bound_access_tokens: true,
-  },
+  }
+}
+const client = new NodeOAuthClient({
+  clientMetadata,
+  keyset,
   stateStore: memory(),
   sessionStore: memory(),
   handleResolver: pds,
@@ -71,14 +115,16 @@ const result = { ok: false }
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // The confidential app's name is this machine, with a certificate of the test's CA.
+    ...(confidential ? ['--host-resolver-rules=MAP client.example 127.0.0.1', '--ignore-certificate-errors'] : [])],
 })
 try {
   const url = await client.authorize(handle, { state: 'app-state-1' })
   check(url.href.startsWith(`${pds}/oauth/authorize?`), `authorize URL ${url.href}`)
   check(url.searchParams.get('request_uri')?.startsWith('urn:ietf:params:oauth:request_uri:'), 'a pushed request_uri')
 
-  const page = await browser.newPage({ viewport: { width: 390, height: 844 } })
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 }, ignoreHTTPSErrors: !!confidential })
   await page.goto(url.href)
   check((await page.inputValue('#identifier')) === handle, 'the login_hint fills in the handle')
   if (shots) await page.screenshot({ path: `${shots}/oauth-1-sign-in.png`, fullPage: true })
@@ -89,6 +135,7 @@ try {
   await page.fill('#password', password)
   await page.click('#sign-in-button')
   await page.waitForSelector('#allow')
+  result.appName = (await page.textContent('h1')).trim()
   result.consent = (await page.$$eval('ul.perms li', (li) => li.map((x) => x.textContent)))
   if (shots) await page.screenshot({ path: `${shots}/oauth-2-consent.png`, fullPage: true })
   await page.click('#allow')
@@ -128,6 +175,7 @@ try {
   let restored = true
   try { await client.restore(session.did) } catch { restored = false }
   check(!restored, 'a signed-out session cannot be restored')
+  result.served = served
   result.ok = true
 } catch (e) {
   result.error = String(e?.stack || e)
