@@ -495,7 +495,8 @@ function parseArgs(argv) {
 
 function send(res, status, body, contentType = 'application/json; charset=utf-8') {
   const text = typeof body === 'string' ? body : JSON.stringify(body)
-  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) })
+  // As plc.directory: readable from browser apps (which resolve DIDs themselves).
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text), 'Access-Control-Allow-Origin': '*' })
   res.end(text)
 }
 

@@ -43,6 +43,7 @@ mod app_compat;
 // (issue 14).
 mod account_page;
 mod oauth;
+mod oauth_clients;
 
 // A real server and real peers: official clients, relays, AppViews, a second box.
 mod federation;
