@@ -14,6 +14,7 @@ use super::dpop::Dpop;
 use super::scopes::{Permissions, SetLookup};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -100,6 +101,9 @@ pub struct OAuthState {
     audience: String,
     revoked: Mutex<HashMap<String, i64>>,
     permissions: Mutex<HashMap<String, Arc<Permissions>>>,
+    /// Permission sets published elsewhere (`include:` of a lexicon atbox does not
+    /// carry): NSID → (its `main` definition, when it was fetched).
+    remote_sets: Mutex<HashMap<String, (Value, i64)>>,
     pub requests: Mutex<HashMap<String, AuthRequest>>,
     pub codes: Mutex<HashMap<String, IssuedCode>>,
 }
@@ -107,6 +111,7 @@ pub struct OAuthState {
 /// Bounds on the in-memory maps (a flood of PARs cannot grow them without end).
 const MAX_PENDING: usize = 10_000;
 const MAX_CACHED_SCOPES: usize = 1_000;
+pub const MAX_REMOTE_SETS: usize = 256;
 
 /// Why an access token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +133,7 @@ impl OAuthState {
             audience: audience.to_owned(),
             revoked: Mutex::new(HashMap::new()),
             permissions: Mutex::new(HashMap::new()),
+            remote_sets: Mutex::new(HashMap::new()),
             requests: Mutex::new(HashMap::new()),
             codes: Mutex::new(HashMap::new()),
         }
@@ -214,6 +220,38 @@ impl OAuthState {
     fn is_revoked(&self, grant_id: &str) -> bool {
         let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         revoked.contains_key(grant_id)
+    }
+
+    /// A permission set fetched from its publisher, if one was.
+    pub fn remote_set(&self, nsid: &str) -> Option<Value> {
+        let sets = self.remote_sets.lock().unwrap_or_else(|p| p.into_inner());
+        sets.get(nsid).map(|(def, _)| def.clone())
+    }
+
+    /// When the permission set `nsid` was fetched, if it was.
+    pub fn remote_set_fetched(&self, nsid: &str) -> Option<i64> {
+        let sets = self.remote_sets.lock().unwrap_or_else(|p| p.into_inner());
+        sets.get(nsid).map(|(_, at)| *at)
+    }
+
+    /// Keeps a fetched permission set (at most [`MAX_REMOTE_SETS`]; the oldest go).
+    pub fn put_remote_set(&self, nsid: &str, def: Value, now: i64) {
+        let mut sets = self.remote_sets.lock().unwrap_or_else(|p| p.into_inner());
+        if sets.len() >= MAX_REMOTE_SETS && !sets.contains_key(nsid) {
+            if let Some(oldest) = sets
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                sets.remove(&oldest);
+            }
+        }
+        sets.insert(nsid.to_owned(), (def, now));
+        // A scope parsed before may now read differently.
+        self.permissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// The permissions of a scope (parsed once, then cached).

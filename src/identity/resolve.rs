@@ -144,8 +144,16 @@ impl Resolver {
     }
 
     async fn resolve_handle_dns(&self, handle: &Handle) -> Option<Did> {
+        self.txt_did(&format!("_atproto.{}", handle.normalized()))
+            .await
+    }
+
+    /// The DID in the `did=` TXT record at `name` (`_atproto.<handle>`,
+    /// `_lexicon.<authority>`); none if there is none, or more than one (ambiguous:
+    /// the specs say to fail).
+    pub async fn txt_did(&self, name: &str) -> Option<Did> {
         let dns = self.dns.as_ref()?;
-        let name = format!("_atproto.{}.", handle.normalized());
+        let name = format!("{}.", name.trim_end_matches('.'));
         let lookup = tokio::time::timeout(Duration::from_secs(3), dns.txt_lookup(name))
             .await
             .ok()?
@@ -162,7 +170,6 @@ impl Resolver {
                     .and_then(|d| Did::new(d.trim()).ok())
             })
             .collect();
-        // More than one DID is ambiguous: the spec says to fail.
         (dids.len() == 1).then(|| dids.into_iter().next().expect("one"))
     }
 

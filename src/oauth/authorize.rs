@@ -66,6 +66,8 @@ async fn push(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> OAuthResult<Respon
         ));
     }
     let redirect_uri = client.redirect_uri(f.get("redirect_uri").map(String::as_str))?;
+    let asked = f.get("scope").map(String::as_str).unwrap_or(&client.scope);
+    super::permission_sets::fetch_included(ctx, asked).await;
     let scope = check_scope(ctx, &client, f.get("scope").map(String::as_str))?;
     let response_mode = match f.get("response_mode").map(String::as_str) {
         None | Some("query") => "query",

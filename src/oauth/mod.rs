@@ -10,6 +10,8 @@
 //!   sees (sign in, consent) and the redirect back to the app with a code.
 //! - [`token`]: codes and refresh tokens for DPoP-bound access tokens; revocation.
 //! - [`pages`]: the HTML (phone-first, no external assets, a strict CSP).
+//! - [`permission_sets`]: `include:` sets atbox does not carry, fetched from their
+//!   publishers (lexicon resolution).
 //! - [`account`]: the account page: apps, app passwords, sessions, password, email.
 //!
 //! The resource-server half (accepting `Authorization: DPoP` on XRPC calls and
@@ -21,6 +23,7 @@ pub(crate) mod authorize;
 pub(crate) mod client;
 pub(crate) mod metadata;
 pub(crate) mod pages;
+pub(crate) mod permission_sets;
 pub(crate) mod token;
 
 use crate::auth::dpop::{DpopError, Proof, Target};

@@ -50,6 +50,8 @@ async fn exchange(ctx: &Ctx, headers: &HeaderMap, body: &[u8]) -> OAuthResult<Re
         }
     };
     let (grant, refresh) = grant;
+    // The resource server reads permission sets from memory: have them there.
+    super::permission_sets::fetch_included(ctx, &grant.scope).await;
     let now = crate::storage::unix_now();
     let access = ctx.oauth.access_token(
         &grant.id,

@@ -171,12 +171,18 @@ impl AppState {
     }
 
     /// What an OAuth scope grants, its permission sets (`include:`) taken from the
-    /// embedded lexicons.
+    /// embedded lexicons or, for others, the copies fetched from their publishers
+    /// (`oauth::permission_sets`).
     pub fn scope_permissions(
         &self,
         scope: &str,
     ) -> Result<Arc<crate::auth::scopes::Permissions>, String> {
-        let sets = |nsid: &str| self.lexicons.def(nsid, "").cloned();
+        let sets = |nsid: &str| {
+            self.lexicons
+                .def(nsid, "")
+                .cloned()
+                .or_else(|| self.oauth.remote_set(nsid))
+        };
         self.oauth.permissions(scope, &sets)
     }
 

@@ -15,14 +15,6 @@ use sha2::{Digest, Sha256};
 
 const LOOPBACK_REDIRECT: &str = "http://127.0.0.1/callback";
 
-fn client_id() -> String {
-    format!(
-        "http://localhost?redirect_uri={}&scope={}",
-        urlencode(LOOPBACK_REDIRECT),
-        urlencode("atproto transition:generic")
-    )
-}
-
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -38,9 +30,19 @@ pub(crate) struct App {
     base: String,
     nonce: String,
     handle: String,
+    /// What the app asks for (its loopback client_id declares it).
+    pub(crate) scope: String,
 }
 
 impl App {
+    pub(crate) fn client_id(&self) -> String {
+        format!(
+            "http://localhost?redirect_uri={}&scope={}",
+            urlencode(LOOPBACK_REDIRECT),
+            urlencode(&self.scope)
+        )
+    }
+
     pub(crate) async fn new(base: &str, handle: &str) -> App {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -52,6 +54,7 @@ impl App {
             base: base.to_owned(),
             nonce: String::new(),
             handle: handle.to_owned(),
+            scope: "atproto transition:generic".to_owned(),
         };
         // The first proof has no nonce: the server answers use_dpop_nonce with one.
         let (status, body) = app.post("/oauth/par", &[("client_id", "x")]).await;
@@ -119,14 +122,15 @@ impl App {
     /// A pushed request with these parameters on top of good ones.
     async fn par(&mut self, extra: &[(&str, &str)], verifier: &str) -> (StatusCode, Value) {
         let challenge = b64_sha256(verifier);
-        let cid = client_id();
+        let cid = self.client_id();
+        let scope = self.scope.clone();
         let mut form: Vec<(&str, &str)> = vec![
             ("client_id", &cid),
             ("response_type", "code"),
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
             ("redirect_uri", "http://127.0.0.1:4321/callback"),
-            ("scope", "atproto transition:generic"),
+            ("scope", &scope),
             ("state", "s1"),
         ];
         for (k, v) in extra {
@@ -144,7 +148,7 @@ impl App {
             .http
             .get(format!("{}/oauth/authorize", self.base))
             .query(&[
-                ("client_id", client_id().as_str()),
+                ("client_id", self.client_id().as_str()),
                 ("request_uri", request_uri),
             ])
             .send()
@@ -216,7 +220,7 @@ impl App {
 
     /// Exchanges a code at the token endpoint.
     pub(crate) async fn exchange(&mut self, code: &str, verifier: &str) -> (StatusCode, Value) {
-        let cid = client_id();
+        let cid = self.client_id();
         let form = [
             ("client_id", cid.as_str()),
             ("grant_type", "authorization_code"),
@@ -247,6 +251,27 @@ impl App {
             .get("www-authenticate")
             .map(|v| v.to_str().unwrap().to_owned());
         (res.status(), www)
+    }
+
+    /// A procedure call with a JSON body, DPoP-bound.
+    pub(crate) async fn procedure(
+        &self,
+        nsid: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let path = format!("/xrpc/{nsid}");
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", self.proof("POST", &path, Some(token)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
     }
 }
 
@@ -307,7 +332,7 @@ async fn every_way_of_cheating_the_flow_is_refused() {
     );
 
     // DPoP at the authorization server: a replayed proof, an old one, no nonce.
-    let cid = client_id();
+    let cid = app.client_id();
     let proof = app.proof("POST", "/oauth/token", None);
     let form = [
         ("client_id", cid.as_str()),
@@ -450,4 +475,87 @@ async fn every_way_of_cheating_the_flow_is_refused() {
         .approve(par["request_uri"].as_str().unwrap(), "wrong password")
         .await
         .is_err());
+}
+
+/// `include:` of a permission set atbox does not carry: fetched from its publisher
+/// (a `_lexicon` TXT record naming an account whose PDS holds the lexicon record),
+/// and only its own namespace counts.
+#[tokio::test]
+async fn a_permission_set_is_fetched_from_its_publisher() {
+    let dns = common::server::start_dns();
+    let atbox = inproc::start(&[
+        ("ATBOX_DNS_SERVER", &dns.addr),
+        // The publisher's PDS is this box, on 127.0.0.1.
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    dns.set(
+        "add-a",
+        json!({"host": "localhost.", "addresses": ["127.0.0.1"]}),
+    );
+    let api = Api::at(&atbox.url);
+    let (publisher, token, _) = api.account("publisher.test").await;
+    let set = "com.example.perm.authPosts";
+    let lexicon = json!({
+        "$type": "com.atproto.lexicon.schema", "lexicon": 1, "id": set,
+        "defs": {"main": {"type": "permission-set", "title": "Example posts",
+            "permissions": [{"type": "permission", "resource": "repo",
+                "collection": ["com.example.perm.post", "app.bsky.feed.post"]}]}}
+    });
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&token),
+            json!({"repo": publisher, "collection": "com.atproto.lexicon.schema",
+                "rkey": set, "record": lexicon}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    dns.set(
+        "set-txt",
+        json!({"host": "_lexicon.perm.example.com.", "value": format!("did={publisher}")}),
+    );
+
+    let (user, _, _) = api.account("user.test").await;
+    let mut app = App::new(&atbox.url, "user.test").await;
+    app.scope = format!("atproto include:{set}");
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+    let code = app.code(verifier).await;
+    let (s, tokens) = app.exchange(&code, verifier).await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    let token = tokens["access_token"].as_str().unwrap();
+    let record = |collection: &str| {
+        json!({"repo": user, "collection": collection,
+            "record": {"$type": collection, "text": "hi", "createdAt": "2026-01-01T00:00:00Z"}})
+    };
+    let (s, v) = app
+        .procedure(
+            "com.atproto.repo.createRecord",
+            token,
+            record("com.example.perm.post"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The set also names app.bsky.feed.post, outside its namespace: not granted.
+    let (s, v) = app
+        .procedure(
+            "com.atproto.repo.createRecord",
+            token,
+            record("app.bsky.feed.post"),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("ScopeMissingError")),
+        "{v}"
+    );
+
+    // A set nobody publishes is refused at the pushed request.
+    app.scope = "atproto include:com.example.nobody.authAll".to_owned();
+    let (s, v) = app.par(&[], verifier).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope")),
+        "{v}"
+    );
 }
