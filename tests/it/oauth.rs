@@ -559,3 +559,41 @@ async fn a_permission_set_is_fetched_from_its_publisher() {
         "{v}"
     );
 }
+
+/// A takedown ends the account's OAuth grants: the refresh token no longer works.
+#[tokio::test]
+async fn a_takedown_revokes_oauth_grants() {
+    let atbox = inproc::start(&[("ATBOX_ADMIN_PASSWORD", "admin-secret")]).await;
+    let (did, _, _) = Api::at(&atbox.url).account("down.test").await;
+    let mut app = App::new(&atbox.url, "down.test").await;
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+    let code = app.code(verifier).await;
+    let (_, tokens) = app.exchange(&code, verifier).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let takedown = json!({"subject": {"$type": "com.atproto.admin.defs#repoRef", "did": did},
+        "takedown": {"applied": true}});
+    let res = app
+        .http
+        .post(format!(
+            "{}/xrpc/com.atproto.admin.updateSubjectStatus",
+            atbox.url
+        ))
+        .basic_auth("admin", Some("admin-secret"))
+        .json(&takedown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cid = app.client_id();
+    let form = [
+        ("client_id", cid.as_str()),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let (s, v) = app.post("/oauth/token", &form).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{v}"
+    );
+}
