@@ -278,3 +278,34 @@ async fn feeds_and_push_get_tokens_for_the_services_behind_the_appview() {
         "{claims}"
     );
 }
+
+/// Germ's declaration record (`com.germnetwork.declaration`, embedded) is validated as
+/// the app.bsky records are: a well-formed one is stored, a malformed one refused.
+#[tokio::test]
+async fn a_germ_declaration_is_validated() {
+    let atbox = inproc::start(&[]).await;
+    let api = Api::at(&atbox.url);
+    let (did, token, _) = api.account("germ.test").await;
+    let put = |record: serde_json::Value| {
+        serde_json::json!({"repo": did, "collection": "com.germnetwork.declaration",
+            "rkey": "self", "record": record})
+    };
+    let good = serde_json::json!({"$type": "com.germnetwork.declaration", "version": "1.0.0",
+        "currentKey": {"$bytes": "AQIDBA"},
+        "messageMe": {"messageMeUrl": "https://landing.germnetwork.com/message-me", "showButtonTo": "everyone"}});
+    let (s, v) = api
+        .post("com.atproto.repo.putRecord", Some(&token), put(good))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // version too short, currentKey not bytes.
+    let bad = serde_json::json!({"$type": "com.germnetwork.declaration", "version": "1",
+        "currentKey": "not bytes"});
+    let (s, v) = api
+        .post("com.atproto.repo.putRecord", Some(&token), put(bad))
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (reqwest::StatusCode::BAD_REQUEST, Some("InvalidRequest")),
+        "{v}"
+    );
+}
