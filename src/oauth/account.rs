@@ -7,18 +7,16 @@
 //! the account's DID, which must be one this browser signed in to; changing the
 //! password asks for the current one again. No script: each answer is a whole page.
 
-use super::form;
 use super::pages::{self, esc, Device, Page};
 use crate::auth::tokens::Scope;
 use crate::auth::Session;
 use crate::error::XrpcError;
 use crate::pds::{self, Ctx};
 use crate::storage::accounts::Account;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 /// What the last action did, shown at the top of the page.
 enum Notice {
@@ -225,10 +223,7 @@ fn apps_section(
             .iter()
             .map(|d| format!("<li>{}</li>", esc(d)))
             .collect();
-        let domain = url::Url::parse(&g.client_id)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
+        let domain = pages::client_domain(&g.client_id);
         let grant = format!(
             "<input type=\"hidden\" name=\"grant\" value=\"{}\">",
             esc(&g.id)
@@ -373,15 +368,14 @@ fn email_section(b: &Browser, a: &Account) -> String {
 
 /// `POST /account`: sign in or out, or one change to an account signed in here.
 pub(crate) async fn act(State(ctx): State<Ctx>, req: axum::extract::Request) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| *a);
-    let headers = req.headers().clone();
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
-        return pages::error_page(StatusCode::PAYLOAD_TOO_LARGE, "This form is too large.");
+    let pages::Submitted {
+        peer,
+        headers,
+        fields: f,
+    } = match pages::read_form(req).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
-    let f = form(&body);
     let mut browser = Browser::read(&ctx, &headers);
     if !pages::check_csrf(&headers, &f) {
         let msg = "This form was not sent from this page (cookies blocked?). Try again.";
@@ -390,7 +384,9 @@ pub(crate) async fn act(State(ctx): State<Ctx>, req: axum::extract::Request) -> 
     let ip = pages::client_ip(&ctx, peer, &headers);
     let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     if field("action") == "sign-in" {
-        return match sign_in(&ctx, &ip, field("identifier"), field("password")).await {
+        return match pages::password_sign_in(&ctx, &ip, field("identifier"), field("password"))
+            .await
+        {
             Ok(did) => {
                 browser.device.remember(&did, crate::storage::unix_now());
                 let cookie = browser.device.cookie(&ctx, &headers);
@@ -413,33 +409,6 @@ pub(crate) async fn act(State(ctx): State<Ctx>, req: axum::extract::Request) -> 
     }
     let notice = change(&ctx, &ip, &did, &f).await;
     account_page(&ctx, browser, &did, Some(notice)).await
-}
-
-/// The password sign-in: the account's DID, or the status and words to show.
-async fn sign_in(
-    ctx: &Ctx,
-    ip: &str,
-    identifier: &str,
-    password: &str,
-) -> Result<String, (StatusCode, String)> {
-    match pds::sessions::authenticate(ctx, ip, identifier, password).await {
-        Ok((account, Scope::Access, _)) => Ok(account.did),
-        Ok(_) => Err((
-            StatusCode::UNAUTHORIZED,
-            "That is an app password. Sign in here with your account password.".to_owned(),
-        )),
-        Err(e) => Err((e.status, sign_in_words(&e))),
-    }
-}
-
-fn sign_in_words(e: &XrpcError) -> String {
-    if e.status == StatusCode::TOO_MANY_REQUESTS {
-        "Too many tries. Wait a few minutes and try again.".to_owned()
-    } else if e.error == "AuthenticationRequired" {
-        "Wrong handle or password.".to_owned()
-    } else {
-        e.message.clone()
-    }
 }
 
 /// One change to the account `did` (signed in on this browser).
@@ -536,7 +505,7 @@ async fn change_password(
                 "The current password is not right.".to_owned(),
             ))
         }
-        Err(e) => return Ok(Notice::Failed(sign_in_words(&e))),
+        Err(e) => return Ok(Notice::Failed(pages::sign_in_words(&e))),
     }
     pds::accounts::set_password(ctx, did, &new).await?;
     Ok(Notice::Done(

@@ -9,14 +9,12 @@ use super::client::{self, Client};
 use super::pages::{self, esc, Device, Page};
 use super::{check_dpop, form, issuer, no_store, OAuthError, OAuthResult};
 use crate::auth::oauth::{AuthRequest, REQUEST_TTL_SECS};
-use crate::auth::tokens::Scope;
 use crate::pds::Ctx;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 
@@ -269,7 +267,7 @@ async fn sign_in_page(
          <button type=\"submit\" id=\"sign-in-button\">Sign in</button></form></div>\
          <p class=\"note\">Use your account password, not an app password. Nothing is shared until you allow it on the next page.</p>",
         app = esc(&req.client_name),
-        domain = esc(&client_domain(&req.client_id)),
+        domain = esc(&pages::client_domain(&req.client_id)),
         host = esc(&ctx.config.hostname),
         hint = esc(hint),
     );
@@ -280,24 +278,16 @@ async fn sign_in_page(
     page.into_response()
 }
 
-fn client_domain(client_id: &str) -> String {
-    url::Url::parse(client_id)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// `POST /oauth/authorize/sign-in`: password (or a remembered account), then consent.
 pub(crate) async fn sign_in(State(ctx): State<Ctx>, req: axum::extract::Request) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| *a);
-    let headers = req.headers().clone();
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
-        return pages::error_page(StatusCode::PAYLOAD_TOO_LARGE, "This form is too large.");
+    let pages::Submitted {
+        peer,
+        headers,
+        fields: f,
+    } = match pages::read_form(req).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
-    let f = form(&body);
     let now = crate::storage::unix_now();
     let Some(id) = request_id(f.get("request_uri")).map(str::to_owned) else {
         return pages::error_page(
@@ -335,30 +325,10 @@ pub(crate) async fn sign_in(State(ctx): State<Ctx>, req: axum::extract::Request)
         let ip = pages::client_ip(&ctx, peer, &headers);
         let identifier = f.get("identifier").map(String::as_str).unwrap_or("");
         let password = f.get("password").map(String::as_str).unwrap_or("");
-        match crate::pds::sessions::authenticate(&ctx, &ip, identifier, password).await {
-            Ok((account, Scope::Access, _)) => account.did,
-            Ok(_) => {
-                let msg =
-                    "That is an app password. Apps that sign in here use your account password.";
-                return sign_in_page(
-                    &ctx,
-                    &headers,
-                    &id,
-                    &req,
-                    Some(msg),
-                    StatusCode::UNAUTHORIZED,
-                )
-                .await;
-            }
-            Err(e) => {
-                let msg = if e.status == StatusCode::TOO_MANY_REQUESTS {
-                    "Too many tries. Wait a few minutes and try again.".to_owned()
-                } else if e.error == "AuthenticationRequired" {
-                    "Wrong handle or password.".to_owned()
-                } else {
-                    e.message
-                };
-                return sign_in_page(&ctx, &headers, &id, &req, Some(&msg), e.status).await;
+        match pages::password_sign_in(&ctx, &ip, identifier, password).await {
+            Ok(did) => did,
+            Err((status, msg)) => {
+                return sign_in_page(&ctx, &headers, &id, &req, Some(&msg), status).await;
             }
         }
     };
@@ -417,7 +387,7 @@ fn consent_page(
          <div class=\"row\">{deny}{allow}</div>\
          <p class=\"note\">You can revoke this app at any time on your account page ({issuer}/account).</p>",
         app = esc(&req.client_name),
-        domain = esc(&client_domain(&req.client_id)),
+        domain = esc(&pages::client_domain(&req.client_id)),
         handle = esc(handle),
         deny = form("deny", "Deny", "secondary"),
         allow = form("allow", "Allow", ""),

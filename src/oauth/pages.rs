@@ -282,3 +282,69 @@ pub(crate) fn client_ip(
         .map(|ip| ip.to_string())
         .unwrap_or_default()
 }
+
+/// A form posted to one of the pages: who sent it, its headers, its fields.
+pub(crate) struct Submitted {
+    pub peer: Option<std::net::SocketAddr>,
+    pub headers: HeaderMap,
+    pub fields: std::collections::HashMap<String, String>,
+}
+
+/// Reads a posted form (64 KiB at most; larger gets the error page).
+pub(crate) async fn read_form(req: axum::extract::Request) -> Result<Submitted, Response> {
+    use axum::extract::ConnectInfo;
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(a)| *a);
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return Err(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "This form is too large.",
+        ));
+    };
+    Ok(Submitted {
+        peer,
+        headers,
+        fields: super::form(&body),
+    })
+}
+
+/// The password sign-in of the OAuth and account pages (account password only, under
+/// createSession's rate limits): the account's DID, or the status and words to show.
+pub(crate) async fn password_sign_in(
+    ctx: &Ctx,
+    ip: &str,
+    identifier: &str,
+    password: &str,
+) -> Result<String, (StatusCode, String)> {
+    use crate::auth::tokens::Scope;
+    match crate::pds::sessions::authenticate(ctx, ip, identifier, password).await {
+        Ok((account, Scope::Access, _)) => Ok(account.did),
+        Ok(_) => Err((
+            StatusCode::UNAUTHORIZED,
+            "That is an app password. Sign in here with your account password.".to_owned(),
+        )),
+        Err(e) => Err((e.status, sign_in_words(&e))),
+    }
+}
+
+/// What a person is told when a password sign-in fails.
+pub(crate) fn sign_in_words(e: &crate::error::XrpcError) -> String {
+    if e.status == StatusCode::TOO_MANY_REQUESTS {
+        "Too many tries. Wait a few minutes and try again.".to_owned()
+    } else if e.error == "AuthenticationRequired" {
+        "Wrong handle or password.".to_owned()
+    } else {
+        e.message.clone()
+    }
+}
+
+/// The domain of an app's client_id, as the pages show it.
+pub(crate) fn client_domain(client_id: &str) -> String {
+    url::Url::parse(client_id)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}

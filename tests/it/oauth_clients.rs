@@ -7,6 +7,19 @@ use crate::common;
 use common::api::Api;
 use common::inproc;
 
+/// The arguments of the OAuth scripts: the box, its PLC directory, the account
+/// (password "correct horse") and any `extra`.
+fn script_args(pds: &str, plc: &str, handle: &str, extra: &[&str]) -> Vec<String> {
+    let common = ["--pds", pds, "--plc", plc, "--handle", handle];
+    let password = ["--password", "correct horse"];
+    common
+        .iter()
+        .chain(&password)
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// Runs a `tests/interop` script with these arguments off the async threads.
 async fn node(script: &'static str, args: Vec<String>) -> (bool, serde_json::Value) {
     tokio::task::spawn_blocking(move || {
@@ -35,18 +48,13 @@ async fn the_official_oauth_client_signs_in_through_the_pages_and_uses_the_sessi
     let api = Api::at(&atbox.url);
     api.account("oauth.test").await;
     let shots = tempfile::tempdir().unwrap();
-    let args: Vec<String> = vec![
-        "--pds".into(),
-        atbox.url.clone(),
-        "--plc".into(),
-        plc.url.clone(),
-        "--handle".into(),
-        "oauth.test".into(),
-        "--password".into(),
-        "correct horse".into(),
-        "--screenshots".into(),
-        shots.path().display().to_string(),
-    ];
+    let shots_dir = shots.path().display().to_string();
+    let args = script_args(
+        &atbox.url,
+        &plc.url,
+        "oauth.test",
+        &["--screenshots", &shots_dir],
+    );
     let (ok, out) = node("oauth-flow.mjs", args).await;
     assert!(ok, "{out}");
     assert_eq!(out["wrongPassword"], "Wrong handle or password.");
@@ -109,18 +117,13 @@ async fn a_confidential_client_signs_in_with_private_key_jwt() {
     ])
     .await;
     Api::at(&atbox.url).account("conf.test").await;
-    let args: Vec<String> = vec![
-        "--pds".into(),
-        atbox.url.clone(),
-        "--plc".into(),
-        plc.url.clone(),
-        "--handle".into(),
-        "conf.test".into(),
-        "--password".into(),
-        "correct horse".into(),
-        "--confidential".into(),
-        dir.path().display().to_string(),
-    ];
+    let cert_dir = dir.path().display().to_string();
+    let args = script_args(
+        &atbox.url,
+        &plc.url,
+        "conf.test",
+        &["--confidential", &cert_dir],
+    );
     let (ok, out) = node("oauth-flow.mjs", args).await;
     assert!(ok, "{out}");
     assert_eq!(out["appName"], "Allow Confidential test app?");
