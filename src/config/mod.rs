@@ -83,6 +83,12 @@ pub struct Config {
     /// (e.g. `https://api.ipify.org`); `atbox doctor` compares it with the host name's
     /// DNS records. Never asked unless set.
     pub public_ip_url: Option<String>,
+    /// Where one-time codes are emailed from (`smtp://`, `smtps://` or
+    /// `smtp://…?tls=required`, with `user:pass@` if the server wants a login); unset,
+    /// the codes are shown on the box instead (LAN page, screen, `atbox account tokens`).
+    pub smtp_url: Option<String>,
+    /// The sender of those emails.
+    pub smtp_from: String,
     /// The config file read, if any (`--config`, or the system one).
     pub config_file: Option<PathBuf>,
     /// The setup page's settings in force (from `data_dir`), if any.
@@ -144,6 +150,8 @@ struct ConfigFile {
     dns_server: Option<String>,
     public_ip_url: Option<String>,
     outbound_ca_bundle: Option<String>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).

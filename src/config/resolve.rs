@@ -66,7 +66,10 @@ pub(super) fn resolve(mut file: ConfigFile, env: Env) -> Result<Config, ConfigEr
         public_ip_url,
         outbound_ca_bundle,
     } = network(&mut file, env)?;
+    let (smtp_url, smtp_from) = mail(&mut file, env, &hostname)?;
     Ok(Config {
+        smtp_url,
+        smtp_from,
         dns_server,
         outbound_ca_bundle,
         public_ip_url,
@@ -459,6 +462,37 @@ fn network(file: &mut ConfigFile, env: Env) -> Result<Network, ConfigError> {
         public_ip_url,
         outbound_ca_bundle,
     })
+}
+
+/// The mail keys: `smtp_url` (checked: scheme, host) and `smtp_from` (default
+/// `atbox <noreply@HOSTNAME>`).
+fn mail(
+    file: &mut ConfigFile,
+    env: Env,
+    hostname: &str,
+) -> Result<(Option<String>, String), ConfigError> {
+    let smtp_url = pick(env, "smtp_url", file.smtp_url.take()).filter(|s| !s.trim().is_empty());
+    if let Some(u) = &smtp_url {
+        // The value may hold a password: never echo it back.
+        let url =
+            url::Url::parse(u.trim()).map_err(|e| bad("smtp_url", format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
+            return Err(bad(
+                "smtp_url",
+                "must look like smtps://user:pass@mail.example.com:465 or smtp://host:587?tls=required",
+            ));
+        }
+    }
+    let smtp_from = pick(env, "smtp_from", file.smtp_from.take())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| format!("atbox <noreply@{hostname}>"));
+    if !smtp_from.contains('@') {
+        return Err(bad(
+            "smtp_from",
+            format!("{smtp_from:?} is not an address like \"atbox <noreply@example.com>\""),
+        ));
+    }
+    Ok((smtp_url.map(|u| u.trim().to_owned()), smtp_from))
 }
 
 /// A socket address to listen on.

@@ -135,3 +135,22 @@ fn the_sd_image_config_is_valid() {
     assert_eq!(c.relays, vec!["bsky.network"]);
     assert_eq!(c.appview_did.as_deref(), Some("did:web:api.bsky.app"));
 }
+
+#[test]
+fn smtp_settings_are_checked_without_echoing_the_password() {
+    let c = with_env(&[("ATBOX_HOSTNAME", "pds.example.com")]).unwrap();
+    assert_eq!(c.smtp_url, None);
+    assert_eq!(c.smtp_from, "atbox <noreply@pds.example.com>");
+    let c = with_env(&[("ATBOX_SMTP_URL", "smtps://u:secret@mail.example.com:465")]).unwrap();
+    assert_eq!(
+        c.smtp_url.as_deref(),
+        Some("smtps://u:secret@mail.example.com:465")
+    );
+    for bad in ["http://u:secret@mail.example.com", "mail.example.com"] {
+        let e = with_env(&[("ATBOX_SMTP_URL", bad)]).unwrap_err();
+        assert_eq!(e.key, "smtp_url");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+    let e = with_env(&[("ATBOX_SMTP_FROM", "nobody")]).unwrap_err();
+    assert_eq!(e.key, "smtp_from");
+}

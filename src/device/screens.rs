@@ -26,6 +26,8 @@ pub enum Screen {
     Network,
     /// Disk, writes, temperature, uptime.
     System,
+    /// The n-th one-time code waiting for its person (no SMTP).
+    Code(usize),
     Alert(Alert),
 }
 
@@ -36,6 +38,7 @@ pub const NAMED: &[(&str, Screen)] = &[
     ("pds", Screen::Pds),
     ("network", Screen::Network),
     ("system", Screen::System),
+    ("code", Screen::Code(0)),
     ("alert-network", Screen::Alert(Alert::NoNetwork)),
     ("alert-disk", Screen::Alert(Alert::DiskAlmostFull)),
     ("alert-clock", Screen::Alert(Alert::ClockNotSynced)),
@@ -57,6 +60,16 @@ pub fn sample_for(screen: Screen) -> Snapshot {
         Screen::Boot => return Snapshot::booting("opening the database", 1, 3),
         Screen::Setup => return Snapshot::sample_setup(),
         Screen::Pds | Screen::Network | Screen::System => {}
+        Screen::Code(_) => {
+            s.codes = vec![super::snapshot::ShownCode {
+                did: s.did.clone().unwrap_or_default(),
+                handle: "bob.atbox.example.com".into(),
+                purpose: "confirm_email".into(),
+                what: "confirm email".into(),
+                code: "K7QXM-3HRTA".into(),
+                until: i64::MAX,
+            }]
+        }
         Screen::Alert(Alert::NoNetwork) => s.addresses.clear(),
         Screen::Alert(Alert::DiskAlmostFull) => s.disk_free = Some(180_000_000),
         Screen::Alert(Alert::ClockNotSynced) => s.clock_synced = Some(false),
@@ -81,6 +94,10 @@ pub fn plan(s: &Snapshot) -> Vec<Screen> {
         return vec![Screen::Boot];
     }
     let alerts = s.alerts().into_iter().map(Screen::Alert);
+    // Somebody is waiting for a code: it takes over (alerts take turns with it).
+    if !s.codes.is_empty() {
+        return (0..s.codes.len()).map(Screen::Code).chain(alerts).collect();
+    }
     if s.setup.is_some() {
         // Claiming the box is how most problems get fixed: the setup screen stays in
         // the rotation, alerts take turns with it.
@@ -102,6 +119,7 @@ pub fn render(screen: Screen, s: &Snapshot) -> Frame {
         Screen::Pds => pds(&mut f, s),
         Screen::Network => network(&mut f, s),
         Screen::System => system(&mut f, s),
+        Screen::Code(n) => code(&mut f, s, n),
         Screen::Alert(a) => alert(&mut f, s, a),
     }
     f
@@ -326,6 +344,21 @@ fn checks_line(checks: &[String]) -> String {
         0 | 1 => format!("{first} failed"),
         n => format!("{first} +{} more", n - 1),
     }
+}
+
+/// "CODE for @alice…", the code large, and what it is for.
+fn code(f: &mut Frame, s: &Snapshot, n: usize) {
+    let Some(c) = s.codes.get(n) else {
+        return pds(f, s);
+    };
+    title(f, "CODE", &format!("{}/{}", n + 1, s.codes.len()));
+    fit(f, &format!("for @{}", c.handle), 1, 14, RIGHT - 1);
+    if (c.code.len() as i32) * 10 < RIGHT {
+        text(f, &FONT_10X20, &c.code, 1, 27);
+    } else {
+        fit(f, &c.code, 1, 32, RIGHT - 1);
+    }
+    fit(f, &c.what, 1, 50, RIGHT - 1);
 }
 
 fn alert(f: &mut Frame, s: &Snapshot, a: Alert) {

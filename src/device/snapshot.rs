@@ -70,6 +70,22 @@ pub struct Snapshot {
     /// The `atbox doctor` checks that failed at the server's last periodic run (not
     /// clock and relays, which have alerts of their own).
     pub failing_checks: Vec<String>,
+    /// One-time codes waiting for their person (no SMTP): the screen shows them.
+    pub codes: Vec<ShownCode>,
+}
+
+/// A one-time code shown on the box instead of emailed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownCode {
+    pub did: String,
+    pub handle: String,
+    /// The storage key of what it is for (`confirm_email`, …).
+    pub purpose: String,
+    /// The same for people ("confirm email").
+    pub what: String,
+    pub code: String,
+    /// Shown until (unix seconds).
+    pub until: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +139,7 @@ impl Snapshot {
             clock_synced: None,
             power: PowerFlags::default(),
             failing_checks: Vec::new(),
+            codes: Vec::new(),
         }
     }
 
@@ -219,6 +236,7 @@ impl Snapshot {
             self.addresses.clone(),
             self.mdns_name.clone(),
             self.alerts(),
+            self.codes.clone(),
         )
     }
 

@@ -202,7 +202,7 @@ async fn account_page(ctx: &Ctx, browser: Browser, did: &str, notice: Option<Not
         passwords = app_passwords_section(&browser, did, &app_passwords.passwords),
         sessions = sessions_section(&browser, did, &signed_in.sessions),
         password = password_section(&browser, did),
-        email = email_section(&browser, &account),
+        email = email_section(&browser, &account, ctx.mailer.is_some()),
         sign_out = browser.form(did, "sign-out", "", "Sign out on this browser", "secondary"),
     );
     browser.page("Your account", body, StatusCode::OK)
@@ -325,7 +325,7 @@ fn password_section(b: &Browser, did: &str) -> String {
     )
 }
 
-fn email_section(b: &Browser, a: &Account) -> String {
+fn email_section(b: &Browser, a: &Account, emailed: bool) -> String {
     let did = &a.did;
     let state = match (&a.email, a.email_confirmed) {
         (None, _) => "No email address.".to_owned(),
@@ -360,9 +360,15 @@ fn email_section(b: &Browser, a: &Account) -> String {
         if a.email_confirmed { code } else { "" }
     );
     forms.push_str(&b.form(did, "update-email", &fields, "Change email", ""));
+    let travel = if emailed {
+        "Codes are emailed to your address."
+    } else {
+        "This box sends no email: codes appear on its screen and on its setup page, \
+         where the box's owner reads them for you."
+    };
     format!(
         "<div class=\"card\" id=\"email-card\"><h2>Email</h2><p>{state}</p>\
-         <p class=\"note\">Codes go to the box's owner, who reads them with <code>atbox account tokens</code>.</p>{forms}</div>"
+         <p class=\"note\">{travel}</p>{forms}</div>"
     )
 }
 
@@ -416,7 +422,11 @@ async fn change(ctx: &Ctx, ip: &str, did: &str, f: &HashMap<String, String>) -> 
     let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     let session = Session::new(did.to_owned(), Scope::Access);
     let done = |m: &str| Ok(Notice::Done(m.to_owned()));
-    let codes = "A code is waiting: the box's owner reads it with `atbox account tokens`.";
+    let codes = if ctx.mailer.is_some() {
+        "A code is on its way to your email address."
+    } else {
+        "A code is waiting on the box's screen and setup page: ask the box's owner for it."
+    };
     let result: Result<Notice, XrpcError> = match field("action") {
         "revoke-app" => match pds::signed_in::revoke_app(ctx, Some(did), field("grant")).await {
             Ok(true) => done("The app is signed out."),

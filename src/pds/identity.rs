@@ -2,7 +2,7 @@
 //! use (request a code, sign an operation, submit it — for migration and key changes),
 //! and adding a user-held recovery key above the server's.
 
-use super::accounts::{consume_token, request_token};
+use super::accounts::{consume_token, request_token, Purpose};
 use super::{signing_key, AppState};
 use crate::auth::Session;
 use crate::crypto::{KeyType, Keypair};
@@ -11,14 +11,14 @@ use crate::identity::plc::{PlcOperation, PlcService};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-const PURPOSE: &str = "plc_operation";
+const PURPOSE: Purpose = Purpose::PlcOperation;
 
 fn upstream(e: impl std::fmt::Display) -> XrpcError {
     XrpcError::upstream(format!("PLC directory: {e}"))
 }
 
-/// com.atproto.identity.requestPlcOperationSignature: issues a code (shown by
-/// `atbox account tokens`) that signPlcOperation requires.
+/// com.atproto.identity.requestPlcOperationSignature: issues the code (emailed or
+/// shown on the box) that signPlcOperation requires.
 pub async fn request_signature(state: &AppState, session: &Session) -> XrpcResult<()> {
     request_token(state, &session.did, PURPOSE).await
 }

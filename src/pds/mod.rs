@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod blobs;
+pub mod delivery;
 pub mod doctor;
 pub mod identity;
 pub mod import;
@@ -82,6 +83,10 @@ pub struct AppState {
     pub service_jtis: crate::auth::service_jwt::ReplayCache,
     /// OAuth: DPoP nonces and replay cache, access tokens, pending sign-ins.
     pub oauth: crate::auth::oauth::OAuthState,
+    /// Sends one-time codes by email (when `smtp_url` is set).
+    pub mailer: Option<delivery::Mailer>,
+    /// One-time codes on show on the screen and the LAN page (when not emailed).
+    pub codes: delivery::CodeBoard,
     /// OAuth client metadata documents fetched lately: client_id → (fetched at, document).
     pub oauth_clients:
         std::sync::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
@@ -125,6 +130,8 @@ impl AppState {
             resolver: Resolver::new(http.clone(), outbound.clone(), &config.plc_url, dns),
             outbound,
             tids: TidGenerator::new(),
+            mailer: delivery::Mailer::from_config(&config)?,
+            codes: Default::default(),
             lexicons: Lexicons::embedded(),
             limits: Limits::default(),
             setup_attempts: Limit::new(10, Duration::from_secs(5 * 60)),

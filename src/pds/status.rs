@@ -118,6 +118,7 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
     if let Some(mdns) = mdns {
         mdns.set_account(first.as_ref().map(|a| (a.did.clone(), a.handle.clone())));
     }
+    let codes = super::delivery::on_show(state).await;
     Snapshot {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         phase: Phase::Running,
@@ -145,6 +146,7 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
+        codes,
     }
 }
 

@@ -38,6 +38,7 @@ pub fn router(ctx: Ctx) -> Router {
             axum::routing::post(crate::setup::owner_crawl),
         )
         .route("/setup/owner/accounts", get(crate::setup::owner_accounts))
+        .route("/setup/owner/codes", get(crate::setup::owner_codes))
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             crate::setup::require_lan,

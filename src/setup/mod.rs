@@ -18,7 +18,8 @@ mod owner;
 
 pub(crate) use claim::{claim, finish_saved_claim};
 pub(crate) use owner::{
-    crawl as owner_crawl, invite as owner_invite, list_accounts as owner_accounts,
+    codes as owner_codes, crawl as owner_crawl, invite as owner_invite,
+    list_accounts as owner_accounts,
 };
 
 use crate::error::XrpcError;

@@ -1,6 +1,6 @@
 //! The owner's actions on the LAN setup page, behind the owner's login: invite codes
-//! for family and friends, asking the relays to crawl now, and the accounts the box
-//! hosts.
+//! for family and friends, asking the relays to crawl now, the accounts the box
+//! hosts, and the one-time codes waiting for their people when there is no SMTP.
 //!
 //! The page logs in with the ordinary `com.atproto.server.createSession` (same origin)
 //! and sends the access token; these routes accept only the box's owner — its first
@@ -88,4 +88,18 @@ pub(crate) async fn list_accounts(State(ctx): State<Ctx>, headers: HeaderMap) ->
             .collect();
         json!({ "accounts": rows })
     }))
+}
+
+/// `GET /setup/owner/codes`: one-time codes shown on the box (no SMTP), for the owner
+/// to pass on: whose, what for, the code, and until when.
+pub(crate) async fn codes(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Err(refused) = owner(&ctx, &headers).await {
+        return refused;
+    }
+    let rows: Vec<Value> = crate::pds::delivery::on_show(&ctx)
+        .await
+        .into_iter()
+        .map(|c| json!({ "handle": c.handle, "did": c.did, "for": c.what, "code": c.code, "until": c.until }))
+        .collect();
+    Json(json!({ "codes": rows, "emailed": ctx.mailer.is_some() })).into_response()
 }

@@ -38,6 +38,7 @@ mod security;
 
 // What the Bluesky app and its services need (issue 15).
 mod app_compat;
+mod email_codes;
 
 // OAuth: the official client through the pages, and every refusal; the account page
 // (issue 14).

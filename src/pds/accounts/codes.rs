@@ -1,6 +1,7 @@
 //! One-time codes and what they unlock: password resets, email confirmation and
-//! change. Where the reference PDS emails a code, atbox keeps it for the owner to read
-//! with `atbox account tokens` (home ISPs often block mail).
+//! change, account deletion, PLC operations. Where the reference PDS emails a code,
+//! atbox emails it when SMTP is configured and otherwise shows it on the box
+//! (`pds::delivery`); `atbox account tokens` lists every pending one.
 
 use super::check_email;
 use crate::auth::password;
@@ -13,6 +14,63 @@ use crate::storage::unix_now;
 /// How long a one-time code (password reset, account deletion, PLC signature) lives.
 pub const TOKEN_TTL_SECS: i64 = 15 * 60;
 
+/// What a one-time code is for; its name is the storage key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    ResetPassword,
+    ConfirmEmail,
+    UpdateEmail,
+    DeleteAccount,
+    PlcOperation,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::ResetPassword => "reset_password",
+            Purpose::ConfirmEmail => "confirm_email",
+            Purpose::UpdateEmail => "update_email",
+            Purpose::DeleteAccount => "delete_account",
+            Purpose::PlcOperation => "plc_operation",
+        }
+    }
+
+    /// The email's subject (the reference PDS's wording).
+    pub fn subject(self) -> &'static str {
+        match self {
+            Purpose::ResetPassword => "Password Reset Requested",
+            Purpose::ConfirmEmail => "Email Confirmation",
+            Purpose::UpdateEmail => "Email Update Requested",
+            Purpose::DeleteAccount => "Account Deletion Requested",
+            Purpose::PlcOperation => "PLC Update Operation Requested",
+        }
+    }
+
+    /// One sentence for the email: what somebody asked for.
+    pub fn asked(self) -> &'static str {
+        match self {
+            Purpose::ResetPassword => "Somebody asked to reset your account's password.",
+            Purpose::ConfirmEmail => "Please confirm this email address for your account.",
+            Purpose::UpdateEmail => "Somebody asked to change your account's email address.",
+            Purpose::DeleteAccount => "Somebody asked to delete your account.",
+            Purpose::PlcOperation => {
+                "Somebody asked to change your identity (a PLC operation), e.g. to move your account."
+            }
+        }
+    }
+
+    /// A word or two for the screen and the LAN page.
+    pub fn short(self) -> &'static str {
+        match self {
+            Purpose::ResetPassword => "password reset",
+            Purpose::ConfirmEmail => "confirm email",
+            Purpose::UpdateEmail => "email change",
+            Purpose::DeleteAccount => "delete account",
+            Purpose::PlcOperation => "identity change",
+        }
+    }
+}
+
 /// A six-character one-time code, easy to read off a screen or a terminal.
 fn one_time_code() -> String {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -24,28 +82,38 @@ fn one_time_code() -> String {
     format!("{}-{}", part(5), part(5))
 }
 
-/// Issues a one-time code for `purpose`; it is shown by `atbox account tokens`.
-pub async fn request_token(state: &AppState, did: &str, purpose: &'static str) -> XrpcResult<()> {
+/// Issues a one-time code for `purpose` and sends it on its way (`pds::delivery`).
+pub async fn request_token(state: &AppState, did: &str, purpose: Purpose) -> XrpcResult<()> {
+    let account = state.repo_account(did).await?;
     let (did, code) = (did.to_owned(), one_time_code());
-    tracing::info!(%did, purpose, "one-time code issued; the owner can read it with `atbox account tokens`");
+    let stored = code.clone();
     state
         .storage
         .write(move |conn| {
-            Ok::<_, XrpcError>(db::put_token(conn, purpose, &did, &code, unix_now())?)
+            Ok::<_, XrpcError>(db::put_token(
+                conn,
+                purpose.as_str(),
+                &did,
+                &stored,
+                unix_now(),
+            )?)
         })
-        .await
+        .await?;
+    let how = crate::pds::delivery::deliver(state, &account, purpose, &code).await;
+    tracing::info!(did = %account.did, purpose = purpose.as_str(), ?how, "one-time code issued");
+    Ok(())
 }
 
 /// Checks and consumes a one-time code inside a write job.
 pub fn consume_token(
     conn: &rusqlite::Connection,
-    purpose: &str,
+    purpose: Purpose,
     did: &str,
     token: &str,
 ) -> XrpcResult<()> {
-    match db::get_token(conn, purpose, did)? {
+    match db::get_token(conn, purpose.as_str(), did)? {
         Some((expected, at)) if expected == token.trim().to_ascii_uppercase() => {
-            db::delete_token(conn, purpose, did)?;
+            db::delete_token(conn, purpose.as_str(), did)?;
             if unix_now() - at > TOKEN_TTL_SECS {
                 return Err(XrpcError::named(
                     "ExpiredToken",
@@ -63,12 +131,12 @@ pub fn consume_token(
 /// passwords (and make the box hash them) without the code from the owner's email.
 pub async fn token_matches(
     state: &AppState,
-    purpose: &str,
+    purpose: Purpose,
     did: &str,
     token: &str,
 ) -> XrpcResult<bool> {
     let (purpose, did, token) = (
-        purpose.to_owned(),
+        purpose.as_str(),
         did.to_owned(),
         token.trim().to_ascii_uppercase(),
     );
@@ -76,7 +144,7 @@ pub async fn token_matches(
         .storage
         .read(move |conn| {
             Ok::<_, XrpcError>(
-                db::get_token(conn, &purpose, &did)?.is_some_and(|(expected, _)| expected == token),
+                db::get_token(conn, purpose, &did)?.is_some_and(|(expected, _)| expected == token),
             )
         })
         .await
@@ -86,7 +154,7 @@ pub async fn token_matches(
 pub async fn request_password_reset(state: &AppState, email: &str) -> XrpcResult<()> {
     // Say nothing about whether the address has an account.
     if let Some(account) = state.find_account(&check_email(email)?).await? {
-        request_token(state, &account.did, "reset_password").await?;
+        request_token(state, &account.did, Purpose::ResetPassword).await?;
     }
     Ok(())
 }
@@ -105,7 +173,9 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
     let known = state
         .storage
         .read(move |conn| {
-            Ok::<_, XrpcError>(db::token_owner(conn, "reset_password", &t)?.is_some())
+            Ok::<_, XrpcError>(
+                db::token_owner(conn, Purpose::ResetPassword.as_str(), &t)?.is_some(),
+            )
         })
         .await?;
     if !known {
@@ -118,9 +188,9 @@ pub async fn reset_password(state: &AppState, token: &str, new_password: &str) -
     state
         .storage
         .write(move |conn| {
-            let (did, _) = db::token_owner(conn, "reset_password", &token)?
+            let (did, _) = db::token_owner(conn, Purpose::ResetPassword.as_str(), &token)?
                 .ok_or_else(|| XrpcError::named("InvalidToken", "the code is not valid"))?;
-            consume_token(conn, "reset_password", &did, &token)?;
+            consume_token(conn, Purpose::ResetPassword, &did, &token)?;
             db::set_password(conn, &did, &hash)?;
             db::delete_refresh_tokens(conn, &did)?;
             Ok::<_, XrpcError>(crate::storage::oauth::revoke_all(conn, &did, unix_now())?)
@@ -147,8 +217,7 @@ pub async fn set_password(state: &AppState, did: &str, new_password: &str) -> Xr
         .map(|grants| crate::pds::signed_in::forget_grants(state, grants))
 }
 
-/// com.atproto.server.requestEmailConfirmation: a code for confirmEmail (shown by
-/// `atbox account tokens`; home connections often cannot send mail).
+/// com.atproto.server.requestEmailConfirmation: a code for confirmEmail.
 pub async fn request_email_confirmation(state: &AppState, session: &Session) -> XrpcResult<()> {
     let account = state.repo_account(&session.did).await?;
     if account.email.is_none() {
@@ -156,7 +225,7 @@ pub async fn request_email_confirmation(state: &AppState, session: &Session) -> 
             "the account has no email address",
         ));
     }
-    request_token(state, &account.did, "confirm_email").await
+    request_token(state, &account.did, Purpose::ConfirmEmail).await
 }
 
 /// com.atproto.server.confirmEmail
@@ -182,7 +251,7 @@ pub async fn confirm_email(
                     "that is not the account's email address",
                 ));
             }
-            consume_token(conn, "confirm_email", &did, &token)?;
+            consume_token(conn, Purpose::ConfirmEmail, &did, &token)?;
             db::set_email_confirmed(conn, &did)?;
             Ok(())
         })
@@ -193,7 +262,7 @@ pub async fn confirm_email(
 pub async fn request_email_update(state: &AppState, session: &Session) -> XrpcResult<EmailUpdate> {
     let account = state.repo_account(&session.did).await?;
     if account.email_confirmed {
-        request_token(state, &account.did, "update_email").await?;
+        request_token(state, &account.did, Purpose::UpdateEmail).await?;
     }
     Ok(EmailUpdate {
         token_required: account.email_confirmed,
@@ -228,7 +297,7 @@ pub async fn update_email(
                         "a code from requestEmailUpdate is required",
                     )
                 })?;
-                consume_token(conn, "update_email", &did, &token)?;
+                consume_token(conn, Purpose::UpdateEmail, &did, &token)?;
             }
             if db::by_email(conn, &email)?.is_some_and(|a| a.did != did) {
                 return Err(XrpcError::invalid_request(

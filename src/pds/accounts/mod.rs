@@ -11,7 +11,7 @@ mod status;
 pub use codes::{
     confirm_email, consume_token, request_email_confirmation, request_email_update,
     request_password_reset, request_token, reset_password, set_password, token_matches,
-    update_email, TOKEN_TTL_SECS,
+    update_email, Purpose, TOKEN_TTL_SECS,
 };
 pub use handles::{
     check_handle_availability, recommended_credentials, resolve_did, resolve_handle,

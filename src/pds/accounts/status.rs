@@ -1,7 +1,7 @@
 //! An account's life after creation: its status, deactivation and reactivation (with
 //! the firehose `#account` events relays need), and deletion of everything it has here.
 
-use super::codes::consume_token;
+use super::codes::{consume_token, Purpose};
 use crate::auth::password;
 use crate::auth::Session;
 use crate::error::{XrpcError, XrpcResult};
@@ -132,7 +132,7 @@ pub async fn delete_account(
     let account = state.repo_account(did).await?;
     // The emailed code first, so the password cannot be guessed here without it
     // (security review H6); the writer job spends it.
-    if !super::codes::token_matches(state, "delete_account", did, token).await? {
+    if !super::codes::token_matches(state, Purpose::DeleteAccount, did, token).await? {
         return Err(XrpcError::named("InvalidToken", "Token is invalid"));
     }
     let (stored, p) = (account.password_hash.clone(), pass.to_owned());
@@ -160,7 +160,7 @@ pub async fn remove_account(state: &AppState, did: &str, token: Option<String>) 
         .writer
         .write_with_events(move |conn, outbox| {
             if let Some(token) = &token {
-                consume_token(conn, "delete_account", &did, token)?;
+                consume_token(conn, Purpose::DeleteAccount, &did, token)?;
             }
             let ended = crate::storage::oauth::revoke_all(conn, &did, crate::storage::unix_now())?;
             repos::delete_repo(conn, outbox, &did)?;

@@ -147,7 +147,7 @@ pub(crate) async fn deactivate_account(c: Call) -> XrpcResult<Response> {
 }
 
 pub(crate) async fn request_account_delete(c: Call) -> XrpcResult<Response> {
-    accounts::request_token(&c.ctx, &c.session()?.did, "delete_account").await?;
+    accounts::request_token(&c.ctx, &c.session()?.did, accounts::Purpose::DeleteAccount).await?;
     empty()
 }
 

@@ -17,6 +17,8 @@ pub struct InProcess {
     /// `http://localhost:<port>`, as `start_atbox` gives it.
     pub url: String,
     pub plc_url: String,
+    /// The server's state, for what no HTTP call shows (the status snapshot's facts).
+    pub state: atbox::pds::Ctx,
     _data_dir: tempfile::TempDir,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -73,6 +75,7 @@ pub async fn start(extra: &[(&str, &str)]) -> InProcess {
     InProcess {
         url: format!("http://localhost:{port}"),
         plc_url,
+        state,
         _data_dir: data_dir,
         stop,
     }
