@@ -438,15 +438,28 @@ pub async fn get_service_auth(
             "a token without lxm may live at most 60 seconds",
         ));
     }
-    let account = state.repo_account(&session.did).await?;
+    Ok(ServiceToken {
+        token: sign_service_token(state, &session.did, aud, lxm, exp).await?,
+    })
+}
+
+/// A service-auth token signed with `did`'s repo key: `iss` the account, `aud`, `lxm`
+/// (when given), a fresh `jti`, good until `exp` (unix seconds). The one way atbox
+/// signs them: getServiceAuth, proxied calls and read-after-write's own AppView calls.
+pub async fn sign_service_token(
+    state: &AppState,
+    did: &str,
+    aud: &str,
+    lxm: Option<&str>,
+    exp: i64,
+) -> XrpcResult<String> {
+    let account = state.repo_account(did).await?;
     let key = signing_key(&account)?;
-    let mut claims = json!({ "iat": now, "iss": account.did, "aud": aud, "exp": exp, "jti": format!("{:032x}", rand::random::<u128>()) });
+    let mut claims = json!({ "iat": unix_now(), "iss": account.did, "aud": aud, "exp": exp, "jti": format!("{:032x}", rand::random::<u128>()) });
     if let Some(lxm) = lxm {
         claims["lxm"] = json!(lxm);
     }
-    Ok(ServiceToken {
-        token: crate::auth::service_jwt::sign(&key, &claims),
-    })
+    Ok(crate::auth::service_jwt::sign(&key, &claims))
 }
 
 /// getServiceAuth's output.

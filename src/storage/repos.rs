@@ -207,6 +207,55 @@ pub fn list_records(
     .collect()
 }
 
+/// A record written after some revision: collection, rkey, CID, DAG-CBOR bytes and
+/// when it was indexed.
+pub type RecentRecord = (String, String, Cid, Vec<u8>, String);
+
+/// Up to `limit` of the account's records written after `rev`, oldest first. Empty
+/// when no record is as old as `rev` (a rev from before the repo came here, e.g.
+/// by migration, says nothing about what the caller has seen).
+pub fn records_since(
+    log: &RepoLog,
+    conn: &Connection,
+    did: &str,
+    rev: &str,
+    limit: usize,
+) -> Result<Vec<RecentRecord>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT collection, rkey, cid, indexed_at FROM record
+         WHERE did = ?1 AND rev > ?2 ORDER BY rev ASC LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![did, rev, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let older: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM record WHERE did = ?1 AND rev <= ?2 LIMIT 1")?
+        .query_row(params![did, rev], |r| r.get(0))
+        .optional()?;
+    if older.is_none() {
+        return Ok(Vec::new());
+    }
+    rows.into_iter()
+        .map(|(collection, rkey, cid, indexed_at)| {
+            let cid = cid_from(cid)?;
+            let bytes = log.get(conn, did, &cid)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("record {cid} of {did} is missing"))
+            })?;
+            Ok((collection, rkey, cid, bytes, indexed_at))
+        })
+        .collect()
+}
+
 /// The collections a repo has records in.
 pub fn collections(conn: &Connection, did: &str) -> Result<Vec<String>, StorageError> {
     let mut stmt = conn.prepare_cached(

@@ -188,6 +188,10 @@ const MIGRATIONS: &[Step] = &[
          CREATE INDEX oauth_grant_did ON oauth_grant (did);
          CREATE INDEX oauth_grant_prev ON oauth_grant (prev_refresh_hash);",
     ),
+    // 7: read-after-write asks for an account's records newer than the AppView's rev
+    // on every timeline load; revs only grow, so new entries land on the index's
+    // rightmost page (one page per batch).
+    Step::Sql("CREATE INDEX record_rev ON record (did, rev);"),
 ];
 
 /// Brings the schema up to date.

@@ -1,12 +1,14 @@
 //! The HTTP face of the PDS: XRPC dispatch (`/xrpc/<nsid>`) and the well-known
 //! identity endpoints. [`methods`] declares every served method with who may call it;
 //! [`call`] runs those checks; handlers are thin: they read parameters and bodies, call
-//! `crate::pds`, and shape the response. [`proxy`] forwards what other services answer.
+//! `crate::pds`, and shape the response. [`proxy`] forwards what other services answer;
+//! `read_after_write` mends a lagging AppView's answers with the account's new records.
 
 pub(crate) mod call;
 mod handlers;
 pub(crate) mod methods;
 pub(crate) mod proxy;
+mod read_after_write;
 
 use crate::error::{XrpcError, XrpcResult};
 use crate::pds::Ctx;

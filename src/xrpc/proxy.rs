@@ -10,14 +10,14 @@
 //! crafted DID document nor a redirect can aim the box at the owner's LAN.
 
 use crate::error::{XrpcError, XrpcResult};
-use crate::pds::{signing_key, AppState};
+use crate::pds::sessions::sign_service_token;
+use crate::pds::AppState;
 use crate::storage::unix_now;
 use crate::syntax::Did;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::Response;
-use serde_json::json;
 
 /// Largest request body forwarded (streamed, never buffered).
 const MAX_PROXY_BODY: usize = 10 * 1024 * 1024;
@@ -233,6 +233,7 @@ pub(crate) async fn forward(
         req = Request::from_parts(parts, Body::empty());
     }
     check_endpoint(state, &endpoint)?;
+    let query = req.uri().query().map(str::to_owned);
     let mut url = format!("{endpoint}/xrpc/{nsid}");
     if let Some(q) = req.uri().query() {
         url.push('?');
@@ -251,20 +252,11 @@ pub(crate) async fn forward(
                 "Bad token method: this needs the account password or a privileged app password",
             ));
         }
-        let account = state.repo_account(&session.did).await?;
-        let key = signing_key(&account)?;
-        let now = unix_now();
         let (aud, lxm) =
             token_audience(state, nsid, req.uri().query(), &service_did, &endpoint).await;
-        let claims = json!({
-            "iss": account.did,
-            "aud": aud,
-            "lxm": lxm,
-            "iat": now,
-            "exp": now + 60,
-            "jti": format!("{:032x}", rand::random::<u128>()),
-        });
-        out = out.bearer_auth(crate::auth::service_jwt::sign(&key, &claims));
+        let token =
+            sign_service_token(state, &session.did, &aud, Some(&lxm), unix_now() + 60).await?;
+        out = out.bearer_auth(token);
     }
     if let Some(bytes) = push_body {
         out = out.body(bytes);
@@ -278,9 +270,36 @@ pub(crate) async fn forward(
         .send()
         .await
         .map_err(|e| XrpcError::upstream(format!("{service_did} did not answer: {e}")))?;
-    let mut res = Response::builder().status(upstream.status().as_u16());
+    if let Some(session) = &session {
+        if super::read_after_write::applies(nsid, upstream.headers()) {
+            let (answer, mended) = super::read_after_write::respond(
+                state,
+                nsid,
+                &session.did,
+                query.as_deref(),
+                upstream,
+            )
+            .await?;
+            if let Some(mended) = mended {
+                return Ok(mended);
+            }
+            return relayed(
+                answer.status.as_u16(),
+                &answer.headers,
+                Body::from(answer.body),
+            );
+        }
+    }
+    let status = upstream.status().as_u16();
+    let headers = upstream.headers().clone();
+    relayed(status, &headers, Body::from_stream(upstream.bytes_stream()))
+}
+
+/// The service's answer passed on: its status, the headers worth keeping, its body.
+fn relayed(status: u16, headers: &axum::http::HeaderMap, body: Body) -> XrpcResult<Response> {
+    let mut res = Response::builder().status(status);
     for name in RESPONSE_HEADERS {
-        if let Some(v) = upstream.headers().get(*name) {
+        if let Some(v) = headers.get(*name) {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(v.as_bytes()),
@@ -289,10 +308,10 @@ pub(crate) async fn forward(
             }
         }
     }
-    if !upstream.headers().contains_key(header::CONTENT_TYPE) {
+    if !headers.contains_key(header::CONTENT_TYPE) {
         res = res.header(header::CONTENT_TYPE, "application/json");
     }
-    res.body(Body::from_stream(upstream.bytes_stream()))
+    res.body(body)
         .map_err(|e| XrpcError::internal(e.to_string()))
 }
 

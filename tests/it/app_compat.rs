@@ -309,3 +309,52 @@ async fn a_germ_declaration_is_validated() {
         "{v}"
     );
 }
+
+/// Read-after-write: the app (`@atproto/api`'s Agent) posts, replies and edits its
+/// profile while the AppView stand-in (verifying every service token) still answers
+/// from an older `atproto-repo-rev`; timeline, own feed, thread (also one the AppView
+/// says NotFound for) and profile show the new records, with `Atproto-Upstream-Lag`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn your_new_post_is_on_your_screen_while_the_appview_catches_up() {
+    let plc = common::server::start_plc();
+    let (appview, info) =
+        common::server::start_standin("appview-standin.mjs", &["--plc", &plc.url]);
+    let atbox = inproc::start(&[
+        ("ATBOX_PLC_URL", &plc.url),
+        ("ATBOX_APPVIEW_URL", &appview.url),
+        ("ATBOX_APPVIEW_DID", info["did"].as_str().unwrap()),
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    Api::at(&atbox.url).account("raw.test").await;
+    let args = [
+        "--pds",
+        atbox.url.as_str(),
+        "--appview",
+        appview.url.as_str(),
+        "--handle",
+        "raw.test",
+        "--password",
+        "correct horse",
+    ]
+    .map(str::to_owned);
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run_node("read-after-write.mjs", &args, "")
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    // Every call reached the AppView with a valid service token.
+    let log: serde_json::Value = reqwest::get(format!("{}/_standin/log", appview.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = log["requests"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    for entry in entries {
+        assert_eq!(entry["verdict"], "valid", "{entry}");
+    }
+}

@@ -7,7 +7,10 @@
 
 mod read;
 
-pub use read::{describe_repo, get_record, list_records, RecordPage, RecordView, RepoDescription};
+pub use read::{
+    describe_repo, get_record, list_records, since_rev, LocalRecord, LocalRecords, RecordPage,
+    RecordView, RepoDescription,
+};
 
 use super::{signing_key, AppState};
 use crate::auth::scopes::RepoAction;

@@ -136,3 +136,69 @@ pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<RepoDescr
         handle_is_correct,
     })
 }
+
+/// One of the account's own records, as read-after-write merges it into an AppView's
+/// answer.
+#[derive(Debug, Clone)]
+pub struct LocalRecord {
+    pub uri: String,
+    pub cid: String,
+    pub indexed_at: String,
+    pub value: Value,
+}
+
+/// The account's records newer than the AppView has seen (at most ten, as the
+/// reference reads): its profile if it changed, and its new posts, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct LocalRecords {
+    pub count: usize,
+    pub profile: Option<LocalRecord>,
+    pub posts: Vec<LocalRecord>,
+}
+
+impl LocalRecords {
+    /// Milliseconds since the oldest of them was written: how far the AppView lags.
+    pub fn lag_ms(&self, now_ms: i64) -> Option<i64> {
+        self.profile
+            .iter()
+            .chain(&self.posts)
+            .filter_map(|r| crate::syntax::Datetime::new(&r.indexed_at).ok())
+            .map(|d| d.to_utc().timestamp_millis())
+            .min()
+            .map(|oldest| (now_ms - oldest).max(0))
+    }
+}
+
+/// The records `did` wrote after `rev` (see [`LocalRecords`]).
+pub async fn since_rev(state: &AppState, did: &str, rev: &str) -> XrpcResult<LocalRecords> {
+    let (d, r) = (did.to_owned(), rev.to_owned());
+    let log = state.storage.log.clone();
+    let rows = state
+        .storage
+        .read(move |conn| Ok::<_, XrpcError>(repos::records_since(&log, conn, &d, &r, 10)?))
+        .await?;
+    let mut local = LocalRecords {
+        count: rows.len(),
+        ..Default::default()
+    };
+    for (collection, rkey, cid, bytes, indexed_at) in rows {
+        let is_profile = collection == "app.bsky.actor.profile" && rkey == "self";
+        if !is_profile && collection != "app.bsky.feed.post" {
+            continue;
+        }
+        let value = decode_cbor(&bytes)
+            .map_err(|e| XrpcError::internal(format!("stored record is unreadable: {e}")))?;
+        let record = LocalRecord {
+            uri: format!("at://{did}/{collection}/{rkey}"),
+            cid: cid.to_string(),
+            indexed_at,
+            value: ipld_to_json(&value),
+        };
+        if is_profile {
+            local.profile = Some(record);
+        } else {
+            local.posts.push(record);
+        }
+    }
+    Ok(local)
+}
