@@ -44,6 +44,8 @@ pub async fn import_repo(
         .storage
         .writer
         .write_with_events(move |conn, outbox| {
+            let active = crate::storage::accounts::by_did(conn, &job_did)?
+                .is_some_and(|a| a.status == crate::storage::accounts::AccountStatus::Active);
             let old = repos::head(conn, &job_did)?;
             let rev_ok = old.as_ref().is_none_or(|h| h.rev < commit.rev);
             if !rev_ok {
@@ -56,7 +58,12 @@ pub async fn import_repo(
             for (path, cids) in &refs {
                 blobs::set_record_blobs(conn, &job_did, path, cids, commit.rev.as_str())?;
             }
-            crate::storage::emit::sync_commit(outbox, &job_did, &commit);
+            // Relays learn of the new repo state: at once for an active account (a
+            // repo replaced in place); for one still moving here (deactivated) at
+            // activation, as the reference PDS, which emits nothing on import.
+            if active {
+                crate::storage::emit::sync_commit(outbox, &job_did, &commit);
+            }
             Ok(())
         })
         .await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 /// One decoded frame: header `t` (or "error"), and body.
-fn decode_frame(bytes: &[u8]) -> (String, Ipld) {
+pub(crate) fn decode_frame(bytes: &[u8]) -> (String, Ipld) {
     // Two DAG-CBOR values back to back: find where the header ends by re-encoding it.
     for split in 1..bytes.len() {
         if let Ok(header) = decode_cbor(&bytes[..split]) {
@@ -34,7 +34,7 @@ fn decode_frame(bytes: &[u8]) -> (String, Ipld) {
     panic!("undecodable frame")
 }
 
-fn field<'a>(body: &'a Ipld, key: &str) -> &'a Ipld {
+pub(crate) fn field<'a>(body: &'a Ipld, key: &str) -> &'a Ipld {
     let Ipld::Map(m) = body else {
         panic!("body is a map")
     };
@@ -48,10 +48,10 @@ fn seq(body: &Ipld) -> i128 {
     }
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(base: &str, cursor: Option<i64>) -> Socket {
+pub(crate) async fn connect(base: &str, cursor: Option<i64>) -> Socket {
     let ws = base.replace("http://", "ws://");
     let url = match cursor {
         Some(c) => format!("{ws}/xrpc/com.atproto.sync.subscribeRepos?cursor={c}"),
@@ -61,7 +61,7 @@ async fn connect(base: &str, cursor: Option<i64>) -> Socket {
 }
 
 /// Frames until `n` have arrived (or two quiet seconds).
-async fn frames(socket: &mut Socket, n: usize) -> Vec<(String, Ipld)> {
+pub(crate) async fn frames(socket: &mut Socket, n: usize) -> Vec<(String, Ipld)> {
     let mut out = Vec::new();
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(2), socket.next()).await {

@@ -292,6 +292,20 @@ async fn an_account_moves_to_another_atbox_and_back() {
         .get_auth("app.bsky.actor.getPreferences", "", &token_b)
         .await;
     assert_eq!(got, prefs);
+    // The new box's firehose said nothing of the account while it moved in (account
+    // creation, import, blobs), only #identity when the PLC operation was submitted,
+    // then, at activation: its status, who it is and where its repo stands — as the
+    // reference PDS emits them.
+    let mut socket = crate::firehose::connect(&side_b.api.base, Some(0)).await;
+    let kinds: Vec<String> = crate::firehose::frames(&mut socket, 100)
+        .await
+        .into_iter()
+        .filter(|(_, body)| {
+            *crate::firehose::field(body, "did") == atbox::data::Ipld::String(did.clone())
+        })
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(kinds, ["#identity", "#account", "#identity", "#sync"]);
     let cid = up["blob"]["ref"]["$link"].as_str().unwrap();
     assert_eq!(
         side_b

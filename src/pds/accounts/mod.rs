@@ -316,12 +316,15 @@ async fn store_new_account(
             let blocks = repos::blocks(&outbox.log, conn, &stored.did);
             let commit = apply_writes(&blocks, &did_parsed, None, &[], &signing, rev)?;
             repos::save_commit(conn, outbox, &stored.did, None, &commit)?;
-            crate::storage::emit::identity(outbox, &stored.did, Some(&stored.handle));
-            let active = stored.status == AccountStatus::Active;
-            let shown = (!active).then(|| stored.status.as_str());
-            crate::storage::emit::account(outbox, &stored.did, active, shown);
-            crate::storage::emit::commit(outbox, &stored.did, &commit);
-            crate::storage::emit::sync_commit(outbox, &stored.did, &commit);
+            // An account moving here says nothing on the firehose until it is activated
+            // (then: #account, #identity, #sync), as the reference PDS: its repo and
+            // identity still live at the old PDS, whose events relays follow.
+            if stored.status == AccountStatus::Active {
+                crate::storage::emit::identity(outbox, &stored.did, Some(&stored.handle));
+                crate::storage::emit::account(outbox, &stored.did, true, None);
+                crate::storage::emit::commit(outbox, &stored.did, &commit);
+                crate::storage::emit::sync_commit(outbox, &stored.did, &commit);
+            }
             Ok(())
         })
         .await
