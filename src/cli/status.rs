@@ -181,10 +181,21 @@ pub(crate) async fn status(config: Config) -> anyhow::Result<()> {
     );
     if config.settings.is_some() {
         println!(
-            "  public name chosen on the setup page ({}; ATBOX_* variables still win)",
+            "  settings chosen on the setup page ({}; ATBOX_* variables still win)",
             crate::config::Settings::path(&config.data_dir).display()
         );
     }
+    match (&config.appview_url, &config.appview_did) {
+        (Some(url), Some(did)) => println!("  appview: {url} ({did})"),
+        _ => println!("  appview: none (app.bsky calls answer 501; choose one on the setup page)"),
+    }
+    println!(
+        "  email: {}",
+        match &config.smtp_url {
+            Some(_) => format!("one-time codes are emailed from {}", config.smtp_from),
+            None => "no smtp_url: one-time codes are shown on the screen and the setup page".into(),
+        }
+    );
     storage_health(&config).await;
     print_certificates(&config);
     let relays_configured = config.relays.clone();

@@ -3,7 +3,7 @@
 //! The service cannot write `/etc/atbox/atbox.toml`: the unit runs with
 //! `ProtectSystem=strict`, and that file is the owner's (comments and all). So what the
 //! owner picks on the setup page — the public host name and the handle domain that goes
-//! with it — is saved to `<data_dir>/settings.toml`, and [`super::load`] lays it over
+//! with it, the AppView and the relays the box uses — is saved to `<data_dir>/settings.toml`, and [`super::load`] lays it over
 //! the config file. Environment variables still win over both, as everywhere. The file
 //! is written durably (temp file, fsync, rename, fsync the directory) and read at every
 //! start; `atbox status` and the start-up log say when it is in force.
@@ -23,6 +23,12 @@ pub struct Settings {
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handle_domains: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appview_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appview_did: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relays: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -32,6 +38,7 @@ impl Settings {
         Settings {
             handle_domains: Some(vec![format!(".{hostname}")]),
             hostname: Some(hostname),
+            ..Settings::default()
         }
     }
 
@@ -84,6 +91,13 @@ impl Settings {
         }
         if let Some(domains) = &self.handle_domains {
             file.handle_domains = Some(StringOrList::Many(domains.clone()));
+        }
+        if let (Some(url), Some(did)) = (&self.appview_url, &self.appview_did) {
+            file.appview_url = Some(url.clone());
+            file.appview_did = Some(did.clone());
+        }
+        if let Some(relays) = &self.relays {
+            file.relays = Some(StringOrList::Many(relays.clone()));
         }
     }
 }

@@ -113,11 +113,32 @@ fn setup_page_settings_lie_between_the_file_and_the_variables() {
     // A choice is checked before it is saved: a bad one names the key.
     let bad = Settings {
         hostname: Some("not a host".into()),
-        handle_domains: None,
+        ..Settings::default()
     };
     assert_eq!(
         load_with(Some(&file), &no_env, Some(bad)).unwrap_err().key,
         "hostname"
+    );
+    // The AppView and relays chosen on the page lie over the file's.
+    let services = Settings {
+        appview_url: Some("https://api.blacksky.community".into()),
+        appview_did: Some("did:web:api.blacksky.community".into()),
+        relays: Some(vec!["atproto.africa".into()]),
+        ..Settings::default()
+    };
+    let chosen = load_with(Some(&file), &no_env, Some(services.clone())).unwrap();
+    assert_eq!(
+        chosen.appview_did.as_deref(),
+        Some("did:web:api.blacksky.community")
+    );
+    assert_eq!(chosen.relays, vec!["atproto.africa"]);
+    let bad = Settings {
+        appview_did: Some("not a did".into()),
+        ..services
+    };
+    assert_eq!(
+        load_with(Some(&file), &no_env, Some(bad)).unwrap_err().key,
+        "appview_did"
     );
 
     std::fs::write(Settings::path(&data), "hostname = 3\n").unwrap();

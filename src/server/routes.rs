@@ -39,6 +39,10 @@ pub fn router(ctx: Ctx) -> Router {
         )
         .route("/setup/owner/accounts", get(crate::setup::owner_accounts))
         .route("/setup/owner/codes", get(crate::setup::owner_codes))
+        .route(
+            "/setup/owner/services",
+            get(crate::setup::owner_services).post(crate::setup::owner_choose_services),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             crate::setup::require_lan,

@@ -15,12 +15,14 @@
 mod claim;
 pub(crate) mod lan;
 mod owner;
+mod services;
 
 pub(crate) use claim::{claim, finish_saved_claim};
 pub(crate) use owner::{
     codes as owner_codes, crawl as owner_crawl, invite as owner_invite,
     list_accounts as owner_accounts,
 };
+pub(crate) use services::{choose as owner_choose_services, current as owner_services};
 
 use crate::error::XrpcError;
 use crate::pds::Ctx;

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 /// Checks that the request carries the owner's full session (the LAN check is the
 /// `/setup` routes' layer); returns the owner's DID.
-async fn owner(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Response> {
+pub(super) async fn owner(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Response> {
     let session = crate::auth::credentials::access(&ctx.tokens, headers)
         .map_err(IntoResponse::into_response)?;
     if session.scope != Scope::Access {

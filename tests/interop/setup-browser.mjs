@@ -94,6 +94,10 @@ try {
   await page.click('#crawl-button')
   await page.waitForSelector('#crawl-results li')
   result.crawl = await page.$$eval('#crawl-results li', (items) => items.map((li) => li.textContent))
+  result.codes = await page.$$eval('#codes li', (items) => items.map((li) => li.textContent))
+  // A community's services in one click: the preset fills the DID/URL pair and relays.
+  await page.check('input[name=preset][value=BlackSky]')
+  result.blacksky = [await page.inputValue('#appview-url'), await page.inputValue('#appview-did'), await page.inputValue('#relays')]
   await page.screenshot({ path: `${dir}/6-owner.png`, fullPage: true })
 
   if (ownDomain) {
@@ -113,6 +117,10 @@ try {
     result.domainOk = await page.textContent('#domain-ok')
     await page.screenshot({ path: `${dir}/7-own-domain.png`, fullPage: true })
   }
+  // Last (atbox restarts under it): save the chosen services.
+  await page.click('#services-button')
+  await page.waitForSelector('#services-ok:not([hidden])', { timeout: 30000 })
+  result.servicesSaved = await page.textContent('#services-ok')
   result.ok = true
 } catch (e) {
   result.error = String(e && e.stack || e)

@@ -254,6 +254,42 @@ fn the_box_is_claimed_in_a_browser_with_the_code_on_its_screen() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("AlreadyClaimed"));
+
+    // No code waiting; the BlackSky preset filled its services, and saving them
+    // restarted atbox under them (kept in settings.toml beside the public name).
+    assert_eq!(result["codes"], serde_json::json!(["None right now."]));
+    assert_eq!(
+        result["blacksky"],
+        serde_json::json!([
+            "https://api.blacksky.community",
+            "did:web:api.blacksky.community",
+            "atproto.africa"
+        ])
+    );
+    assert!(
+        result["servicesSaved"]
+            .as_str()
+            .unwrap()
+            .contains("https://api.blacksky.community"),
+        "{result}"
+    );
+    let settings = std::fs::read_to_string(data_dir.join("settings.toml")).unwrap();
+    assert!(
+        settings.contains("appview_did = \"did:web:api.blacksky.community\"")
+            && settings.contains("hostname = \"pds.test\""),
+        "{settings}"
+    );
+    let mut restarted = serde_json::Value::Null;
+    for _ in 0..100 {
+        restarted = curl_json(&format!("{url}xrpc/com.atproto.server.describeServer"));
+        if restarted["did"] == "did:web:pds.test" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(restarted["did"], "did:web:pds.test", "{restarted}");
+    let status = atbox.cli(&plc.url, &["status"]);
+    assert!(status.contains("api.blacksky.community"), "{status}");
 }
 
 /// A bad public name, or one the environment would override, is refused before the
