@@ -212,29 +212,51 @@ async fn read_request(s: &mut tokio::net::TcpStream) -> String {
     }
 }
 
-/// The claims of the bearer service token in a raw request.
-fn token_claims(request: &str) -> serde_json::Value {
-    use base64::Engine;
+/// The service token of a raw request, verified as the service it reached would:
+/// signature against the `#atproto` key of the issuer's DID document (from the PLC
+/// directory), `aud`, `lxm`, and an expiry within the next minute.
+async fn verified_claims(
+    request: &str,
+    plc_url: &str,
+    aud: &str,
+    lxm: &str,
+) -> atbox::auth::service_jwt::ServiceClaims {
     let line = request
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("authorization: bearer "))
         .expect("a service token");
     let token = &line["authorization: bearer ".len()..];
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
+    let iss = atbox::auth::service_jwt::service_issuer(token).expect("an atproto-signed JWT");
+    let doc: serde_json::Value = reqwest::get(format!("{plc_url}/{iss}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = doc["verificationMethod"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"].as_str().unwrap().ends_with("#atproto"))
+        .and_then(|m| m["publicKeyMultibase"].as_str())
+        .expect("an #atproto key");
+    let key = atbox::crypto::parse_multikey(key).unwrap();
+    let now = atbox::storage::unix_now();
+    let claims = atbox::auth::service_jwt::verify(token, &key, aud, lxm, now)
+        .unwrap_or_else(|e| panic!("the token does not verify: {e}"));
+    assert!(claims.exp <= now + 60, "short-lived: {claims:?}");
+    claims
 }
 
 /// A personalised custom feed: getFeed goes to the AppView with a token for the feed
 /// generator (`aud` its DID, from its record; `lxm` getFeedSkeleton), which the AppView
-/// hands on; push registration's token is for the push service's DID.
+/// hands on; push registration goes to the push service the app names (its
+/// `#bsky_notif` endpoint, from its DID document) with a token for it — or to the
+/// AppView when it names the AppView. Every token verifies against the account's key.
 #[tokio::test]
 async fn feeds_and_push_get_tokens_for_the_services_behind_the_appview() {
     let (appview, mut seen) = stand_in_appview().await;
+    let (push, mut pushed) = stand_in_appview().await;
     let atbox = inproc::start(&[
         ("ATBOX_APPVIEW_URL", appview.as_str()),
         ("ATBOX_APPVIEW_DID", "did:web:appview.example"),
@@ -254,29 +276,64 @@ async fn feeds_and_push_get_tokens_for_the_services_behind_the_appview() {
             get_feed = Some(request);
         }
     }
-    let claims = token_claims(&get_feed.expect("getFeed reached the AppView"));
-    assert_eq!(claims["aud"], "did:web:feedgen.example", "{claims}");
-    assert_eq!(claims["lxm"], "app.bsky.feed.getFeedSkeleton", "{claims}");
+    let get_feed = get_feed.expect("getFeed reached the AppView");
+    verified_claims(
+        &get_feed,
+        &atbox.plc_url,
+        "did:web:feedgen.example",
+        "app.bsky.feed.getFeedSkeleton",
+    )
+    .await;
+
+    // A push service of its own: its DID document (at the PLC directory) names it.
+    let push_did = "did:plc:pushservice2345abcdefghij";
+    let op = json!({"type": "plc_operation", "services": {"bsky_notif": {"type": "BskyNotificationService", "endpoint": push}}, "verificationMethods": {}, "alsoKnownAs": [], "rotationKeys": [], "prev": null});
+    let r = reqwest::Client::new()
+        .post(format!("{}/{push_did}", atbox.plc_url))
+        .json(&op)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let register = |service: &str| json!({"serviceDid": service, "token": "device", "platform": "ios", "appId": "xyz.blueskyweb.app"});
+    let (s, v) = api
+        .post(
+            "app.bsky.notification.registerPush",
+            Some(&token),
+            register(push_did),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let request = pushed.recv().await.unwrap();
+    assert!(
+        request.starts_with("POST /xrpc/app.bsky.notification.registerPush")
+            && request.contains(push_did),
+        "the body went on: {request}"
+    );
+    verified_claims(
+        &request,
+        &atbox.plc_url,
+        push_did,
+        "app.bsky.notification.registerPush",
+    )
+    .await;
 
     let (s, v) = api
         .post(
             "app.bsky.notification.registerPush",
             Some(&token),
-            json!({"serviceDid": "did:web:appview.example", "token": "device", "platform": "ios", "appId": "xyz.blueskyweb.app"}),
+            register("did:web:appview.example"),
         )
         .await;
     assert_eq!(s, 200, "{v}");
     let request = seen.recv().await.unwrap();
-    assert!(
-        request.contains("\"serviceDid\""),
-        "the body went on: {request}"
-    );
-    let claims = token_claims(&request);
-    assert_eq!(claims["aud"], "did:web:appview.example", "{claims}");
-    assert_eq!(
-        claims["lxm"], "app.bsky.notification.registerPush",
-        "{claims}"
-    );
+    verified_claims(
+        &request,
+        &atbox.plc_url,
+        "did:web:appview.example",
+        "app.bsky.notification.registerPush",
+    )
+    .await;
 }
 
 /// Germ's declaration record (`com.germnetwork.declaration`, embedded) is validated as
