@@ -8,7 +8,6 @@
 //! that would not take effect).
 
 use super::owner::owner;
-use crate::config::Settings;
 use crate::error::XrpcError;
 use crate::pds::Ctx;
 use axum::extract::State;
@@ -117,8 +116,7 @@ async fn save(ctx: &Ctx, choice: Choice) -> Result<Value, XrpcError> {
     let checked = crate::config::load_with(None, &|_| None, Some(settings.clone()))
         .map_err(|e| invalid(e.to_string()))?;
     let data_dir = ctx.config.data_dir.clone();
-    let to_save: Settings = settings;
-    tokio::task::spawn_blocking(move || to_save.save(&data_dir))
+    tokio::task::spawn_blocking(move || settings.save(&data_dir))
         .await
         .map_err(|e| XrpcError::internal(e.to_string()))?
         .map_err(|e| XrpcError::internal(format!("could not save the settings: {e}")))?;

@@ -373,16 +373,11 @@ async fn a_germ_declaration_is_validated() {
 /// says NotFound for) and profile show the new records, with `Atproto-Upstream-Lag`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn your_new_post_is_on_your_screen_while_the_appview_catches_up() {
-    let plc = common::server::start_plc();
-    let (appview, info) =
-        common::server::start_standin("appview-standin.mjs", &["--plc", &plc.url]);
-    let atbox = inproc::start(&[
-        ("ATBOX_PLC_URL", &plc.url),
-        ("ATBOX_APPVIEW_URL", &appview.url),
-        ("ATBOX_APPVIEW_DID", info["did"].as_str().unwrap()),
-        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
-    ])
-    .await;
+    let inproc::WithAppView {
+        atbox,
+        appview,
+        plc: _plc,
+    } = inproc::start_with_appview(&[]).await;
     Api::at(&atbox.url).account("raw.test").await;
     let args = [
         "--pds",
@@ -395,12 +390,7 @@ async fn your_new_post_is_on_your_screen_while_the_appview_catches_up() {
         "correct horse",
     ]
     .map(str::to_owned);
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::run_node("read-after-write.mjs", &args, "")
-    })
-    .await
-    .unwrap();
+    let (ok, out) = common::run_node_async("read-after-write.mjs", args.to_vec()).await;
     assert!(ok, "{out}");
     // Every call reached the AppView with a valid service token.
     let log: serde_json::Value = reqwest::get(format!("{}/_standin/log", appview.url))

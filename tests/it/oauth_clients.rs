@@ -20,31 +20,15 @@ fn script_args(pds: &str, plc: &str, handle: &str, extra: &[&str]) -> Vec<String
         .collect()
 }
 
-/// Runs a `tests/interop` script with these arguments off the async threads.
-async fn node(script: &'static str, args: Vec<String>) -> (bool, serde_json::Value) {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::run_node(script, &args, "")
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_official_oauth_client_signs_in_through_the_pages_and_uses_the_session() {
     // A real PLC directory stand-in and an AppView stand-in that checks the service
     // auth of each proxied call against the account's DID document.
-    let plc = common::server::start_plc();
-    let (appview, info) =
-        common::server::start_standin("appview-standin.mjs", &["--plc", &plc.url]);
-    let atbox = inproc::start(&[
-        ("ATBOX_PLC_URL", &plc.url),
-        ("ATBOX_APPVIEW_URL", &appview.url),
-        ("ATBOX_APPVIEW_DID", info["did"].as_str().unwrap()),
-        // The stand-in AppView is on 127.0.0.1.
-        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
-    ])
-    .await;
+    let inproc::WithAppView {
+        atbox,
+        plc,
+        appview,
+    } = inproc::start_with_appview(&[]).await;
     let api = Api::at(&atbox.url);
     api.account("oauth.test").await;
     let shots = tempfile::tempdir().unwrap();
@@ -55,7 +39,7 @@ async fn the_official_oauth_client_signs_in_through_the_pages_and_uses_the_sessi
         "oauth.test",
         &["--screenshots", &shots_dir],
     );
-    let (ok, out) = node("oauth-flow.mjs", args).await;
+    let (ok, out) = common::run_node_async("oauth-flow.mjs", args).await;
     assert!(ok, "{out}");
     assert_eq!(out["wrongPassword"], "Wrong handle or password.");
     // The proxied app.bsky call reached the AppView with the account's service auth.
@@ -102,18 +86,15 @@ async fn a_confidential_client_signs_in_with_private_key_jwt() {
         serde_json::json!({"host": "client.example.", "addresses": ["127.0.0.1"]}),
     );
 
-    let plc = common::server::start_plc();
-    let (appview, info) =
-        common::server::start_standin("appview-standin.mjs", &["--plc", &plc.url]);
     let ca_path = dir.path().join("ca.pem").display().to_string();
-    let atbox = inproc::start(&[
-        ("ATBOX_PLC_URL", &plc.url),
-        ("ATBOX_APPVIEW_URL", &appview.url),
-        ("ATBOX_APPVIEW_DID", info["did"].as_str().unwrap()),
+    // client.example is 127.0.0.1 here (proxying to private addresses is allowed).
+    let inproc::WithAppView {
+        atbox,
+        plc,
+        appview: _appview,
+    } = inproc::start_with_appview(&[
         ("ATBOX_DNS_SERVER", &dns.addr),
         ("ATBOX_OUTBOUND_CA_BUNDLE", &ca_path),
-        // client.example is 127.0.0.1 here.
-        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
     ])
     .await;
     Api::at(&atbox.url).account("conf.test").await;
@@ -124,7 +105,7 @@ async fn a_confidential_client_signs_in_with_private_key_jwt() {
         "conf.test",
         &["--confidential", &cert_dir],
     );
-    let (ok, out) = node("oauth-flow.mjs", args).await;
+    let (ok, out) = common::run_node_async("oauth-flow.mjs", args).await;
     assert!(ok, "{out}");
     assert_eq!(out["appName"], "Allow Confidential test app?");
     // The box read the app's metadata and its keys (to check its client assertions).
@@ -147,7 +128,7 @@ async fn a_browser_app_signs_in_with_the_official_browser_client() {
     ];
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.extend(["--password".into(), "correct horse".into()]);
-    let (ok, out) = node("oauth-browser.mjs", args).await;
+    let (ok, out) = common::run_node_async("oauth-browser.mjs", args).await;
     assert!(ok, "{out}");
     assert_eq!(out["handle"], "browser.test");
     assert_eq!(out["state"], "browser-app-state");

@@ -81,6 +81,36 @@ pub async fn start(extra: &[(&str, &str)]) -> InProcess {
     }
 }
 
+/// atbox in this process with the real PLC directory stand-in and the AppView stand-in
+/// that verifies every service token (`appview-standin.mjs`), proxying to 127.0.0.1
+/// allowed. Fields drop in order: the box stops before the stand-ins. Bind every
+/// field (`_plc`), or a stand-in stops at once.
+pub struct WithAppView {
+    pub atbox: InProcess,
+    pub plc: super::server::Running,
+    pub appview: super::server::Running,
+}
+
+/// Starts [`WithAppView`], with `extra` `ATBOX_*` settings on top.
+pub async fn start_with_appview(extra: &[(&str, &str)]) -> WithAppView {
+    let plc = super::server::start_plc();
+    let (appview, info) = super::server::start_standin("appview-standin.mjs", &["--plc", &plc.url]);
+    let did = info["did"].as_str().unwrap().to_owned();
+    let mut settings = vec![
+        ("ATBOX_PLC_URL", plc.url.as_str()),
+        ("ATBOX_APPVIEW_URL", appview.url.as_str()),
+        ("ATBOX_APPVIEW_DID", did.as_str()),
+        ("ATBOX_PROXY_ALLOW_PRIVATE", "true"),
+    ];
+    settings.extend_from_slice(extra);
+    let atbox = start(&settings).await;
+    WithAppView {
+        atbox,
+        plc,
+        appview,
+    }
+}
+
 type Ops = Arc<Mutex<HashMap<String, Vec<Value>>>>;
 
 /// A PLC directory stand-in: keeps each DID's operations as submitted, answers the

@@ -54,6 +54,16 @@ pub fn interop_dir() -> PathBuf {
     dir
 }
 
+/// [`run_node`] with no input, off the async threads (for async tests).
+pub async fn run_node_async(script: &'static str, args: Vec<String>) -> (bool, serde_json::Value) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_node(script, &args, "")
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs a Node script of the oracle with `input` on stdin; returns its one JSON line.
 pub fn run_node(script: &str, args: &[&str], input: &str) -> (bool, serde_json::Value) {
     use std::io::Write;
