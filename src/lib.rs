@@ -26,6 +26,7 @@
 //! - [`cli`]: the `atbox` command line.
 
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -8,9 +8,11 @@
 //! What the owner chose on the LAN setup page (`settings`, kept in `data_dir`) lies
 //! between the file and the variables.
 
+mod backup;
 mod resolve;
 pub mod settings;
 
+pub use backup::{BackupConfig, S3Target};
 pub use settings::Settings;
 
 use resolve::resolve;
@@ -89,6 +91,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of those emails.
     pub smtp_from: String,
+    /// Where and how often backups go (none configured: none are made, and the LAN
+    /// page says so).
+    pub backup: BackupConfig,
     /// The config file read, if any (`--config`, or the system one).
     pub config_file: Option<PathBuf>,
     /// The setup page's settings in force (from `data_dir`), if any.
@@ -152,6 +157,11 @@ struct ConfigFile {
     outbound_ca_bundle: Option<String>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    backup_dir: Option<String>,
+    backup_s3_url: Option<String>,
+    backup_s3_access_key_id: Option<String>,
+    backup_s3_secret_access_key: Option<String>,
+    backup_interval_secs: Option<u64>,
 }
 
 /// Lists may be written as TOML arrays or as comma lists (as in the env variables).

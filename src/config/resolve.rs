@@ -67,7 +67,16 @@ pub(super) fn resolve(mut file: ConfigFile, env: Env) -> Result<Config, ConfigEr
         outbound_ca_bundle,
     } = network(&mut file, env)?;
     let (smtp_url, smtp_from) = mail(&mut file, env, &hostname)?;
+    let backup = super::backup::resolve(
+        env,
+        file.backup_dir.take(),
+        file.backup_s3_url.take(),
+        file.backup_s3_access_key_id.take(),
+        file.backup_s3_secret_access_key.take(),
+        file.backup_interval_secs.take(),
+    )?;
     Ok(Config {
+        backup,
         smtp_url,
         smtp_from,
         dns_server,

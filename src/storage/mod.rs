@@ -9,6 +9,7 @@
 //! as [`frames`] (the form events take in the repo log and on the wire).
 
 pub mod accounts;
+pub mod backup;
 pub mod blobs;
 pub mod certs;
 pub mod emit;
@@ -84,6 +85,11 @@ pub struct Storage {
 
 const DB_FILE: &str = "atbox.sqlite";
 
+/// The database file of a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
 /// Opens a connection with atbox's settings. `synchronous = FULL` makes every commit
 /// durable when it returns (WAL fsync), which is what lets the writer acknowledge.
 fn open_connection(path: &Path) -> Result<Connection, StorageError> {
@@ -148,7 +154,7 @@ impl Storage {
     /// the writer. Must be called inside a Tokio runtime.
     pub fn open(data_dir: &Path, options: WriterOptions) -> Result<Storage, StorageError> {
         create_private_dir(data_dir)?;
-        let db_path = data_dir.join(DB_FILE);
+        let db_path = db_path(data_dir);
         let mut conn = open_connection(&db_path)?;
         restrict_file(&db_path)?;
         schema::migrate(&mut conn)?;

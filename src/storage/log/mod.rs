@@ -278,6 +278,14 @@ impl RepoLog {
         self.read_index().last_seq + 1
     }
 
+    /// Makes the next event's seq at least `floor`: a box restored from a backup goes
+    /// on above any number the old box may have used after that backup (relays refuse
+    /// a seq they have seen). Call before any write (the writer numbers from here).
+    pub fn raise_next_seq(&self, floor: i64) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        index.last_seq = index.last_seq.max(floor - 1);
+    }
+
     /// Rows holding events after `cursor`, oldest first.
     pub fn event_rows_after(&self, cursor: i64) -> Vec<i64> {
         let index = self.read_index();
