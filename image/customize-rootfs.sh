@@ -11,12 +11,15 @@ inside() { chroot "$root" "$@"; }
 # Files of the appliance (config defaults, network, SD-card care, I2C, recovery).
 cp -a "$repo/image/rootfs/." "$root/"
 install -m 0755 "$ATBOX_BIN" "$root/usr/bin/atbox"
-for unit in "$repo"/systemd/*.service; do
+for unit in "$repo"/systemd/*.service "$repo"/systemd/*.mount; do
   install -m 0644 "$unit" "$root/etc/systemd/system/"
 done
 install -m 0644 "$repo/systemd/atbox.sysusers.conf" "$root/usr/lib/sysusers.d/atbox.conf"
 inside systemd-sysusers
 inside chown root:atbox /etc/atbox/atbox.toml
+# Where the backup drive is mounted (atbox.service may write there and only there).
+install -d -m 0700 "$root/media/ATBOX-BACKUP"
+inside chown atbox:atbox /media/ATBOX-BACKUP
 chmod 0640 "$root/etc/atbox/atbox.toml"
 
 # The Pi's boot firmware: root by label, consoles on the serial port and HDMI, the OLED's
@@ -45,7 +48,8 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\tatbox\n::1\tlocalhost ip6-localhost ip6
 # Services: atbox and its first-boot helpers, networkd, timesyncd; SSH only when a key
 # is put on the boot partition; no apt or scrub timers writing to the card.
 inside systemctl enable --quiet atbox.service atbox-firstboot.service atbox-expand-rootfs.service \
-  atbox-ssh-keys.service systemd-networkd.service systemd-timesyncd.service
+  atbox-ssh-keys.service systemd-networkd.service systemd-timesyncd.service \
+  'media-ATBOX\x2dBACKUP.mount'
 inside systemctl disable --quiet ssh.service ssh.socket 2>/dev/null || true
 inside systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service
 # No image-wide secrets: SSH host keys and the machine id are made on each box.

@@ -17,8 +17,9 @@ for unit in systemd/*.service; do
   sed -e "s#/usr/bin/atbox#$BIN#g" -e "s#/usr/libexec/atbox/#$PWD/image/rootfs/usr/libexec/atbox/#g" \
     "$unit" > "$work/$(basename "$unit")"
 done
-systemd-analyze verify "$work"/*.service
-echo "== systemd-analyze verify: ok ($(ls systemd/*.service | xargs -n1 basename | tr '\n' ' '))"
+cp systemd/*.mount "$work/"
+systemd-analyze verify "$work"/*.service "$work"/*.mount
+echo "== systemd-analyze verify: ok ($(cd systemd && ls -- *.service *.mount | tr '\n' ' '))"
 root="$work/root"
 mkdir -p "$root/usr/bin" "$root/etc/systemd/system"
 cp "$BIN" "$root/usr/bin/atbox"

@@ -39,9 +39,8 @@ impl BackupKey {
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<BackupKey> {
         let path = Self::path(data_dir);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_identity_file(&text).map_err(|e| {
-                std::io::Error::other(format!("{}: {e}", path.display()))
-            }),
+            Ok(text) => Self::from_identity_file(&text)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
                 key.save(data_dir)?;
@@ -154,8 +153,8 @@ impl BackupKey {
     /// Decrypts what [`seal`](Self::seal) made; `WrongKey` when it was sealed to another.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         use std::io::Read;
-        let decryptor = age::Decryptor::new_buffered(sealed)
-            .map_err(|e| OpenError::Damaged(e.to_string()))?;
+        let decryptor =
+            age::Decryptor::new_buffered(sealed).map_err(|e| OpenError::Damaged(e.to_string()))?;
         let mut reader = decryptor
             .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
             .map_err(|e| match e {

@@ -162,7 +162,9 @@ mod tests {
         let day = 86_400;
         let now = 100 * day + 23 * 3600;
         // One manifest an hour for ten days.
-        let all: Vec<(u64, i64)> = (0..240).map(|h| (h as u64, now - (239 - h) * 3600)).collect();
+        let all: Vec<(u64, i64)> = (0..240)
+            .map(|h| (h as u64, now - (239 - h) * 3600))
+            .collect();
         let keep = retained(&all, now);
         for seq in 228..240 {
             assert!(keep.contains(&seq), "recent {seq}");

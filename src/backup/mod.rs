@@ -23,7 +23,7 @@ mod run;
 mod schedule;
 pub mod status;
 
-pub use dest::{Destination, Store};
+pub use dest::{Destination, Store, DIR_FOLDER};
 pub use key::{BackupKey, BadPhrase, OpenError};
 pub use manifest::Manifest;
 pub use restore::{restore, verify, Restored};
@@ -86,4 +86,14 @@ impl From<StorageError> for BackupError {
     fn from(e: StorageError) -> Self {
         BackupError::Local(e.to_string())
     }
+}
+
+/// The backups at `dest`, oldest first (each manifest read and opened with `key`).
+pub async fn list(dest: &Destination, key: &BackupKey) -> Result<Vec<Manifest>, BackupError> {
+    let store = dest.open()?;
+    let mut out = Vec::new();
+    for (seq, _) in manifest::list(&store).await? {
+        out.push(manifest::read(&store, key, seq).await?);
+    }
+    Ok(out)
 }

@@ -154,7 +154,10 @@ impl Unpack<'_> {
         for file in restore_database(&db, &image)? {
             let rel = Path::new(&file.path);
             if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-                return Err(BackupError::Damaged(format!("a carried file is named {:?}", file.path)));
+                return Err(BackupError::Damaged(format!(
+                    "a carried file is named {:?}",
+                    file.path
+                )));
             }
             let path = self.data_dir.join(rel);
             if let Some(parent) = path.parent() {
@@ -279,7 +282,9 @@ async fn check(
 /// active account, so relays and AppViews take the restored repos as they are.
 async fn announce(storage: &Storage, m: &Manifest) -> Result<i64, BackupError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    storage.log.raise_next_seq(now_ms.max(storage.log.next_seq()));
+    storage
+        .log
+        .raise_next_seq(now_ms.max(storage.log.next_seq()));
     let first = storage.log.next_seq();
     let log = storage.log.clone();
     let repos = m.repos.clone();
@@ -300,7 +305,13 @@ async fn announce(storage: &Storage, m: &Manifest) -> Result<i64, BackupError> {
                     BackupError::Damaged(format!("{}: the head commit is missing", repo.did))
                 })?;
                 crate::storage::emit::identity(outbox, &repo.did, Some(&account.handle));
-                crate::storage::emit::sync(outbox, &repo.did, head.commit, &block, head.rev.as_str());
+                crate::storage::emit::sync(
+                    outbox,
+                    &repo.did,
+                    head.commit,
+                    &block,
+                    head.rev.as_str(),
+                );
             }
             Ok(())
         })

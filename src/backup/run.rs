@@ -119,12 +119,19 @@ impl Run<'_> {
         };
         if let Some(prev) = &previous {
             let same_rows = prev.rows.len() == rows.len()
-                && prev.row_names().map(|r| r.0).eq(rows.iter().map(|r| RowName {
-                    id: r[0],
-                    written_ms: r[1],
-                }));
+                && prev
+                    .row_names()
+                    .map(|r| r.0)
+                    .eq(rows.iter().map(|r| RowName {
+                        id: r[0],
+                        written_ms: r[1],
+                    }));
             let same_blobs = prev.blobs.len() == blobs.len()
-                && prev.blobs.iter().zip(&blobs).all(|(a, b)| a.piece == b.piece);
+                && prev
+                    .blobs
+                    .iter()
+                    .zip(&blobs)
+                    .all(|(a, b)| a.piece == b.piece);
             if same_rows && same_blobs && prev.snapshot == snapshot && prev.repos == repos {
                 self.report.seq = prev.seq;
                 return Ok(self.report);
@@ -331,7 +338,9 @@ pub(super) fn inflate(bytes: &[u8]) -> Result<Vec<u8>, BackupError> {
 /// Reads a segment's rows.
 pub(super) fn segment_rows(plain: &[u8]) -> Result<Vec<(RowName, &[u8])>, BackupError> {
     let bad = || BackupError::Damaged("a repo-log segment is malformed".into());
-    let mut rest = plain.strip_prefix(SEGMENT_MAGIC.as_slice()).ok_or_else(bad)?;
+    let mut rest = plain
+        .strip_prefix(SEGMENT_MAGIC.as_slice())
+        .ok_or_else(bad)?;
     let mut out = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 20 {

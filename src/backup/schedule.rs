@@ -163,7 +163,9 @@ pub async fn watch(config: Config) {
                         r.accounts,
                         r.records
                     ),
-                    Err(e) => tracing::error!("backup at {}: the full check failed: {e}", dest.label()),
+                    Err(e) => {
+                        tracing::error!("backup at {}: the full check failed: {e}", dest.label())
+                    }
                 }
             }
         }

@@ -17,15 +17,25 @@ pub const FILE: &str = "backup-status.json";
 /// No good backup for this long is an alert.
 pub const ALERT_AFTER_SECS: i64 = 24 * 3600;
 
-/// The file: one entry per destination ever used, and whether the owner has seen the
-/// recovery phrase.
+/// Present once the owner said, on the setup page, that they wrote the recovery
+/// phrase down (a file of its own: the page never races a run's status update).
+const PHRASE_ACKNOWLEDGED: &str = "backup-phrase-written-down";
+
+/// Whether the setup page may still show the recovery phrase (until the owner says
+/// they wrote it down; `atbox backup key` on the box always shows it).
+pub fn phrase_acknowledged(data_dir: &Path) -> bool {
+    data_dir.join(PHRASE_ACKNOWLEDGED).exists()
+}
+
+pub fn acknowledge_phrase(data_dir: &Path) -> std::io::Result<()> {
+    crate::storage::write_durably(&data_dir.join(PHRASE_ACKNOWLEDGED), b"")
+}
+
+/// The file: one entry per destination ever used.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupStatus {
     #[serde(default)]
     pub destinations: Vec<DestStatus>,
-    /// The setup page showed the recovery phrase and the owner said they wrote it down.
-    #[serde(default)]
-    pub phrase_acknowledged: bool,
 }
 
 /// How backups to one destination have gone.
@@ -122,7 +132,12 @@ impl BackupStatus {
     }
 
     /// Records a full check's outcome.
-    pub fn record_verify(&mut self, dest: &Destination, now: i64, outcome: Result<(), &BackupError>) {
+    pub fn record_verify(
+        &mut self,
+        dest: &Destination,
+        now: i64,
+        outcome: Result<(), &BackupError>,
+    ) {
         let e = self.entry(dest);
         match outcome {
             Ok(()) => {
@@ -169,7 +184,9 @@ impl BackupStatus {
         };
         let short = match (configured.is_empty(), best) {
             (true, _) => "backup: none set".to_owned(),
-            (false, Some((t, kind))) => format!("backup {} ago {kind}", ago_short((now - t).max(0))),
+            (false, Some((t, kind))) => {
+                format!("backup {} ago {kind}", ago_short((now - t).max(0)))
+            }
             (false, None) => "backup: none yet".to_owned(),
         };
         let alert = alert(&current, best.map(|(t, _)| t), configured.len(), now);
@@ -184,13 +201,17 @@ impl BackupStatus {
             short,
             alert,
             nag,
-            phrase_acknowledged: self.phrase_acknowledged,
         }
     }
 }
 
 /// Why backups need the owner now, if they do.
-fn alert(current: &[&DestStatus], best: Option<i64>, configured: usize, now: i64) -> Option<BackupAlert> {
+fn alert(
+    current: &[&DestStatus],
+    best: Option<i64>,
+    configured: usize,
+    now: i64,
+) -> Option<BackupAlert> {
     if configured == 0 {
         return None;
     }
@@ -211,8 +232,10 @@ fn alert(current: &[&DestStatus], best: Option<i64>, configured: usize, now: i64
         Some(t) => now - t >= ALERT_AFTER_SECS,
         // Never one good backup: an alert once a day of trying has passed (a drive never
         // plugged in is the nag instead).
-        None => failing_since.is_some_and(|t| now - t >= ALERT_AFTER_SECS)
-            && current.iter().any(|d| d.problem != Some(Problem::Absent)),
+        None => {
+            failing_since.is_some_and(|t| now - t >= ALERT_AFTER_SECS)
+                && current.iter().any(|d| d.problem != Some(Problem::Absent))
+        }
     };
     stale.then_some(BackupAlert::NoneFor24h)
 }
@@ -227,7 +250,6 @@ pub struct Summary {
     pub alert: Option<BackupAlert>,
     /// No backups are being made: the LAN page says how to start.
     pub nag: bool,
-    pub phrase_acknowledged: bool,
 }
 
 /// An alert about backups.
@@ -310,9 +332,15 @@ mod tests {
         assert!(!sum.nag && sum.alert.is_none());
         // Removed after that: an alert at once; full likewise.
         s.record_run(&usb(), now, Err(&absent));
-        assert_eq!(s.summary(&[usb()], now).alert, Some(BackupAlert::DriveGone("USB".into())));
+        assert_eq!(
+            s.summary(&[usb()], now).alert,
+            Some(BackupAlert::DriveGone("USB".into()))
+        );
         s.record_run(&usb(), now, Err(&BackupError::Full("x".into())));
-        assert_eq!(s.summary(&[usb()], now).alert, Some(BackupAlert::DriveFull("USB".into())));
+        assert_eq!(
+            s.summary(&[usb()], now).alert,
+            Some(BackupAlert::DriveFull("USB".into()))
+        );
         // Any other failure: an alert only once the last good backup is a day old.
         s.record_run(&usb(), now, Err(&BackupError::Destination("io".into())));
         assert_eq!(s.summary(&[usb()], now).alert, None);
@@ -323,7 +351,10 @@ mod tests {
         // A failed full check is an alert until one passes.
         s.record_run(&usb(), now, Ok(5));
         s.record_verify(&usb(), now, Err(&BackupError::Damaged("hash".into())));
-        assert_eq!(s.summary(&[usb()], now).alert, Some(BackupAlert::CheckFailed("USB".into())));
+        assert_eq!(
+            s.summary(&[usb()], now).alert,
+            Some(BackupAlert::CheckFailed("USB".into()))
+        );
         s.record_verify(&usb(), now + 1, Ok(()));
         assert_eq!(s.summary(&[usb()], now + 1).alert, None);
     }

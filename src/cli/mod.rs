@@ -3,6 +3,7 @@
 //! and a non-zero exit.
 
 mod admin;
+mod backup;
 mod bench;
 mod display;
 mod doctor;
@@ -65,6 +66,9 @@ enum Command {
     /// Work with repository CAR files (as exported by com.atproto.sync.getRepo).
     #[command(subcommand)]
     Repo(repo::RepoCommand),
+    /// Back up, list, verify and restore (encrypted, to a USB drive or S3).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 /// The async runtime every command runs on: two workers (a Pi has four cores, and the
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Identity(cmd) => with_config(cli.config, |config| admin::identity(config, cmd)),
         Command::Relay(cmd) => with_config(cli.config, |config| status::relay(config, cmd)),
         Command::Display(cmd) => with_config(cli.config, |config| display::run(config, cmd)),
+        Command::Backup(cmd) => with_config(cli.config, |config| backup::run(config, cmd)),
     };
     match result {
         Ok(code) => code,

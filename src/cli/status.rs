@@ -171,6 +171,28 @@ fn print_relays(configured: Vec<String>, relay_rows: &[crate::storage::relays::R
     }
 }
 
+/// "last good backup: 12 min ago, USB", and anything wrong with backups.
+fn print_backups(config: &Config) {
+    let dests = crate::backup::destinations(config);
+    let status = crate::backup::status::BackupStatus::load(&config.data_dir);
+    let summary = status.summary(&dests, crate::storage::unix_now());
+    println!("  backups: {}", summary.line);
+    for d in &dests {
+        let label = d.label();
+        if let Some(e) = status.destinations.iter().find(|s| s.label == label) {
+            if let Some(err) = &e.error {
+                println!("    {} ({}): last run failed: {err}", label, d.kind());
+            }
+        }
+    }
+    if let Some(alert) = &summary.alert {
+        println!("  ALERT: {}", alert.sentence());
+    }
+    if dests.is_empty() {
+        println!("    set backup_dir (a USB drive) or backup_s3_url: README \"Backups\"");
+    }
+}
+
 pub(crate) async fn status(config: Config) -> anyhow::Result<()> {
     crate::server::restrict_umask();
     println!(
@@ -196,6 +218,7 @@ pub(crate) async fn status(config: Config) -> anyhow::Result<()> {
             None => "no smtp_url: one-time codes are shown on the screen and the setup page".into(),
         }
     );
+    print_backups(&config);
     storage_health(&config).await;
     print_certificates(&config);
     let relays_configured = config.relays.clone();

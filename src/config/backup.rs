@@ -84,7 +84,6 @@ impl S3Target {
     }
 }
 
-
 /// Reads the backup keys (each from its `ATBOX_*` variable, else the file).
 pub(super) fn resolve(
     env: Env,
@@ -103,24 +102,32 @@ pub(super) fn resolve(
     let dir = pick("backup_dir", dir).map(PathBuf::from);
     if let Some(d) = &dir {
         if !d.is_absolute() {
-            return Err(bad("backup_dir", "must be an absolute path, e.g. /media/ATBOX-BACKUP"));
+            return Err(bad(
+                "backup_dir",
+                "must be an absolute path, e.g. /media/ATBOX-BACKUP",
+            ));
         }
     }
     let s3 = match pick("backup_s3_url", s3_url) {
         None => None,
         Some(url) => {
             let id = pick("backup_s3_access_key_id", key_id).ok_or_else(|| {
-                bad("backup_s3_url", "needs ATBOX_BACKUP_S3_ACCESS_KEY_ID and ATBOX_BACKUP_S3_SECRET_ACCESS_KEY")
+                bad(
+                    "backup_s3_url",
+                    "needs ATBOX_BACKUP_S3_ACCESS_KEY_ID and ATBOX_BACKUP_S3_SECRET_ACCESS_KEY",
+                )
             })?;
-            let secret = pick("backup_s3_secret_access_key", secret).ok_or_else(|| {
-                bad("backup_s3_url", "needs ATBOX_BACKUP_S3_SECRET_ACCESS_KEY")
-            })?;
+            let secret = pick("backup_s3_secret_access_key", secret)
+                .ok_or_else(|| bad("backup_s3_url", "needs ATBOX_BACKUP_S3_SECRET_ACCESS_KEY"))?;
             Some(S3Target::parse(&url, &id, &secret).map_err(|e| bad("backup_s3_url", e))?)
         }
     };
     let interval_secs = match env("ATBOX_BACKUP_INTERVAL_SECS") {
         Some(s) => s.trim().parse().map_err(|_| {
-            bad("backup_interval_secs", format!("{s:?} is not a number of seconds"))
+            bad(
+                "backup_interval_secs",
+                format!("{s:?} is not a number of seconds"),
+            )
         })?,
         None => interval.unwrap_or(300),
     };
@@ -152,10 +159,17 @@ mod tests {
         assert_eq!(t.region, "eu-west-1");
         assert_eq!(t.label(), "s3://bkt/box/one at 127.0.0.1");
         assert!(!format!("{t:?}").contains("secret"));
-        assert_eq!(S3Target::parse("s3://b", "i", "s").unwrap().region, "us-east-1");
-        for bad in ["http://b/x", "s3:///x", "s3://b/x?color=red", "s3://b?endpoint=ftp://x"] {
+        assert_eq!(
+            S3Target::parse("s3://b", "i", "s").unwrap().region,
+            "us-east-1"
+        );
+        for bad in [
+            "http://b/x",
+            "s3:///x",
+            "s3://b/x?color=red",
+            "s3://b?endpoint=ftp://x",
+        ] {
             assert!(S3Target::parse(bad, "i", "s").is_err(), "{bad}");
         }
     }
-
 }

@@ -155,6 +155,46 @@ fn the_sd_image_config_is_valid() {
     assert!(c.invite_required && c.mdns);
     assert_eq!(c.relays, vec!["bsky.network"]);
     assert_eq!(c.appview_did.as_deref(), Some("did:web:api.bsky.app"));
+    // Backups to the drive the image mounts (systemd/media-ATBOX\x2dBACKUP.mount).
+    assert_eq!(c.backup.dir, Some(PathBuf::from("/media/ATBOX-BACKUP")));
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/media-ATBOX\\x2dBACKUP.mount"),
+    )
+    .unwrap();
+    assert!(unit.contains("Where=/media/ATBOX-BACKUP"));
+}
+
+#[test]
+fn backup_keys_are_read_and_checked() {
+    let c = with_env(&[]).unwrap();
+    assert_eq!((c.backup.dir.as_ref(), c.backup.s3.as_ref()), (None, None));
+    assert_eq!(c.backup.interval_secs, 300);
+    let c = with_env(&[
+        ("ATBOX_BACKUP_DIR", "/mnt/usb"),
+        (
+            "ATBOX_BACKUP_S3_URL",
+            "s3://b/p?endpoint=http://127.0.0.1:9000",
+        ),
+        ("ATBOX_BACKUP_S3_ACCESS_KEY_ID", "id"),
+        ("ATBOX_BACKUP_S3_SECRET_ACCESS_KEY", "sekrit"),
+        ("ATBOX_BACKUP_INTERVAL_SECS", "60"),
+    ])
+    .unwrap();
+    assert_eq!(c.backup.dir, Some(PathBuf::from("/mnt/usb")));
+    assert_eq!(c.backup.s3.as_ref().map(|s| s.bucket.as_str()), Some("b"));
+    assert_eq!(c.backup.interval_secs, 60);
+    for (vars, key) in [
+        (vec![("ATBOX_BACKUP_DIR", "usb")], "backup_dir"),
+        (vec![("ATBOX_BACKUP_S3_URL", "s3://b")], "backup_s3_url"),
+        (
+            vec![("ATBOX_BACKUP_INTERVAL_SECS", "5")],
+            "backup_interval_secs",
+        ),
+    ] {
+        let e = with_env(&vars).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(!e.to_string().contains("sekrit"));
+    }
 }
 
 #[test]

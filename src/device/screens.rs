@@ -45,6 +45,7 @@ pub const NAMED: &[(&str, Screen)] = &[
     ("alert-relay", Screen::Alert(Alert::RelayNotCrawling)),
     ("alert-power", Screen::Alert(Alert::UnderVoltage)),
     ("alert-checks", Screen::Alert(Alert::ChecksFailing)),
+    ("alert-backup", Screen::Alert(Alert::BackupFailing)),
 ];
 
 impl Screen {
@@ -76,6 +77,9 @@ pub fn sample_for(screen: Screen) -> Snapshot {
         Screen::Alert(Alert::UnderVoltage) => s.power.under_voltage = true,
         Screen::Alert(Alert::ChecksFailing) => {
             s.failing_checks = vec!["reachable".into(), "certificate".into()]
+        }
+        Screen::Alert(Alert::BackupFailing) => {
+            s.backup.alert = Some(["drive removed:".into(), "plug it back in".into()])
         }
         Screen::Alert(Alert::RelayNotCrawling) => {
             s.relay = RelayView::Checked {
@@ -326,8 +330,8 @@ fn system(f: &mut Frame, s: &Snapshot) {
         &[
             disk,
             format!("{} written today", human_bytes(s.bytes_written_today)),
-            temp,
-            format!("up {}", human_duration(s.uptime_secs)),
+            format!("{temp}, up {}", human_duration(s.uptime_secs)),
+            s.backup.line.clone(),
         ],
     );
 }
@@ -393,6 +397,10 @@ fn alert(f: &mut Frame, s: &Snapshot, a: Alert) {
                 // Where the doctor's findings and fixes are: the setup page.
                 format!("see {}", s.mdns_name.as_deref().unwrap_or("atbox doctor")),
             ],
+        ),
+        Alert::BackupFailing => (
+            "BACKUP FAILING",
+            s.backup.alert.clone().unwrap_or_default().to_vec(),
         ),
     };
     let index = s.alerts().iter().position(|x| *x == a).unwrap_or(0) + 1;

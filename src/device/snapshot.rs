@@ -72,6 +72,17 @@ pub struct Snapshot {
     pub failing_checks: Vec<String>,
     /// One-time codes waiting for their person (no SMTP): the screen shows them.
     pub codes: Vec<ShownCode>,
+    pub backup: BackupView,
+}
+
+/// Backups as the screen shows them (worded by `backup::status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupView {
+    /// "backup 12m ago USB", "backup: none set".
+    pub line: String,
+    /// Two lines when backups need the owner (drive removed or full, none for 24 h, a
+    /// failed check).
+    pub alert: Option<[String; 2]>,
 }
 
 /// A one-time code shown on the box instead of emailed.
@@ -104,6 +115,8 @@ pub enum Alert {
     UnderVoltage,
     /// Doctor checks are failing (DNS, reachability, certificate, identity).
     ChecksFailing,
+    /// Backups are configured and failing (see `BackupView::alert`).
+    BackupFailing,
 }
 
 /// Disk is "almost full" below this share free, or below the absolute floor.
@@ -140,6 +153,7 @@ impl Snapshot {
             power: PowerFlags::default(),
             failing_checks: Vec::new(),
             codes: Vec::new(),
+            backup: BackupView::default(),
         }
     }
 
@@ -168,6 +182,10 @@ impl Snapshot {
             cpu_temp_c: Some(47.2),
             uptime_secs: 3 * 86400 + 4 * 3600 + 12 * 60,
             clock_synced: Some(true),
+            backup: BackupView {
+                line: "backup 12m ago USB".into(),
+                alert: None,
+            },
             ..Snapshot::booting("", 0, 0)
         }
     }
@@ -222,6 +240,9 @@ impl Snapshot {
         }
         if !self.failing_checks.is_empty() {
             alerts.push(Alert::ChecksFailing);
+        }
+        if self.backup.alert.is_some() {
+            alerts.push(Alert::BackupFailing);
         }
         alerts
     }

@@ -7,7 +7,7 @@
 
 use super::{AppState, Ctx};
 use crate::device::mdns::Mdns;
-use crate::device::snapshot::{Phase, RelayView, SetupInfo, Snapshot};
+use crate::device::snapshot::{BackupView, Phase, RelayView, SetupInfo, Snapshot};
 use crate::device::sysinfo;
 use crate::storage::{accounts, blobs, relays, repos, StorageError};
 use std::net::IpAddr;
@@ -119,6 +119,8 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
         mdns.set_account(first.as_ref().map(|a| (a.did.clone(), a.handle.clone())));
     }
     let codes = super::delivery::on_show(state).await;
+    let backups = crate::backup::status::BackupStatus::load(&state.config.data_dir)
+        .summary(&crate::backup::destinations(&state.config), now);
     Snapshot {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         phase: Phase::Running,
@@ -147,6 +149,10 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
         codes,
+        backup: BackupView {
+            line: backups.short,
+            alert: backups.alert.map(|a| a.screen_lines()),
+        },
     }
 }
 

@@ -46,6 +46,10 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     state.snapshots = snapshots.subscribe();
     let state: Ctx = Arc::new(state);
+    // The backup key is made at first start, so the setup page can show its phrase.
+    if let Err(e) = crate::backup::BackupKey::load_or_create(&data_dir) {
+        tracing::error!("cannot make the backup key in {}: {e}", data_dir.display());
+    }
     snapshots.send_replace(Snapshot::booting("starting the network", 2, 3));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen}: is another atbox (or something else) using it? Choose another with `listen` / ATBOX_LISTEN")
@@ -75,6 +79,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     tokio::spawn(crate::sync::relays::run(state.clone()));
     tokio::spawn(crate::pds::doctor::watch(state.clone()));
     tokio::spawn(crate::setup::finish_saved_claim(state.clone()));
+    tokio::spawn(crate::backup::watch(state.config.clone()));
     let app = routes::router(state.clone());
     // One stop signal for both sockets.
     let (stop, stopped) = watch::channel(false);

@@ -40,6 +40,10 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/setup/owner/accounts", get(crate::setup::owner_accounts))
         .route("/setup/owner/codes", get(crate::setup::owner_codes))
         .route(
+            "/setup/owner/backup-key",
+            get(crate::setup::owner_backup_key).post(crate::setup::owner_backup_key_written),
+        )
+        .route(
             "/setup/owner/services",
             get(crate::setup::owner_services).post(crate::setup::owner_choose_services),
         )

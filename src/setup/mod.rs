@@ -19,6 +19,7 @@ mod services;
 
 pub(crate) use claim::{claim, finish_saved_claim};
 pub(crate) use owner::{
+    backup_key as owner_backup_key, backup_key_written as owner_backup_key_written,
     codes as owner_codes, crawl as owner_crawl, invite as owner_invite,
     list_accounts as owner_accounts,
 };
@@ -105,6 +106,10 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Response {
         .ok()
         .and_then(|list| list.into_iter().next());
     let claimed = owner.is_some();
+    let backups = crate::backup::status::BackupStatus::load(&ctx.config.data_dir).summary(
+        &crate::backup::destinations(&ctx.config),
+        crate::storage::unix_now(),
+    );
     let tls = match &ctx.config.tls {
         crate::config::TlsMode::Off => "off",
         crate::config::TlsMode::Files { .. } => "files",
@@ -139,6 +144,12 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Response {
         "uptimeSecs": snap.uptime_secs,
         "clockSynced": snap.clock_synced,
         "alerts": snap.alerts().iter().map(|a| format!("{a:?}")).collect::<Vec<_>>(),
+        "backup": {
+            "line": backups.line,
+            "alert": backups.alert.map(|a| a.sentence()),
+            "nag": backups.nag,
+            "phraseWrittenDown": crate::backup::status::phrase_acknowledged(&ctx.config.data_dir),
+        },
     }))
     .into_response()
 }

@@ -1,6 +1,7 @@
 //! The owner's actions on the LAN setup page, behind the owner's login: invite codes
 //! for family and friends, asking the relays to crawl now, the accounts the box
-//! hosts, and the one-time codes waiting for their people when there is no SMTP.
+//! hosts, the one-time codes waiting for their people when there is no SMTP, and the
+//! backups' recovery phrase (shown here once, until the owner says it is written down).
 //!
 //! The page logs in with the ordinary `com.atproto.server.createSession` (same origin)
 //! and sends the access token; these routes accept only the box's owner — its first
@@ -102,4 +103,35 @@ pub(crate) async fn codes(State(ctx): State<Ctx>, headers: HeaderMap) -> Respons
         .map(|c| json!({ "handle": c.handle, "did": c.did, "for": c.what, "code": c.code, "until": c.until }))
         .collect();
     Json(json!({ "codes": rows, "emailed": ctx.mailer.is_some() })).into_response()
+}
+
+/// `GET /setup/owner/backup-key`: the backups' recovery phrase, until the owner said
+/// they wrote it down (then only `atbox backup key` on the box shows it).
+pub(crate) async fn backup_key(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Err(refused) = owner(&ctx, &headers).await {
+        return refused;
+    }
+    let dir = &ctx.config.data_dir;
+    if crate::backup::status::phrase_acknowledged(dir) {
+        return XrpcError::forbidden(
+            "the recovery phrase was shown once and written down; `atbox backup key` on the box shows it again",
+        )
+        .into_response();
+    }
+    match crate::backup::BackupKey::load_or_create(dir) {
+        Ok(key) => Json(json!({ "words": key.phrase() })).into_response(),
+        Err(e) => XrpcError::internal(format!("cannot read the backup key: {e}")).into_response(),
+    }
+}
+
+/// `POST /setup/owner/backup-key`: the owner wrote the phrase down; the page stops
+/// showing it.
+pub(crate) async fn backup_key_written(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Err(refused) = owner(&ctx, &headers).await {
+        return refused;
+    }
+    match crate::backup::status::acknowledge_phrase(&ctx.config.data_dir) {
+        Ok(()) => Json(json!({ "written": true })).into_response(),
+        Err(e) => XrpcError::internal(format!("cannot save that: {e}")).into_response(),
+    }
 }

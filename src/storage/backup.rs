@@ -81,14 +81,19 @@ impl Picture {
                 )?;
             }
         }
+        // AUTOINCREMENT counters, for the tables that still use them (a table dropped by
+        // a migration may have left its counter behind).
         let has_sequence: bool = conn.query_row(
-            "SELECT count(*) FROM src.sqlite_master WHERE name = 'sqlite_sequence'",
+            "SELECT count(*) = 2 FROM (
+                SELECT 1 FROM src.sqlite_master WHERE name = 'sqlite_sequence'
+                UNION ALL SELECT 1 FROM main.sqlite_master WHERE name = 'sqlite_sequence')",
             [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
+            |r| r.get(0),
         )?;
         if has_sequence {
             conn.execute(
-                "INSERT INTO main.sqlite_sequence SELECT * FROM src.sqlite_sequence",
+                "INSERT INTO main.sqlite_sequence SELECT * FROM src.sqlite_sequence
+                 WHERE name IN (SELECT name FROM main.sqlite_master WHERE type = 'table')",
                 [],
             )?;
         }
@@ -127,8 +132,12 @@ impl Picture {
 
     /// Every blob on record: `(did, cid)`.
     pub fn blobs(&self) -> Result<Vec<(String, Cid)>, StorageError> {
-        let mut stmt = self.conn.prepare("SELECT did, cid FROM main.blob ORDER BY did, cid")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT did, cid FROM main.blob ORDER BY did, cid")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         rows.map(|r| {
             let (did, cid) = r?;
             let cid = Cid::try_from(cid.as_slice())
@@ -284,16 +293,39 @@ mod tests {
         .unwrap();
         let picture = Picture::take(&src).unwrap();
         // A write after the picture is not in it.
-        conn.execute("INSERT INTO repo_log VALUES (4, 40, x'04')", []).unwrap();
+        conn.execute("INSERT INTO repo_log VALUES (4, 40, x'04')", [])
+            .unwrap();
         assert_eq!(
             picture.rows(),
-            &[RowName { id: 1, written_ms: 10 }, RowName { id: 3, written_ms: 30 }]
+            &[
+                RowName {
+                    id: 1,
+                    written_ms: 10
+                },
+                RowName {
+                    id: 3,
+                    written_ms: 30
+                }
+            ]
         );
         assert_eq!(
-            picture.row_data(RowName { id: 3, written_ms: 30 }).unwrap(),
+            picture
+                .row_data(RowName {
+                    id: 3,
+                    written_ms: 30
+                })
+                .unwrap(),
             Some(vec![3, 3])
         );
-        assert_eq!(picture.row_data(RowName { id: 3, written_ms: 31 }).unwrap(), None);
+        assert_eq!(
+            picture
+                .row_data(RowName {
+                    id: 3,
+                    written_ms: 31
+                })
+                .unwrap(),
+            None
+        );
         picture
             .carry(&CarriedFile {
                 path: "secrets.json".into(),
@@ -307,14 +339,29 @@ mod tests {
         let files = restore_database(&out, &image).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].path, "secrets.json");
-        insert_rows(&out, [(RowName { id: 1, written_ms: 10 }, vec![1])]).unwrap();
+        insert_rows(
+            &out,
+            [(
+                RowName {
+                    id: 1,
+                    written_ms: 10,
+                },
+                vec![1],
+            )],
+        )
+        .unwrap();
         let back = Connection::open(&out).unwrap();
-        let v: i64 = back.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = back
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, 7);
-        let handle: String =
-            back.query_row("SELECT handle FROM account", [], |r| r.get(0)).unwrap();
+        let handle: String = back
+            .query_row("SELECT handle FROM account", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(handle, "a.test");
-        let rows: i64 = back.query_row("SELECT count(*) FROM repo_log", [], |r| r.get(0)).unwrap();
+        let rows: i64 = back
+            .query_row("SELECT count(*) FROM repo_log", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(rows, 1);
         let index: i64 = back
             .query_row(
@@ -324,6 +371,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(index, 1);
-        assert!(restore_database(&out, &image).is_err(), "never over a database");
+        assert!(
+            restore_database(&out, &image).is_err(),
+            "never over a database"
+        );
     }
 }

@@ -46,6 +46,9 @@ mod account_page;
 mod oauth;
 mod oauth_clients;
 
+// Backups that restore, through a directory and S3 (issue 16).
+mod backup;
+
 // A real server and real peers: official clients, relays, AppViews, a second box.
 mod federation;
 mod firehose_relay;

@@ -46,7 +46,16 @@ impl Drop for InProcess {
 /// and `extra` `ATBOX_*` settings on top.
 pub async fn start(extra: &[(&str, &str)]) -> InProcess {
     let plc_url = start_plc().await;
-    let data_dir = tempfile::tempdir().unwrap();
+    start_on(tempfile::tempdir().unwrap(), plc_url, extra).await
+}
+
+/// As [`start`], over `data_dir` as it is (a restored backup) and the PLC directory at
+/// `plc_url` (the one the accounts were made with).
+pub async fn start_on(
+    data_dir: tempfile::TempDir,
+    plc_url: String,
+    extra: &[(&str, &str)],
+) -> InProcess {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut env: HashMap<String, String> = [
