@@ -13,7 +13,8 @@ use super::{BackupError, BackupKey, Destination, Progress, Store};
 use crate::crypto::{KeyType, Keypair};
 use crate::data::Cid;
 use crate::repo::BlockMap;
-use crate::storage::backup::{insert_rows, restore_database, RowName};
+use crate::storage::backup::{insert_rows, restore_database, RestoredRecord, RowName};
+use crate::syntax::Tid;
 use crate::storage::{Storage, WriterOptions};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -236,31 +237,13 @@ async fn check(
     let mut records = 0;
     for repo in &m.repos {
         let (log, repo2) = (storage.log.clone(), repo.clone());
-        let n = storage
-            .read(move |conn| -> Result<usize, BackupError> {
-                let damaged = |what: String| BackupError::Damaged(format!("{}: {what}", repo2.did));
-                let head = crate::storage::repos::head(conn, &repo2.did)?
-                    .ok_or_else(|| damaged("no repo".into()))?;
-                if head.commit.to_string() != repo2.commit {
-                    return Err(damaged(format!(
-                        "head {} is not the backed-up {}",
-                        head.commit, repo2.commit
-                    )));
-                }
-                let account = crate::storage::accounts::by_did(conn, &repo2.did)?
-                    .ok_or_else(|| damaged("no account".into()))?;
-                let key = Keypair::from_private_bytes(KeyType::K256, &account.signing_key)
-                    .map_err(|e| damaged(format!("signing key: {e}")))?
-                    .public_key();
-                let mut blocks = BlockMap::new();
-                log.export_blocks(conn, &repo2.did, None, &head.commit, |cid, bytes| {
-                    blocks.insert(*cid, bytes.to_vec());
-                    Ok::<(), crate::storage::StorageError>(())
-                })?;
-                let summary = crate::repo::verify::verify_repo(&blocks, head.commit, Some(&key))
-                    .map_err(|e| damaged(format!("the repo does not verify: {e}")))?;
-                Ok(summary.records.len())
-            })
+        let index = storage
+            .read(move |conn| verified_records(conn, &log, &repo2))
+            .await?;
+        let n = index.len();
+        let did = repo.did.clone();
+        storage
+            .write(move |conn| crate::storage::backup::index_restored(conn, &did, &index))
             .await?;
         records += n;
         progress(format!("@{}: {n} records, verified", repo.handle));
@@ -274,6 +257,57 @@ async fn check(
         blobs: m.blobs.len(),
         next_seq: None,
     })
+}
+
+/// Checks one restored repo — head as backed up, every block, the tree, the signature
+/// by the account's key — and lists its records for the index.
+fn verified_records(
+    conn: &rusqlite::Connection,
+    log: &crate::storage::log::RepoLog,
+    repo: &manifest::RepoHead,
+) -> Result<Vec<RestoredRecord>, BackupError> {
+    let damaged = |what: String| BackupError::Damaged(format!("{}: {what}", repo.did));
+    let head = crate::storage::repos::head(conn, &repo.did)?
+        .ok_or_else(|| damaged("no repo".into()))?;
+    if head.commit.to_string() != repo.commit {
+        return Err(damaged(format!(
+            "head {} is not the backed-up {}",
+            head.commit, repo.commit
+        )));
+    }
+    let account = crate::storage::accounts::by_did(conn, &repo.did)?
+        .ok_or_else(|| damaged("no account".into()))?;
+    let key = Keypair::from_private_bytes(KeyType::K256, &account.signing_key)
+        .map_err(|e| damaged(format!("signing key: {e}")))?
+        .public_key();
+    let mut blocks = BlockMap::new();
+    log.export_blocks(conn, &repo.did, None, &head.commit, |cid, bytes| {
+        blocks.insert(*cid, bytes.to_vec());
+        Ok::<(), crate::storage::StorageError>(())
+    })?;
+    let summary = crate::repo::verify::verify_repo(&blocks, head.commit, Some(&key))
+        .map_err(|e| damaged(format!("the repo does not verify: {e}")))?;
+    let mut out = Vec::with_capacity(summary.records.len());
+    for (path, cid) in summary.records {
+        let bytes = blocks
+            .get(&cid)
+            .ok_or_else(|| damaged(format!("record {path} is missing")))?;
+        let value = crate::data::decode_cbor(bytes)
+            .map_err(|e| damaged(format!("record {path}: {e}")))?;
+        let mut refs = Vec::new();
+        crate::data::blob_refs(&value, &mut refs);
+        let rev = log
+            .block_rev(&repo.did, &cid)
+            .map(|v| Tid::from_parts(v >> 10, (v & 0x3ff) as u16).to_string())
+            .unwrap_or_else(|| head.rev.to_string());
+        out.push(RestoredRecord {
+            path,
+            cid,
+            rev,
+            blobs: refs.into_iter().map(|b| b.cid).collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// Puts the firehose above anything the old box may have sent (milliseconds since the

@@ -8,8 +8,10 @@
 //! the database. fsyncs are counted by the writer (one per commit, two per checkpoint);
 //! `strace -f -e trace=fsync,fdatasync -c atbox bench storage` confirms them.
 //!
-//! `atbox bench http` (in `http`) measures the whole server from outside instead.
+//! `atbox bench http` (in `http`) measures the whole server from outside instead;
+//! `atbox bench backup` (in `backup`) what backups cost per write.
 
+pub(crate) mod backup;
 pub(crate) mod http;
 
 use crate::auth::tokens::Scope;

@@ -43,6 +43,21 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// What backups cost: a full backup of RECORDS posts (written one per commit) with
+    /// a writer posting meanwhile, then ROUNDS incremental runs of EVERY new posts
+    /// each; CPU and bytes per write backed up, beside the write's own.
+    Backup {
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        #[arg(long, default_value_t = 50)]
+        every: usize,
+        /// Where the data directory and the destination go (default: a fresh
+        /// directory under the current one, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -82,6 +97,19 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 exports,
             ))?;
             print_http(&r);
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        BenchCommand::Backup {
+            records,
+            rounds,
+            every,
+            dir,
+        } => {
+            let (path, _scratch) = bench_dir(dir)?;
+            let r = runtime.block_on(crate::bench::backup::backup_bench(
+                &path, records, rounds, every,
+            ))?;
+            print_backup(&r);
             println!("{}", serde_json::to_string(&r)?);
         }
     }
@@ -145,6 +173,30 @@ fn print_http(r: &crate::bench::http::HttpReport) {
             e.four_at_once_rss_growth_kib
         );
     }
+}
+
+/// The backup benchmark's report, for people.
+fn print_backup(r: &crate::bench::backup::BackupReport) {
+    println!(
+        "full backup         {} posts: {:.2} s, cpu {:.0} ms, {} bytes sent",
+        r.records, r.full_seconds, r.full_cpu_ms, r.full_bytes_shipped
+    );
+    println!(
+        "writes meanwhile    {}: p99 {:.2} ms, max {:.2} ms",
+        r.writes_during_full, r.write_p99_ms_during_full, r.write_max_ms_during_full
+    );
+    println!(
+        "incremental         {} runs of {} new posts: {:.1} ms per run",
+        r.rounds, r.writes_per_round, r.incremental_ms_per_run
+    );
+    println!(
+        "per write backed up cpu {:.3} ms, {:.0} bytes sent (the write itself: cpu {:.3} ms, {:.0} bytes written)",
+        r.backup_cpu_ms_per_write, r.backup_bytes_per_write, r.write_cpu_ms_per_write, r.write_bytes_per_write
+    );
+    println!(
+        "other bytes per run {:.0} (manifest, status file, metadata)",
+        r.other_bytes_per_run
+    );
 }
 
 /// Where a benchmark writes: `dir`, or a fresh directory under the current one that is

@@ -7,11 +7,13 @@
 //! so nothing non-canonical ever reaches the repo (where it would hash to a CID other
 //! implementations cannot reproduce).
 
+mod blobs;
 mod cbor;
 mod cids;
 mod json;
 mod rules;
 
+pub use blobs::{blob_refs, BlobRef};
 pub use cbor::{decode_cbor, encode_cbor, from_cbor, to_cbor};
 pub use cids::{
     cid_for_cbor, cid_for_raw, parse_cid, CODEC_DAG_CBOR, CODEC_RAW, MULTIHASH_SHA2_256,

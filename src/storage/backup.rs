@@ -19,9 +19,45 @@ use crate::data::Cid;
 use rusqlite::{params, Connection, MAIN_DB};
 use std::path::Path;
 
-/// Tables whose rows a picture leaves out: the repo log (listed and read on demand) and
-/// the relay watchdog's notes (rewritten at every check; a restored box checks again).
-const NOT_COPIED: [&str; 2] = ["repo_log", "relay_status"];
+/// Tables whose rows a picture leaves out: the repo log (listed and read on demand);
+/// the record index and the records' blob references (they change with every write and
+/// grow with the repo, and each repo says them again: a restore rebuilds them with
+/// [`index_restored`]); the relay watchdog's notes (a restored box checks again).
+const NOT_COPIED: [&str; 4] = ["repo_log", "record", "record_blob", "relay_status"];
+
+/// A record of a restored repo, for its index.
+#[derive(Debug, Clone)]
+pub struct RestoredRecord {
+    /// `collection/rkey`.
+    pub path: String,
+    pub cid: Cid,
+    /// The revision that wrote it.
+    pub rev: String,
+    /// The blobs it refers to.
+    pub blobs: Vec<Cid>,
+}
+
+/// Rebuilds a restored repo's record index and blob references.
+pub fn index_restored(
+    conn: &Connection,
+    did: &str,
+    records: &[RestoredRecord],
+) -> Result<(), StorageError> {
+    let now = crate::syntax::Datetime::now().to_string();
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO record (did, collection, rkey, cid, rev, indexed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for r in records {
+        let (collection, rkey) = r
+            .path
+            .split_once('/')
+            .ok_or_else(|| StorageError::Corrupt(format!("record path {:?}", r.path)))?;
+        insert.execute(params![did, collection, rkey, r.cid.to_bytes(), r.rev, now])?;
+        super::blobs::set_record_blobs(conn, did, &r.path, &r.blobs, &r.rev)?;
+    }
+    Ok(())
+}
 
 /// A row of the repo log, named by what identifies its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -239,6 +239,27 @@ async fn check_restored(
             want["cid"].as_str().unwrap()
         );
     }
+    // The record index is rebuilt from the repos: listing, and the picture's reference
+    // (which keeps the blob from the unreferenced-blob sweep).
+    for ((_, did), want) in p.accounts.iter().zip([7, 5, 5]) {
+        let (s, v) = api
+            .get(
+                "com.atproto.repo.listRecords",
+                &format!("repo={did}&collection=app.bsky.feed.post&limit=100"),
+            )
+            .await;
+        assert_eq!((s.as_u16(), v["records"].as_array().map(Vec::len)), (200, Some(want)), "{v}");
+    }
+    let referenced: i64 = new
+        .state
+        .storage
+        .read(|conn| {
+            conn.query_row("SELECT count(*) FROM record_blob", [], |r| r.get(0))
+                .map_err(atbox::storage::StorageError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(referenced, 1);
     api.login("bob.test", &p.app_password).await;
     let (s, prefs) = api
         .get_auth("app.bsky.actor.getPreferences", "", &tokens[2])

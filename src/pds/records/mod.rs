@@ -12,6 +12,7 @@ pub use read::{
     RecordView, RepoDescription,
 };
 
+pub use crate::data::{blob_refs, BlobRef};
 use super::{signing_key, AppState};
 use crate::auth::scopes::RepoAction;
 use crate::auth::Session;
@@ -64,14 +65,6 @@ pub struct WriteResult {
     pub validation: Option<Validation>,
 }
 
-/// A blob a record refers to, with the type and size the record claims for it.
-#[derive(Debug, Clone)]
-pub struct BlobRef {
-    pub cid: Cid,
-    pub mime_type: Option<String>,
-    pub size: Option<i128>,
-}
-
 /// A write that passed the checks that need no database.
 struct CheckedWrite {
     write: PreparedWrite,
@@ -79,35 +72,6 @@ struct CheckedWrite {
     blobs: Vec<BlobRef>,
     /// The record's CID (creates and updates).
     cid: Option<Cid>,
-}
-
-/// Blob references in a record: `{"$type": "blob", "ref": <link>, ...}` anywhere.
-pub fn blob_refs(value: &Ipld, out: &mut Vec<BlobRef>) {
-    match value {
-        Ipld::Map(m) => {
-            if let (Some(Ipld::String(t)), Some(Ipld::Link(cid))) = (m.get("$type"), m.get("ref")) {
-                if t == "blob" {
-                    let mime = match m.get("mimeType") {
-                        Some(Ipld::String(s)) => Some(s.clone()),
-                        _ => None,
-                    };
-                    let size = match m.get("size") {
-                        Some(Ipld::Integer(n)) => Some(*n),
-                        _ => None,
-                    };
-                    out.push(BlobRef {
-                        cid: *cid,
-                        mime_type: mime,
-                        size,
-                    });
-                    return;
-                }
-            }
-            m.values().for_each(|v| blob_refs(v, out));
-        }
-        Ipld::List(items) => items.iter().for_each(|v| blob_refs(v, out)),
-        _ => {}
-    }
 }
 
 /// Checks a record against its lexicon; `validate` is the client's flag.

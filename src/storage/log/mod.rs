@@ -252,6 +252,12 @@ impl RepoLog {
             .collect()
     }
 
+    /// The revision (a TID as its integer) whose commit wrote a live block.
+    pub fn block_rev(&self, did: &str, cid: &Cid) -> Option<u64> {
+        let d = digest(cid)?;
+        Some(self.read_index().repos.get(did)?.get(&d)?.rev)
+    }
+
     /// How many live blocks a repo has.
     pub fn block_count(&self, did: &str) -> usize {
         self.read_index().repos.get(did).map_or(0, HashMap::len)
