@@ -3,7 +3,7 @@
 //! backup, and a run killed halfway leaves only unnamed pieces (pruned later).
 //!
 //! Layout at a destination (every object sealed to the backup key):
-//! - `manifests/<seq>.age` — this, as JSON;
+//! - `manifests/<seq>.age` — this, as deflated JSON;
 //! - `snapshots/<seq>.age` — the small tables (and carried files), deflated;
 //! - `log/<first>-<last>-<hash>.age` — repo-log rows, as shipped;
 //! - `blobs/<did>/<cid>.age` — one blob each.
@@ -111,6 +111,7 @@ pub async fn read(store: &Store, key: &BackupKey, seq: u64) -> Result<Manifest, 
     let plain = key
         .open(&sealed)
         .map_err(|e| BackupError::open(&Manifest::key(seq), e))?;
+    let plain = super::run::inflate(&plain)?;
     let m: Manifest = serde_json::from_slice(&plain)
         .map_err(|e| BackupError::Damaged(format!("manifest {seq}: {e}")))?;
     if m.format != FORMAT {
@@ -130,9 +131,14 @@ pub async fn newest(store: &Store, key: &BackupKey) -> Result<Option<Manifest>, 
     }
 }
 
-pub async fn write(store: &Store, key: &BackupKey, m: &Manifest) -> Result<(), BackupError> {
+/// Writes manifest `m`; returns its size.
+pub async fn write(store: &Store, key: &BackupKey, m: &Manifest) -> Result<u64, BackupError> {
+    // Deflated: its row list grows with the log and it is written at every run.
     let json = serde_json::to_vec(m).expect("a manifest serialises");
-    store.put(&Manifest::key(m.seq), key.seal(&json)).await
+    let sealed = key.seal(&super::run::deflate(&json));
+    let size = sealed.len() as u64;
+    store.put(&Manifest::key(m.seq), sealed).await?;
+    Ok(size)
 }
 
 /// Which manifests to keep, given `(seq, written unix time)` oldest first: the newest

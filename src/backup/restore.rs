@@ -14,8 +14,8 @@ use crate::crypto::{KeyType, Keypair};
 use crate::data::Cid;
 use crate::repo::BlockMap;
 use crate::storage::backup::{insert_rows, restore_database, RestoredRecord, RowName};
-use crate::syntax::Tid;
 use crate::storage::{Storage, WriterOptions};
+use crate::syntax::Tid;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
@@ -267,8 +267,8 @@ fn verified_records(
     repo: &manifest::RepoHead,
 ) -> Result<Vec<RestoredRecord>, BackupError> {
     let damaged = |what: String| BackupError::Damaged(format!("{}: {what}", repo.did));
-    let head = crate::storage::repos::head(conn, &repo.did)?
-        .ok_or_else(|| damaged("no repo".into()))?;
+    let head =
+        crate::storage::repos::head(conn, &repo.did)?.ok_or_else(|| damaged("no repo".into()))?;
     if head.commit.to_string() != repo.commit {
         return Err(damaged(format!(
             "head {} is not the backed-up {}",
@@ -292,8 +292,8 @@ fn verified_records(
         let bytes = blocks
             .get(&cid)
             .ok_or_else(|| damaged(format!("record {path} is missing")))?;
-        let value = crate::data::decode_cbor(bytes)
-            .map_err(|e| damaged(format!("record {path}: {e}")))?;
+        let value =
+            crate::data::decode_cbor(bytes).map_err(|e| damaged(format!("record {path}: {e}")))?;
         let mut refs = Vec::new();
         crate::data::blob_refs(&value, &mut refs);
         let rev = log

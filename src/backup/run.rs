@@ -10,6 +10,7 @@
 use super::dest::Store;
 use super::manifest::{self, BlobPiece, Manifest, Piece, RepoHead};
 use super::{BackupError, BackupKey, Destination, Progress};
+use crate::data::Cid;
 use crate::storage::backup::{CarriedFile, Picture, RowName};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
@@ -91,12 +92,15 @@ impl Run<'_> {
             .handle
             .block_on(manifest::newest(self.store, self.key))?;
         let seq = previous.as_ref().map_or(1, |m| m.seq + 1);
-        let picture = Picture::take(&crate::storage::db_path(&self.source.data_dir))?;
+        let mut picture = Picture::take(&crate::storage::db_path(&self.source.data_dir))?;
         for file in carried_files(&self.source.data_dir)? {
             picture.carry(&file)?;
         }
         let (segments, rows) = self.ship_rows(&picture, previous.as_ref())?;
-        let blobs = self.ship_blobs(&picture, previous.as_ref())?;
+        let blobs = self.blobs_present(&picture)?;
+        // Rows read and blobs settled: the real database is let go before the long part.
+        picture.release_source()?;
+        let blobs = self.ship_blobs(&picture, blobs, previous.as_ref())?;
         let repos: Vec<RepoHead> = picture
             .heads()?
             .into_iter()
@@ -149,7 +153,8 @@ impl Run<'_> {
             blobs,
             repos,
         };
-        self.handle
+        self.report.bytes_shipped += self
+            .handle
             .block_on(manifest::write(self.store, self.key, &m))?;
         self.report.seq = seq;
         self.report.wrote = true;
@@ -236,16 +241,37 @@ impl Run<'_> {
     }
 
     /// The blobs: those the previous manifest has stay; new ones go out one by one.
+    /// The pictured blobs whose files are there. A missing file is damage if a record
+    /// refers to the blob; otherwise the blob was collected (unreferenced) since the
+    /// picture, and is left out.
+    fn blobs_present(&self, picture: &Picture) -> Result<Vec<(String, Cid)>, BackupError> {
+        let files = crate::storage::blobs::BlobFiles::open(&self.source.data_dir.join("blobs"))?;
+        let mut out = Vec::new();
+        for (did, cid) in picture.blobs()? {
+            if files.path(&did, &cid).exists() {
+                out.push((did, cid));
+            } else if picture.blob_referenced(&did, &cid)? {
+                return Err(BackupError::Damaged(format!(
+                    "the blob {cid} of {did} is referenced but its file is missing"
+                )));
+            } else {
+                picture.forget_blob(&did, &cid)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ships the blobs the previous backup lacks; returns every blob's piece.
     fn ship_blobs(
         &mut self,
         picture: &Picture,
+        all: Vec<(String, Cid)>,
         previous: Option<&Manifest>,
     ) -> Result<Vec<BlobPiece>, BackupError> {
         let had: HashMap<(&str, &str), &BlobPiece> = previous
             .map(|m| m.blobs.iter().map(|b| ((&*b.did, &*b.cid), b)).collect())
             .unwrap_or_default();
         let files = crate::storage::blobs::BlobFiles::open(&self.source.data_dir.join("blobs"))?;
-        let all = picture.blobs()?;
         let new = all
             .iter()
             .filter(|(d, c)| !had.contains_key(&(d.as_str(), c.to_string().as_str())))
@@ -260,13 +286,8 @@ impl Run<'_> {
             }
             let bytes = match std::fs::read(files.path(&did, &cid)) {
                 Ok(b) => b,
+                // Collected a moment ago: unreferenced (referenced ones were checked).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if picture.blob_referenced(&did, &cid)? {
-                        return Err(BackupError::Damaged(format!(
-                            "the blob {cid} of {did} is referenced but its file is missing"
-                        )));
-                    }
-                    // Collected (unreferenced) since the picture was taken.
                     picture.forget_blob(&did, &cid)?;
                     continue;
                 }
@@ -318,7 +339,7 @@ fn carried_files(data_dir: &Path) -> Result<Vec<CarriedFile>, BackupError> {
     Ok(out)
 }
 
-fn deflate(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn deflate(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     z.write_all(bytes).expect("deflating to memory");

@@ -36,9 +36,9 @@ pub(crate) struct BackupReport {
     /// The same writes' own cost, for comparison.
     pub write_cpu_ms_per_write: f64,
     pub write_bytes_per_write: f64,
-    /// Bytes an incremental run wrote besides the pieces it shipped: the manifest, the
-    /// status file, file-system metadata (an upper bound for the card: here the
-    /// destination shares its disk).
+    /// Bytes an incremental run wrote besides what it sent (manifest included): the
+    /// status file, file-system metadata and the fsyncs' journal (an upper bound for
+    /// the card: here the destination shares its disk).
     pub other_bytes_per_run: f64,
 }
 

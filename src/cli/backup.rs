@@ -52,6 +52,8 @@ pub(crate) enum BackupCommand {
 }
 
 pub(crate) async fn run(config: Config, cmd: BackupCommand) -> anyhow::Result<()> {
+    // What a restore writes is the box's own data: private, as the server makes it.
+    crate::server::restrict_umask();
     match cmd {
         BackupCommand::Run => run_all(&config).await,
         BackupCommand::List { from, key } => {

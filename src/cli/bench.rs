@@ -194,7 +194,7 @@ fn print_backup(r: &crate::bench::backup::BackupReport) {
         r.backup_cpu_ms_per_write, r.backup_bytes_per_write, r.write_cpu_ms_per_write, r.write_bytes_per_write
     );
     println!(
-        "other bytes per run {:.0} (manifest, status file, metadata)",
+        "other bytes per run {:.0} (status file, file-system metadata and journal)",
         r.other_bytes_per_run
     );
 }

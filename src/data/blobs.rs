@@ -39,4 +39,3 @@ pub fn blob_refs(value: &Ipld, out: &mut Vec<BlobRef>) {
         _ => {}
     }
 }
-

@@ -89,6 +89,8 @@ pub struct Picture {
     /// an open read transaction.
     conn: Connection,
     rows: Vec<RowName>,
+    /// The real database is still attached, in the picture's read transaction.
+    attached: bool,
 }
 
 impl Picture {
@@ -146,7 +148,11 @@ impl Picture {
             })?;
             rows.collect::<Result<_, _>>()?
         };
-        Ok(Picture { conn, rows })
+        Ok(Picture {
+            conn,
+            rows,
+            attached: true,
+        })
     }
 
     /// Every row of the repo log at this moment, by id.
@@ -183,13 +189,26 @@ impl Picture {
         .collect()
     }
 
-    /// Whether a record refers to the blob (a file missing for it is then damage).
+    /// Whether a record refers to the blob (a file missing for it is then damage); asks
+    /// the database as pictured, so only before [`Picture::release_source`].
     pub fn blob_referenced(&self, did: &str, cid: &Cid) -> Result<bool, StorageError> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM main.record_blob WHERE did = ?1 AND blob_cid = ?2",
+            "SELECT count(*) FROM src.record_blob WHERE did = ?1 AND blob_cid = ?2",
             params![did, cid.to_bytes()],
             |r| r.get::<_, i64>(0),
         )? > 0)
+    }
+
+    /// Ends the read transaction on the real database and lets go of it: what is left
+    /// (the small tables, in memory) no longer holds back the WAL's checkpoints, so a
+    /// long run (a first backup of many blobs) costs the box nothing meanwhile. The
+    /// log's rows cannot be read after this.
+    pub fn release_source(&mut self) -> Result<(), StorageError> {
+        if self.attached {
+            self.conn.execute_batch("COMMIT; DETACH DATABASE src")?;
+            self.attached = false;
+        }
+        Ok(())
     }
 
     /// Leaves a blob out (its file went, with its last reference, after the picture).
@@ -239,8 +258,8 @@ impl Picture {
     }
 
     /// Ends the read transaction and returns the small tables as a database image.
-    pub fn finish(self) -> Result<Vec<u8>, StorageError> {
-        self.conn.execute_batch("COMMIT")?;
+    pub fn finish(mut self) -> Result<Vec<u8>, StorageError> {
+        self.release_source()?;
         let image = self.conn.serialize(MAIN_DB)?;
         Ok(image.to_vec())
     }

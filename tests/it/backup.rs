@@ -248,7 +248,11 @@ async fn check_restored(
                 &format!("repo={did}&collection=app.bsky.feed.post&limit=100"),
             )
             .await;
-        assert_eq!((s.as_u16(), v["records"].as_array().map(Vec::len)), (200, Some(want)), "{v}");
+        assert_eq!(
+            (s.as_u16(), v["records"].as_array().map(Vec::len)),
+            (200, Some(want)),
+            "{v}"
+        );
     }
     let referenced: i64 = new
         .state
@@ -554,4 +558,37 @@ async fn a_missing_backup_drive_is_reported_not_a_crash() {
         "{:?}",
         snap.backup
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referenced_blob_whose_file_is_gone_is_damage_not_a_quiet_gap() {
+    let usb = tempfile::tempdir().unwrap();
+    let dir = usb.path().display().to_string();
+    let old = inproc::start(&[("ATBOX_BACKUP_DIR", dir.as_str())]).await;
+    let api = Api::at(&old.url);
+    let (did, token, _) = api.account("fred.test").await;
+    let blob = upload(&api, &token, vec![7u8; 4096]).await;
+    let record = json!({
+        "$type": "app.bsky.feed.post", "text": "a picture", "createdAt": "2026-12-07T10:00:00.000Z",
+        "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": blob}]},
+    });
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(&token),
+            json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let cid: atbox::data::Cid = blob["ref"]["$link"].as_str().unwrap().parse().unwrap();
+    let files = atbox::storage::blobs::BlobFiles::open(&old.data_dir().join("blobs")).unwrap();
+    std::fs::remove_file(files.path(&did, &cid)).unwrap();
+    let key = BackupKey::load_or_create(old.data_dir()).unwrap();
+    let dest = Destination::Dir(usb.path().to_owned());
+    let outcome = backup::run_now(&old.state.config, &dest, &key, backup::quiet()).await;
+    match outcome {
+        Err(BackupError::Damaged(why)) => assert!(why.contains("referenced"), "{why}"),
+        other => panic!("{:?}", other.map(|r| r.seq)),
+    }
+    assert!(backup::list(&dest, &key).await.unwrap().is_empty());
 }

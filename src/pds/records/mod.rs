@@ -12,10 +12,10 @@ pub use read::{
     RecordView, RepoDescription,
 };
 
-pub use crate::data::{blob_refs, BlobRef};
 use super::{signing_key, AppState};
 use crate::auth::scopes::RepoAction;
 use crate::auth::Session;
+pub use crate::data::{blob_refs, BlobRef};
 use crate::data::{ipld_from_json, Cid, Ipld};
 use crate::error::{XrpcError, XrpcResult};
 use crate::lexicon::Validation;
