@@ -50,7 +50,7 @@ impl Destination {
                         dir.display()
                     )));
                 }
-                if removable(dir) && !is_mount_point(dir) {
+                if removable(dir) && !on_a_drive(dir) {
                     return Err(BackupError::Absent(format!(
                         "no drive is mounted at {}: plug in the backup drive (labelled ATBOX-BACKUP)",
                         dir.display()
@@ -112,13 +112,16 @@ fn removable(p: &Path) -> bool {
     p.starts_with("/media") || p.starts_with("/mnt")
 }
 
-/// A directory on another device than its parent.
-fn is_mount_point(p: &Path) -> bool {
+/// A directory under `/media` or `/mnt` on another device than that folder: a drive
+/// is mounted there, or above it (`/media/usb/backups`).
+fn on_a_drive(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Some(parent) = p.parent() else {
-        return true;
+    let top = if p.starts_with("/media") {
+        "/media"
+    } else {
+        "/mnt"
     };
-    match (std::fs::metadata(p), std::fs::metadata(parent)) {
+    match (std::fs::metadata(p), std::fs::metadata(top)) {
         (Ok(a), Ok(b)) => a.dev() != b.dev(),
         _ => false,
     }

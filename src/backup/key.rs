@@ -42,9 +42,23 @@ impl BackupKey {
             Ok(text) => Self::from_identity_file(&text)
                 .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate();
-                key.save(data_dir)?;
-                Ok(key)
+                // Made beside, then linked into place only if still absent: two
+                // processes starting at once agree on one key (the first one linked).
+                let tmp = data_dir.join(format!(".{FILE}.{}.new", std::process::id()));
+                crate::storage::write_durably(&tmp, Self::generate().file_text().as_bytes())?;
+                let linked = std::fs::hard_link(&tmp, &path);
+                std::fs::remove_file(&tmp)?;
+                match linked {
+                    Ok(()) => crate::storage::sync_dir(data_dir)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                match Self::load(data_dir)? {
+                    Some(key) => Ok(key),
+                    None => Err(std::io::Error::other(
+                        "the backup key vanished as it was made",
+                    )),
+                }
             }
             Err(e) => Err(e),
         }
@@ -64,13 +78,16 @@ impl BackupKey {
     /// Stores the key in `data_dir` (a restore puts the phrase it was given there, so
     /// the new box goes on backing up to the same key).
     pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        let text = format!(
+        crate::storage::write_durably(&Self::path(data_dir), self.file_text().as_bytes())
+    }
+
+    fn file_text(&self) -> String {
+        format!(
             "# atbox backup key: every backup of this box is encrypted to it.\n\
              # Recovery phrase: `atbox backup key`. Public key: {}\n{}\n",
             self.recipient(),
             self.identity.to_string().expose_secret()
-        );
-        crate::storage::write_durably(&Self::path(data_dir), text.as_bytes())
+        )
     }
 
     fn from_identity_file(text: &str) -> Result<BackupKey, BadPhrase> {

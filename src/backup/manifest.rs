@@ -2,11 +2,12 @@
 //! it names is durably written and read back: the newest manifest is always a complete
 //! backup, and a run killed halfway leaves only unnamed pieces (pruned later).
 //!
-//! Layout at a destination (every object sealed to the backup key):
+//! Layout at a destination (every object sealed to the backup key; `<seq>` is the run
+//! that wrote it, so no piece a manifest names is ever written over):
 //! - `manifests/<seq>.age` — this, as deflated JSON;
-//! - `snapshots/<seq>.age` — the small tables (and carried files), deflated;
-//! - `log/<first>-<last>-<hash>.age` — repo-log rows, as shipped;
-//! - `blobs/<did>/<cid>.age` — one blob each.
+//! - `snapshots/tables.<seq>.age` — the small tables (and carried files), deflated;
+//! - `log/<first>-<last>.<seq>.age` — repo-log rows, as shipped;
+//! - `blobs/<did>/<cid>.<seq>.age` — one blob each.
 
 use super::key::BackupKey;
 use super::{BackupError, Store};

@@ -28,7 +28,7 @@ pub use key::{BackupKey, BadPhrase, OpenError};
 pub use manifest::Manifest;
 pub use restore::{restore, verify, Restored};
 pub use run::{run, RunReport, Source};
-pub use schedule::{check_now, destinations, run_all, run_now, watch, Lock};
+pub use schedule::{check_now, destinations, run_all, run_now, scratch_for, watch, Lock};
 
 use crate::storage::StorageError;
 use std::path::{Path, PathBuf};

@@ -36,7 +36,9 @@ pub struct Restored {
 
 /// Restores manifest `seq` (default: the newest) from `from` into `data_dir`, which
 /// must be missing or empty; then checks it and sequences `#identity` and `#sync` for
-/// every active account above any seq the old box can have used.
+/// every account above any seq the old box can have used. The work happens in a
+/// sibling directory renamed to `data_dir` only when all of it is done, so a restore
+/// that fails or is killed never leaves a data directory that looks whole.
 pub async fn restore(
     from: &Destination,
     key: &BackupKey,
@@ -44,10 +46,51 @@ pub async fn restore(
     seq: Option<u64>,
     progress: Progress,
 ) -> Result<Restored, BackupError> {
-    let m = unpack(from, key, data_dir, seq, progress.clone()).await?;
-    key.save(data_dir)
-        .map_err(|e| BackupError::from_io(data_dir, e))?;
-    let storage = Storage::open(data_dir, WriterOptions::default())?;
+    if std::fs::read_dir(data_dir).is_ok_and(|mut e| e.next().is_some()) {
+        return Err(BackupError::NotEmpty(data_dir.to_owned()));
+    }
+    let name = data_dir
+        .file_name()
+        .ok_or_else(|| BackupError::Local(format!("{} names no directory", data_dir.display())))?;
+    let partial = data_dir.with_file_name(format!(".{}.restoring", name.to_string_lossy()));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| BackupError::from_io(&partial, e))?;
+    }
+    let outcome = restore_into(from, key, &partial, seq, progress).await;
+    let done = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    if data_dir.exists() {
+        std::fs::remove_dir(data_dir).map_err(|e| BackupError::from_io(data_dir, e))?;
+    }
+    std::fs::rename(&partial, data_dir).map_err(|e| BackupError::from_io(data_dir, e))?;
+    if let Some(parent) = data_dir.parent() {
+        crate::storage::sync_dir(parent).map_err(|e| BackupError::from_io(parent, e))?;
+    }
+    Ok(done)
+}
+
+async fn restore_into(
+    from: &Destination,
+    key: &BackupKey,
+    dir: &Path,
+    seq: Option<u64>,
+    progress: Progress,
+) -> Result<Restored, BackupError> {
+    let m = unpack(from, key, dir, seq, progress.clone()).await?;
+    // A Pi has no clock of its own: until NTP answers it may think it is long ago, and
+    // the firehose must go on above what the old box sent (numbered by time, below).
+    if crate::storage::unix_now() < m.created_unix {
+        return Err(BackupError::Local(
+            "this machine's clock is behind the backup's date: wait until the clock is set (NTP), then restore again".into(),
+        ));
+    }
+    key.save(dir).map_err(|e| BackupError::from_io(dir, e))?;
+    let storage = Storage::open(dir, WriterOptions::default())?;
     let mut done = check(&storage, &m, &progress).await?;
     done.next_seq = Some(announce(&storage, &m).await?);
     storage.writer.checkpoint().await;
@@ -56,15 +99,24 @@ pub async fn restore(
 
 /// Reads the newest backup back in full: every hash, a restore into a scratch
 /// directory made under `scratch_in`, every repo's head and signature. Leaves nothing
-/// behind.
+/// behind (and clears what a check killed earlier left).
 pub async fn verify(
     from: &Destination,
     key: &BackupKey,
     scratch_in: &Path,
     progress: Progress,
 ) -> Result<Restored, BackupError> {
+    // A missing drive is told as such, before any scratch space is asked of it.
+    from.open()?;
+    if let Ok(entries) = std::fs::read_dir(scratch_in) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let scratch = tempfile::Builder::new()
-        .prefix(".atbox-verify-")
+        .prefix(SCRATCH_PREFIX)
         .tempdir_in(scratch_in)
         .map_err(|e| BackupError::from_io(scratch_in, e))?;
     let dir = scratch.path().join("data");
@@ -72,6 +124,8 @@ pub async fn verify(
     let storage = Storage::open(&dir, WriterOptions::default())?;
     check(&storage, &m, &progress).await
 }
+
+const SCRATCH_PREFIX: &str = ".atbox-verify-";
 
 /// Puts the backup's files in place.
 async fn unpack(
@@ -154,7 +208,7 @@ impl Unpack<'_> {
         let db = crate::storage::db_path(self.data_dir);
         for file in restore_database(&db, &image)? {
             let rel = Path::new(&file.path);
-            if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            if !carried_name(rel) {
                 return Err(BackupError::Damaged(format!(
                     "a carried file is named {:?}",
                     file.path
@@ -164,7 +218,7 @@ impl Unpack<'_> {
             if let Some(parent) = path.parent() {
                 crate::storage::create_private_dir(parent)?;
             }
-            crate::storage::write_durably_with_mode(&path, &file.bytes, file.mode & 0o700)
+            crate::storage::write_durably_with_mode(&path, &file.bytes, 0o600)
                 .map_err(|e| BackupError::from_io(&path, e))?;
         }
         Ok(())
@@ -208,6 +262,11 @@ impl Unpack<'_> {
                 .cid
                 .parse()
                 .map_err(|_| BackupError::Damaged(format!("blob CID {:?}", b.cid)))?;
+            if b.did.parse::<crate::syntax::Did>().is_err()
+                || !m.repos.iter().any(|r| r.did == b.did)
+            {
+                return Err(BackupError::Damaged(format!("a blob of {:?}", b.did)));
+            }
             if crate::data::cid_for_raw(&bytes) != cid {
                 return Err(BackupError::Damaged(format!(
                     "blob {} of {} does not hash to its CID",
@@ -225,6 +284,16 @@ impl Unpack<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The files a backup may carry: `secrets.json`, `settings.toml`, `tls/<name>`.
+fn carried_name(rel: &Path) -> bool {
+    let parts: Vec<Component> = rel.components().collect();
+    match parts.as_slice() {
+        [Component::Normal(n)] => *n == "secrets.json" || *n == "settings.toml",
+        [Component::Normal(dir), Component::Normal(_)] => *dir == "tls",
+        _ => false,
     }
 }
 
@@ -329,6 +398,9 @@ async fn announce(storage: &Storage, m: &Manifest) -> Result<i64, BackupError> {
                 let Some(account) = crate::storage::accounts::by_did(conn, &repo.did)? else {
                     continue;
                 };
+                // Every account's identity (so the raised numbers are on disk even
+                // when no account is active); repos only of active ones.
+                crate::storage::emit::identity(outbox, &repo.did, Some(&account.handle));
                 if account.status != crate::storage::accounts::AccountStatus::Active {
                     continue;
                 }
@@ -338,7 +410,6 @@ async fn announce(storage: &Storage, m: &Manifest) -> Result<i64, BackupError> {
                 let block = log.get(conn, &repo.did, &head.commit)?.ok_or_else(|| {
                     BackupError::Damaged(format!("{}: the head commit is missing", repo.did))
                 })?;
-                crate::storage::emit::identity(outbox, &repo.did, Some(&account.handle));
                 crate::storage::emit::sync(
                     outbox,
                     &repo.did,

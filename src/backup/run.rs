@@ -66,6 +66,7 @@ pub async fn run(
             source: &source,
             progress,
             report: RunReport::default(),
+            seq: 0,
         }
         .go()
     })
@@ -80,6 +81,8 @@ struct Run<'a> {
     source: &'a Source,
     progress: Progress,
     report: RunReport,
+    /// This run's number (the next manifest's).
+    seq: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -92,6 +95,7 @@ impl Run<'_> {
             .handle
             .block_on(manifest::newest(self.store, self.key))?;
         let seq = previous.as_ref().map_or(1, |m| m.seq + 1);
+        self.seq = seq;
         let mut picture = Picture::take(&crate::storage::db_path(&self.source.data_dir))?;
         for file in carried_files(&self.source.data_dir)? {
             picture.carry(&file)?;
@@ -118,7 +122,7 @@ impl Run<'_> {
             Some(p) if p.plain_sha256 == plain_sha => p.clone(),
             _ => {
                 (self.progress)(format!("tables: {} KiB", image.len() / 1024));
-                self.ship(format!("snapshots/{seq:012}.age"), &image)?
+                self.ship("snapshots/tables".into(), &image)?
             }
         };
         if let Some(prev) = &previous {
@@ -159,12 +163,21 @@ impl Run<'_> {
         self.report.seq = seq;
         self.report.wrote = true;
         (self.progress)(format!("backup {seq} written"));
-        self.handle.block_on(prune(self.store, self.key))?;
+        // The backup is whole now; a destination that refuses deletes (a bucket with
+        // object lock) keeps more than it needs, which is no failure of the backup.
+        if let Err(e) = self.handle.block_on(prune(self.store, self.key)) {
+            tracing::warn!("backup: pruning old backups failed: {e}");
+        }
         Ok(self.report)
     }
 
     /// Seals `plain`, writes it at `key` and checks it back.
-    fn ship(&mut self, key: String, plain: &[u8]) -> Result<Piece, BackupError> {
+    /// Seals and writes a piece at `name`, made unique by this run's number: a piece
+    /// is never overwritten (sealing the same bytes again gives other bytes, and a kept
+    /// manifest may name the old ones), except by a later try of a run that never
+    /// finished, whose pieces no manifest names.
+    fn ship(&mut self, name: String, plain: &[u8]) -> Result<Piece, BackupError> {
+        let key = format!("{name}.{:012}.age", self.seq);
         let sealed = self.key.seal(plain);
         let piece = Piece {
             sha256: hex(&Sha256::digest(&sealed)),
@@ -203,7 +216,9 @@ impl Run<'_> {
                 _ => fresh.push(*name),
             }
         }
-        if segments.len() > MAX_SEGMENTS {
+        // Too many small segments: with something new to ship anyway, all rows go out
+        // again as a few big ones (an idle box ships nothing).
+        if segments.len() > MAX_SEGMENTS && !fresh.is_empty() {
             segments.clear();
             rows.clear();
             fresh = picture.rows().to_vec();
@@ -212,9 +227,10 @@ impl Run<'_> {
         let mut batch: Vec<u8> = Vec::new();
         let mut in_batch: Vec<RowName> = Vec::new();
         for (i, name) in fresh.iter().enumerate() {
-            let Some(data) = picture.row_data(*name)? else {
-                continue;
-            };
+            // The picture's read transaction keeps every listed row.
+            let data = picture.row_data(*name)?.ok_or_else(|| {
+                BackupError::Local(format!("log row {} vanished during the backup", name.id))
+            })?;
             if batch.is_empty() {
                 batch.extend_from_slice(SEGMENT_MAGIC);
             }
@@ -225,8 +241,7 @@ impl Run<'_> {
             in_batch.push(*name);
             if batch.len() >= SEGMENT_TARGET || i + 1 == total {
                 let (first, last) = (in_batch[0].id, in_batch[in_batch.len() - 1].id);
-                let tag = hex(&Sha256::digest(&batch)[..4]);
-                let piece = self.ship(format!("log/{first:012}-{last:012}-{tag}.age"), &batch)?;
+                let piece = self.ship(format!("log/{first:012}-{last:012}"), &batch)?;
                 segments.push(piece);
                 for n in in_batch.drain(..) {
                     rows.push([n.id, n.written_ms, segments.len() as i64 - 1]);
@@ -293,8 +308,8 @@ impl Run<'_> {
                 }
                 Err(e) => return Err(BackupError::from_io(&files.path(&did, &cid), e)),
             };
-            let key = format!("blobs/{}/{cid_text}.age", did.replace([':', '%'], "_"));
-            let piece = self.ship(key, &bytes)?;
+            let name = format!("blobs/{}/{cid_text}", did.replace([':', '%'], "_"));
+            let piece = self.ship(name, &bytes)?;
             out.push(BlobPiece {
                 did,
                 cid: cid_text,
@@ -401,9 +416,12 @@ pub(super) async fn prune(store: &Store, key: &BackupKey) -> Result<(), BackupEr
         let m = manifest::read(store, key, *seq).await?;
         named.extend(m.pieces().map(|p| p.key.clone()));
     }
+    // A piece younger than a day may belong to a run under way elsewhere (a second box
+    // writing here, e.g. a restored one while the old one still runs): left alone.
+    let young = crate::storage::unix_now() - 86_400;
     for prefix in ["snapshots/", "log/", "blobs/"] {
         for l in store.list(prefix).await? {
-            if !named.contains(&l.key) {
+            if !named.contains(&l.key) && l.modified_unix < young {
                 store.delete(&l.key).await?;
             }
         }

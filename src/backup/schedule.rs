@@ -9,7 +9,7 @@ use super::{BackupError, BackupKey, Destination, Progress, RunReport, Source};
 use crate::config::Config;
 use crate::storage::unix_now;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The first run waits this long after start (the box has just booted; let it settle).
@@ -95,8 +95,6 @@ pub async fn run_all(
 }
 
 /// Checks the newest backup at `dest` in full, under the lock, and records the outcome.
-/// The scratch restore goes to the drive itself when the destination is one (no wear
-/// on the card), else under the data directory.
 pub async fn check_now(
     config: &Config,
     dest: &Destination,
@@ -104,17 +102,26 @@ pub async fn check_now(
     progress: Progress,
 ) -> Result<super::Restored, BackupError> {
     let _lock = locked(&config.data_dir).await?;
-    let scratch = match dest {
-        Destination::Dir(dir) => dir.clone(),
-        Destination::S3(_) => config.data_dir.clone(),
-    };
-    let outcome = super::verify(dest, key, &scratch, progress).await;
+    let outcome = super::verify(dest, key, &scratch_for(dest, &config.data_dir), progress).await;
     let mut status = BackupStatus::load(&config.data_dir);
     status.record_verify(dest, unix_now(), outcome.as_ref().map(|_| ()));
     if let Err(e) = status.save(&config.data_dir) {
         tracing::warn!("backup: cannot save its status: {e}");
     }
     outcome
+}
+
+/// Where a full check restores to: the drive itself when the destination is one (no
+/// wear on the card, and no RAM-backed /tmp filling up), else beside the data.
+pub fn scratch_for(dest: &Destination, data_dir: &Path) -> PathBuf {
+    match dest {
+        Destination::Dir(dir) => dir.clone(),
+        Destination::S3(_) => data_dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned(),
+    }
 }
 
 /// The server's loop. Does nothing (but keep the key) when no destination is set.
@@ -152,7 +159,7 @@ pub async fn watch(config: Config) {
                 }
             }
             let due = BackupStatus::load(&config.data_dir)
-                .last_verified(dest)
+                .last_checked(dest)
                 .is_none_or(|t| unix_now() - t >= VERIFY_EVERY_SECS);
             if due {
                 match check_now(&config, dest, &key, super::quiet()).await {

@@ -54,6 +54,9 @@ pub struct DestStatus {
     pub error: Option<String>,
     pub problem: Option<Problem>,
     pub last_verified_unix: Option<i64>,
+    /// When a full check last ran, passed or not (they run once a day either way).
+    #[serde(default)]
+    pub last_check_unix: Option<i64>,
     /// The last full check's failure, until a check passes.
     pub verify_error: Option<String>,
 }
@@ -139,6 +142,7 @@ impl BackupStatus {
         outcome: Result<(), &BackupError>,
     ) {
         let e = self.entry(dest);
+        e.last_check_unix = Some(now);
         match outcome {
             Ok(()) => {
                 e.last_verified_unix = Some(now);
@@ -150,13 +154,13 @@ impl BackupStatus {
         }
     }
 
-    /// When the full check last ran (or was due from) for `dest`.
-    pub fn last_verified(&self, dest: &Destination) -> Option<i64> {
+    /// When a full check of `dest` last ran, passed or not.
+    pub fn last_checked(&self, dest: &Destination) -> Option<i64> {
         let label = dest.label();
         self.destinations
             .iter()
             .find(|d| d.label == label)
-            .and_then(|d| d.last_verified_unix)
+            .and_then(|d| d.last_check_unix.or(d.last_verified_unix))
     }
 
     /// The one wording of where backups stand, for the destinations configured now.

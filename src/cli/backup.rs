@@ -85,7 +85,8 @@ pub(crate) async fn run(config: Config, cmd: BackupCommand) -> anyhow::Result<()
             for dest in chosen(&config, from.clone())? {
                 eprintln!("checking the newest backup at {} …", dest.label());
                 let outcome = if from.is_some() {
-                    backup::verify(&dest, &key, &std::env::temp_dir(), printer()).await
+                    let scratch = backup::scratch_for(&dest, &config.data_dir);
+                    backup::verify(&dest, &key, &scratch, printer()).await
                 } else {
                     backup::check_now(&config, &dest, &key, printer()).await
                 };

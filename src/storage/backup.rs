@@ -96,6 +96,13 @@ pub struct Picture {
 impl Picture {
     /// Takes the picture of the database at `db_path`.
     pub fn take(db_path: &Path) -> Result<Picture, StorageError> {
+        // ATTACH would make an empty database where none is: not in a backup.
+        if !db_path.is_file() {
+            return Err(StorageError::Io(format!(
+                "no database at {}",
+                db_path.display()
+            )));
+        }
         let conn = Connection::open_in_memory()?;
         conn.execute("ATTACH DATABASE ?1 AS src", [db_path.to_string_lossy()])?;
         conn.execute_batch("BEGIN")?;

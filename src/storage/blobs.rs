@@ -6,7 +6,7 @@
 //! upload is acknowledged, so a record that references the blob (committed later) never
 //! points at bytes that a power cut could lose.
 
-use super::{create_private_dir, StorageError};
+use super::{create_private_dir, sync_dir, StorageError};
 use crate::data::Cid;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -41,10 +41,6 @@ pub enum UploadError {
 fn did_dir(did: &str) -> String {
     // DIDs may hold ':' and '%'; both are fine on Linux, but keep names portable.
     did.replace([':', '%'], "_")
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 impl BlobFiles {

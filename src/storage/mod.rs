@@ -144,9 +144,14 @@ pub fn write_durably_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io:
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Makes a directory's entries durable (after a rename or a new file in it).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Storage {

@@ -189,6 +189,17 @@ async fn round_trip(extra: &[(&str, &str)]) {
         "the message names the problem"
     );
     assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
+    let name = target
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let partial = target.path().with_file_name(format!(".{name}.restoring"));
+    assert!(
+        !partial.exists(),
+        "a failed restore leaves no half-made directory"
+    );
 
     // Restore with the phrase, as the owner types it.
     let phrase = key.phrase().join(" ").to_uppercase();
