@@ -93,9 +93,23 @@ impl BackupStatus {
             .unwrap_or_default()
     }
 
+    /// Saves it, replaced whole (a reader never sees half a file) but not fsynced: it
+    /// is only a record, saved at every run, and a flush every few minutes would be
+    /// wear on the card for nothing (a power cut costs at most its last update).
     pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::storage::write_durably(&Self::path(data_dir), &json)
+        let path = Self::path(data_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+            .write_all(&json)?;
+        std::fs::rename(&tmp, &path)
     }
 
     fn entry(&mut self, dest: &Destination) -> &mut DestStatus {

@@ -603,3 +603,61 @@ async fn a_referenced_blob_whose_file_is_gone_is_damage_not_a_quiet_gap() {
     }
     assert!(backup::list(&dest, &key).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_setup_page_shows_the_owner_the_phrase_once_and_says_where_backups_stand() {
+    let box_ = inproc::start(&[]).await;
+    let api = Api::at(&box_.url);
+    let (_, owner, _) = api.account("owner.test").await;
+    let (_, friend, _) = api.account("friend.test").await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{}{path}", box_.url));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // No destination: the page nags.
+    let (s, status) = get("/setup/status", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(status["backup"]["nag"], true, "{status}");
+    assert_eq!(status["backup"]["line"], "backups: none set up");
+
+    // The owner sees the 24 words the CLI prints; nobody else does.
+    let (s, _) = get("/setup/owner/backup-key", Some(&friend)).await;
+    assert_eq!(s, 403);
+    let (s, shown) = get("/setup/owner/backup-key", Some(&owner)).await;
+    assert_eq!(s, 200, "{shown}");
+    let words: Vec<&str> = shown["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(words.len(), 24);
+    let key = BackupKey::load(box_.data_dir()).unwrap().unwrap();
+    assert_eq!(words, key.phrase());
+    let printed = box_.cli(&["backup", "key"]);
+    assert!(printed.contains(&format!("24. {}", words[23])), "{printed}");
+
+    // Written down: the page shows it no more (the CLI still does).
+    let r = http
+        .post(format!("{}/setup/owner/backup-key", box_.url))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _) = get("/setup/owner/backup-key", Some(&owner)).await;
+    assert_eq!(s, 403);
+    let (_, status) = get("/setup/status", None).await;
+    assert_eq!(status["backup"]["phraseWrittenDown"], true);
+    assert!(box_.cli(&["backup", "key"]).contains(words[0]));
+}
