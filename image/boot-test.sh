@@ -8,7 +8,10 @@
 #     directory stand-in (on the host's loopback) reachable from the guest;
 #   - atbox.service answers describeServer from the host; the first account exists and
 #     its password works; the root filesystem grew to the card; mDNS answers inside
-#     the guest (`atbox lan`); the password was removed from the card's atbox.toml.
+#     the guest (`atbox lan`); the password was removed from the card's atbox.toml;
+#   - a FAT drive named as Windows names ATBOX-BACKUP (ATBOX-BACKU) is mounted at
+#     /media/ATBOX-BACKUP for atbox, which backs up to it (by hand and on its own) and
+#     reads the backup back in full.
 #   bash image/boot-test.sh [IMAGE]     (default: the one build-image.sh made)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +47,10 @@ disk="$work/card.img"
 cp --sparse=always "$IMG" "$disk"
 truncate -s +1G "$disk"
 fat="$disk@@4M"
+# The backup drive: FAT, with the 11-character name Windows gives "ATBOX-BACKUP".
+usb="$work/usb.img"
+truncate -s 64M "$usb"
+mformat -i "$usb" -v ATBOX-BACKU ::
 
 # The PLC directory stand-in, on the host's loopback.
 node tests/interop/plc-standin.mjs > "$work/plc.json" &
@@ -78,6 +85,7 @@ qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 \
   -kernel "$work/$kernel" -initrd "$work/$initrd" \
   -append "root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 net.ifnames=1" \
   -drive "file=$disk,format=raw,if=virtio" \
+  -drive "file=$usb,format=raw,if=virtio" \
   -netdev "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:$HTTP-:80,hostfwd=tcp:127.0.0.1:$SSH-:22,guestfwd=tcp:10.0.2.100:2582-tcp:127.0.0.1:$PLC_PORT" \
   -device virtio-net-pci,netdev=net0,romfile= \
   -display none -monitor none -serial "file:$work/console.log" &
@@ -132,6 +140,17 @@ sshg 'atbox lan --seconds 5 --resolve atbox.local' | tee "$work/lan.txt" || fail
 grep -q 'atbox.local: 10.0.2.15' "$work/lan.txt" && grep -q "owner.test $did" "$work/lan.txt" || fail "mDNS answers are incomplete"
 grep -q '127.0.0.1' "$work/lan.txt" && fail "mDNS must not advertise loopback addresses"
 log "mDNS inside the guest: ok"
+
+# The backup drive: mounted for atbox; a run by hand, the server's own, the full check.
+for _ in $(seq 30); do sshg 'findmnt -n /media/ATBOX-BACKUP' >/dev/null && break; sleep 1; done
+sshg 'findmnt -no FSTYPE,OPTIONS /media/ATBOX-BACKUP' | tee "$work/usb.txt"
+grep -q '^vfat .*uid=' "$work/usb.txt" || fail "the backup drive is not mounted at /media/ATBOX-BACKUP for atbox"
+sshg 'runuser -u atbox -- atbox backup run' | tee "$work/backup.txt" || fail "atbox backup run failed"
+grep -q 'last good backup' "$work/backup.txt" || fail "atbox backup run did not report a good backup"
+sshg 'runuser -u atbox -- atbox backup verify' | tee "$work/verify.txt" || fail "atbox backup verify failed"
+grep -q 'is good' "$work/verify.txt" || fail "the backup did not check out"
+sshg 'ls /media/ATBOX-BACKUP/atbox-backup/manifests' | grep -q '\.age$' || fail "no backup on the drive"
+log "backup drive (ATBOX-BACKU, FAT): mounted, backed up, checked"
 
 sshg 'systemctl poweroff' || true
 for _ in $(seq 120); do kill -0 $qemu 2>/dev/null || break; sleep 1; done

@@ -48,8 +48,7 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\tatbox\n::1\tlocalhost ip6-localhost ip6
 # Services: atbox and its first-boot helpers, networkd, timesyncd; SSH only when a key
 # is put on the boot partition; no apt or scrub timers writing to the card.
 inside systemctl enable --quiet atbox.service atbox-firstboot.service atbox-expand-rootfs.service \
-  atbox-ssh-keys.service systemd-networkd.service systemd-timesyncd.service \
-  'media-ATBOX\x2dBACKUP.mount'
+  atbox-ssh-keys.service systemd-networkd.service systemd-timesyncd.service
 inside systemctl disable --quiet ssh.service ssh.socket 2>/dev/null || true
 inside systemctl mask --quiet apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service
 # No image-wide secrets: SSH host keys and the machine id are made on each box.
