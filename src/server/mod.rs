@@ -104,6 +104,11 @@ pub async fn serve(config: Config) -> anyhow::Result<Exit> {
     });
     let https = crate::tls::start(&state, app.clone(), stopped.clone()).await?;
     let plain = crate::tls::plain_router(app, state.clone(), https.as_ref());
+    // Responses go out as written (no Nagle): a streamed export's last chunk must not
+    // wait for the client's delayed ACK (40 ms a response).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     crate::http::serve::serve(listener, plain, connection_caps(&state.config), stopped).await;
     let exit = exit_rx.await.unwrap_or(Exit::Stopped);
     if exit == Exit::Stopped {

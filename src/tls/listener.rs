@@ -54,6 +54,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // As the plain listener: responses go out as written (no Nagle).
+                let _ = sock.set_nodelay(true);
                 let tx = tx.clone();
                 let choose = choose.clone();
                 tokio::spawn(async move {
