@@ -33,6 +33,9 @@ pub(crate) struct HttpReport {
 pub(crate) struct ExportReport {
     pub exports: usize,
     pub car_bytes: usize,
+    /// The first export after the writes (the rows just written, cold in the server).
+    pub first_ms: f64,
+    /// The median of the rest (warm).
     pub p50_ms: f64,
     pub server_cpu_ms_per_export: f64,
     /// The server's resident memory growth while four exports run at once.
@@ -74,6 +77,10 @@ async fn exports(
         times.push(started.elapsed());
     }
     let cpu = cpu_of(pid)? - cpu0;
+    let first_ms = times.first().map_or(0.0, |t| t.as_secs_f64() * 1000.0);
+    if times.len() > 1 {
+        times.remove(0);
+    }
     times.sort();
     let before = status_kib(pid, "VmRSS");
     let most = std::sync::atomic::AtomicU64::new(before);
@@ -95,6 +102,7 @@ async fn exports(
     Ok(ExportReport {
         exports,
         car_bytes,
+        first_ms,
         p50_ms: percentile(&times, 0.50),
         server_cpu_ms_per_export: cpu.as_secs_f64() * 1000.0 / exports.max(1) as f64,
         four_at_once_rss_growth_kib: most.saturating_sub(before),

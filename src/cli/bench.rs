@@ -165,8 +165,8 @@ fn print_http(r: &crate::bench::http::HttpReport) {
     );
     if let Some(e) = &r.export {
         println!(
-            "getRepo             {} bytes: p50 {:.2} ms, server cpu {:.2} ms per export ({} runs)",
-            e.car_bytes, e.p50_ms, e.server_cpu_ms_per_export, e.exports
+            "getRepo             {} bytes: first {:.2} ms, then p50 {:.2} ms; server cpu {:.2} ms per export ({} runs)",
+            e.car_bytes, e.first_ms, e.p50_ms, e.server_cpu_ms_per_export, e.exports
         );
         println!(
             "four at once        server memory +{} KiB",
