@@ -42,6 +42,18 @@ pub fn quiet() -> Progress {
     Arc::new(|_| {})
 }
 
+/// Runs `work` on a blocking thread (SQLite, files, sealing), giving it the runtime's
+/// handle to call the async store with; `what` names it if the thread dies.
+async fn on_a_blocking_thread<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce(tokio::runtime::Handle) -> Result<T, BackupError> + Send + 'static,
+) -> Result<T, BackupError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || work(handle))
+        .await
+        .map_err(|e| BackupError::Destination(format!("the {what} task failed: {e}")))?
+}
+
 /// Why a backup, restore or verification failed — each worded for the owner.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackupError {

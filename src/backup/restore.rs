@@ -136,8 +136,7 @@ async fn unpack(
     progress: Progress,
 ) -> Result<Manifest, BackupError> {
     let (from, key, data_dir) = (from.clone(), key.clone(), data_dir.to_owned());
-    let handle = Handle::current();
-    tokio::task::spawn_blocking(move || {
+    super::on_a_blocking_thread("restore", move |handle| {
         let store = from.open()?;
         let seq = match seq {
             Some(s) => s,
@@ -162,7 +161,6 @@ async fn unpack(
         Ok(m)
     })
     .await
-    .map_err(|e| BackupError::Destination(format!("the restore task failed: {e}")))?
 }
 
 struct Unpack<'a> {

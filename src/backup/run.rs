@@ -56,8 +56,7 @@ pub async fn run(
     progress: Progress,
 ) -> Result<RunReport, BackupError> {
     let (source, dest, key) = (source.clone(), dest.clone(), key.clone());
-    let handle = Handle::current();
-    tokio::task::spawn_blocking(move || {
+    super::on_a_blocking_thread("backup", move |handle| {
         let store = dest.open()?;
         Run {
             handle,
@@ -71,7 +70,6 @@ pub async fn run(
         .go()
     })
     .await
-    .map_err(|e| BackupError::Destination(format!("the backup task failed: {e}")))?
 }
 
 struct Run<'a> {

@@ -72,11 +72,9 @@ pub async fn run_now(
 ) -> Result<RunReport, BackupError> {
     let _lock = locked(&config.data_dir).await?;
     let outcome = super::run(&source(config), dest, key, progress).await;
-    let mut status = BackupStatus::load(&config.data_dir);
-    status.record_run(dest, unix_now(), outcome.as_ref().map(|r| r.seq));
-    if let Err(e) = status.save(&config.data_dir) {
-        tracing::warn!("backup: cannot save its status: {e}");
-    }
+    record(&config.data_dir, |s| {
+        s.record_run(dest, unix_now(), outcome.as_ref().map(|r| r.seq))
+    });
     outcome
 }
 
@@ -103,12 +101,20 @@ pub async fn check_now(
 ) -> Result<super::Restored, BackupError> {
     let _lock = locked(&config.data_dir).await?;
     let outcome = super::verify(dest, key, &scratch_for(dest, &config.data_dir), progress).await;
-    let mut status = BackupStatus::load(&config.data_dir);
-    status.record_verify(dest, unix_now(), outcome.as_ref().map(|_| ()));
-    if let Err(e) = status.save(&config.data_dir) {
+    record(&config.data_dir, |s| {
+        s.record_verify(dest, unix_now(), outcome.as_ref().map(|_| ()))
+    });
+    outcome
+}
+
+/// Updates the saved status (under the lock the caller holds); a status that cannot be
+/// saved is logged, never a failed backup.
+fn record(data_dir: &Path, update: impl FnOnce(&mut BackupStatus)) {
+    let mut status = BackupStatus::load(data_dir);
+    update(&mut status);
+    if let Err(e) = status.save(data_dir) {
         tracing::warn!("backup: cannot save its status: {e}");
     }
-    outcome
 }
 
 /// Where a full check restores to: the drive itself when the destination is one (no

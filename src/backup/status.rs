@@ -223,6 +223,12 @@ impl BackupStatus {
     }
 }
 
+/// Where backups of the box `config` describes stand at `now`: the saved status,
+/// worded for the destinations configured.
+pub fn summary_now(config: &crate::config::Config, now: i64) -> Summary {
+    BackupStatus::load(&config.data_dir).summary(&super::destinations(config), now)
+}
+
 /// Why backups need the owner now, if they do.
 fn alert(
     current: &[&DestStatus],

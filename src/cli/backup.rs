@@ -1,7 +1,6 @@
 //! `atbox backup run|list|verify|restore|key`: backups by hand, on the data directory of
 //! a running or stopped server (a run waits for the server's own to finish).
 
-use crate::backup::status::BackupStatus;
 use crate::backup::{self, BackupKey, Destination, Progress};
 use crate::config::{Config, S3Target};
 use anyhow::{bail, Context};
@@ -193,12 +192,9 @@ async fn run_all(config: &Config) -> anyhow::Result<()> {
             }
         }
     }
-    let status = BackupStatus::load(&config.data_dir);
     println!(
         "{}",
-        status
-            .summary(&backup::destinations(config), crate::storage::unix_now())
-            .line
+        backup::status::summary_now(config, crate::storage::unix_now()).line
     );
     if failed {
         bail!("a backup failed");

@@ -119,8 +119,7 @@ async fn collect(state: &AppState, memory: &mut Memory, mdns: Option<&Mdns>) -> 
         mdns.set_account(first.as_ref().map(|a| (a.did.clone(), a.handle.clone())));
     }
     let codes = super::delivery::on_show(state).await;
-    let backups = crate::backup::status::BackupStatus::load(&state.config.data_dir)
-        .summary(&crate::backup::destinations(&state.config), now);
+    let backups = crate::backup::status::summary_now(&state.config, now);
     Snapshot {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         phase: Phase::Running,

@@ -106,10 +106,7 @@ pub(crate) async fn status(State(ctx): State<Ctx>) -> Response {
         .ok()
         .and_then(|list| list.into_iter().next());
     let claimed = owner.is_some();
-    let backups = crate::backup::status::BackupStatus::load(&ctx.config.data_dir).summary(
-        &crate::backup::destinations(&ctx.config),
-        crate::storage::unix_now(),
-    );
+    let backups = crate::backup::status::summary_now(&ctx.config, crate::storage::unix_now());
     let tls = match &ctx.config.tls {
         crate::config::TlsMode::Off => "off",
         crate::config::TlsMode::Files { .. } => "files",

@@ -44,6 +44,22 @@ async fn upload(api: &Api, token: &str, bytes: Vec<u8>) -> Value {
     v["blob"].clone()
 }
 
+/// A post showing `blob` (as the app posts a picture).
+async fn post_picture(api: &Api, did: &str, token: &str, blob: &Value) {
+    let record = json!({
+        "$type": "app.bsky.feed.post", "text": "my screen", "createdAt": "2026-12-07T10:00:00.000Z",
+        "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "the screen", "image": blob}]},
+    });
+    let (s, v) = api
+        .post(
+            "com.atproto.repo.createRecord",
+            Some(token),
+            json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
 /// Three accounts with posts; Alice posts a picture, Bob makes an app password, Carol
 /// sets her preferences.
 async fn populate(api: &Api) -> Populated {
@@ -63,18 +79,7 @@ async fn populate(api: &Api) -> Populated {
     )
     .to_png(4);
     let blob = upload(api, &tokens[0], picture.clone()).await;
-    let record = json!({
-        "$type": "app.bsky.feed.post", "text": "my screen", "createdAt": "2026-12-07T10:00:00.000Z",
-        "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "the screen", "image": blob}]},
-    });
-    let (s, v) = api
-        .post(
-            "com.atproto.repo.createRecord",
-            Some(&tokens[0]),
-            json!({"repo": accounts[0].1, "collection": "app.bsky.feed.post", "record": record}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    post_picture(api, &accounts[0].1, &tokens[0], &blob).await;
     let (s, v) = api
         .post(
             "com.atproto.server.createAppPassword",
@@ -579,18 +584,7 @@ async fn a_referenced_blob_whose_file_is_gone_is_damage_not_a_quiet_gap() {
     let api = Api::at(&old.url);
     let (did, token, _) = api.account("fred.test").await;
     let blob = upload(&api, &token, vec![7u8; 4096]).await;
-    let record = json!({
-        "$type": "app.bsky.feed.post", "text": "a picture", "createdAt": "2026-12-07T10:00:00.000Z",
-        "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": blob}]},
-    });
-    let (s, v) = api
-        .post(
-            "com.atproto.repo.createRecord",
-            Some(&token),
-            json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    post_picture(&api, &did, &token, &blob).await;
     let cid: atbox::data::Cid = blob["ref"]["$link"].as_str().unwrap().parse().unwrap();
     let files = atbox::storage::blobs::BlobFiles::open(&old.data_dir().join("blobs")).unwrap();
     std::fs::remove_file(files.path(&did, &cid)).unwrap();
