@@ -4,7 +4,8 @@
 //! `com.atproto.repo.createRecord` at concurrency C. Reported: records/s, p50/p99
 //! latency, the server process's CPU time per write (`/proc/<pid>/stat`, so the
 //! client's own work is not counted) and its resident memory idle and at its peak
-//! (`/proc/<pid>/status`). Every acknowledged write is durable (see `storage`).
+//! (`/proc/<pid>/status`), how long it took to start; then getRepo exports and the reads
+//! of `reads`. Every acknowledged write is durable (see `storage`).
 
 use super::{drive, percentile, seed_account};
 use std::path::Path;
@@ -24,8 +25,15 @@ pub(crate) struct HttpReport {
     pub server_cpu_ms_per_record: f64,
     pub idle_rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// From starting `atbox serve` to its first answer (describeServer).
+    pub startup_ms: f64,
     /// `com.atproto.sync.getRepo` of the repo just written (with `--exports`).
     pub export: Option<ExportReport>,
+    /// getRecord, listRecords and describeRepo of the posts written.
+    pub reads: super::reads::ReadReport,
+    /// The server's resident memory at its peak over the whole run (writes, exports
+    /// and reads).
+    pub run_peak_rss_kib: u64,
 }
 
 /// Exports of the benchmark's repo, as a relay resyncing would ask for them.
@@ -110,7 +118,7 @@ async fn exports(
 }
 
 /// The child's CPU time (user + system) so far.
-fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+pub(crate) fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at ") ".
     let rest = stat
@@ -154,16 +162,18 @@ impl Drop for Server {
 
 /// Seeds one account in `dir`, starts `atbox serve` on it (this binary, on a free
 /// loopback port), waits until it answers and logs in: the server, a client, the base
-/// URL, the account's DID and an access token.
+/// URL, the account's DID, an access token and how long the server took to answer.
 async fn start_server(
     dir: &Path,
-) -> anyhow::Result<(Server, reqwest::Client, String, String, String)> {
+) -> anyhow::Result<(Server, reqwest::Client, String, String, String, f64)> {
     let password = "bench-password-1";
     let did = seed_account(dir, Some(password)).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
     let child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .env("ATBOX_DATA_DIR", dir)
@@ -175,8 +185,6 @@ async fn start_server(
         .stdout(Stdio::null())
         .spawn()?;
     let server = Server(child);
-    let client = reqwest::Client::new();
-    let started = Instant::now();
     loop {
         let up = client
             .get(format!("{base}/xrpc/com.atproto.server.describeServer"))
@@ -189,8 +197,9 @@ async fn start_server(
             started.elapsed() < Duration::from_secs(20),
             "the server did not come up"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
     let session: serde_json::Value = client
         .post(format!("{base}/xrpc/com.atproto.server.createSession"))
         .json(&serde_json::json!({"identifier": did, "password": password}))
@@ -203,7 +212,7 @@ async fn start_server(
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("no access token: {session}"))?
         .to_owned();
-    Ok((server, client, base, did, token))
+    Ok((server, client, base, did, token, startup_ms))
 }
 
 /// Runs one whole-server benchmark with its data in `dir`.
@@ -213,17 +222,24 @@ pub(crate) async fn http(
     concurrency: usize,
     export_runs: usize,
 ) -> anyhow::Result<HttpReport> {
-    let (server, client, base, did, token) = start_server(dir).await?;
+    let (server, client, base, did, token, startup_ms) = start_server(dir).await?;
     let pid = server.0.id();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_kib = status_kib(pid, "VmRSS");
 
     let cpu0 = cpu_of(pid)?;
-    let shared = Arc::new((client.clone(), base.clone(), token, did.clone()));
+    let rkeys = Arc::new(std::sync::Mutex::new(Vec::with_capacity(records)));
+    let shared = Arc::new((
+        client.clone(),
+        base.clone(),
+        token,
+        did.clone(),
+        rkeys.clone(),
+    ));
     let (latencies, seconds) = drive(records, concurrency, move |i| {
         let shared = shared.clone();
         async move {
-            let (client, base, token, did) = &*shared;
+            let (client, base, token, did, rkeys) = &*shared;
             let body = serde_json::json!({
                 "repo": did,
                 "collection": "app.bsky.feed.post",
@@ -234,13 +250,17 @@ pub(crate) async fn http(
                     "langs": ["en"],
                 },
             });
-            client
+            let made = client
                 .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
                 .bearer_auth(token)
                 .json(&body)
                 .send()
                 .await?
                 .error_for_status()?;
+            let made: serde_json::Value = made.json().await?;
+            let rkey = made["uri"].as_str().and_then(|u| u.rsplit('/').next());
+            let rkey = rkey.ok_or_else(|| anyhow::anyhow!("createRecord answered {made}"))?;
+            rkeys.lock().expect("not poisoned").push(rkey.to_owned());
             Ok(())
         }
     })
@@ -252,6 +272,9 @@ pub(crate) async fn http(
     } else {
         None
     };
+    let rkeys = std::mem::take(&mut *rkeys.lock().expect("not poisoned"));
+    let reads = super::reads::reads(&client, &base, &did, pid, &rkeys).await?;
+    let run_peak_rss_kib = status_kib(pid, "VmHWM");
     drop(server);
     let n = latencies.len().max(1) as f64;
     Ok(HttpReport {
@@ -264,6 +287,9 @@ pub(crate) async fn http(
         server_cpu_ms_per_record: cpu.as_secs_f64() * 1000.0 / n,
         idle_rss_kib,
         peak_rss_kib,
+        startup_ms,
         export,
+        reads,
+        run_peak_rss_kib,
     })
 }

@@ -13,6 +13,7 @@
 
 pub(crate) mod backup;
 pub(crate) mod http;
+pub(crate) mod reads;
 
 use crate::auth::tokens::Scope;
 use crate::auth::Session;

@@ -29,7 +29,8 @@ pub(crate) enum BenchCommand {
     },
     /// The whole server over HTTP: starts `atbox serve` on 127.0.0.1 with one account
     /// and creates posts at concurrency C; records/s, latency, server CPU per write,
-    /// server memory idle and at peak.
+    /// server memory idle and at peak, startup; then exports (with --exports) and reads
+    /// (getRecord, listRecords, describeRepo) with their server CPU per call.
     Http {
         #[arg(long, default_value_t = 2000)]
         records: usize,
@@ -160,8 +161,12 @@ fn print_http(r: &crate::bench::http::HttpReport) {
         r.server_cpu_ms_per_record
     );
     println!(
-        "server memory       {} KiB idle, {} KiB peak",
-        r.idle_rss_kib, r.peak_rss_kib
+        "server memory       {} KiB idle, {} KiB peak while writing, {} KiB peak in all",
+        r.idle_rss_kib, r.peak_rss_kib, r.run_peak_rss_kib
+    );
+    println!(
+        "startup             {:.1} ms to the first answer",
+        r.startup_ms
     );
     if let Some(e) = &r.export {
         println!(
@@ -171,6 +176,16 @@ fn print_http(r: &crate::bench::http::HttpReport) {
         println!(
             "four at once        server memory +{} KiB",
             e.four_at_once_rss_growth_kib
+        );
+    }
+    for (name, f) in [
+        ("getRecord", &r.reads.get_record),
+        ("listRecords", &r.reads.list_records),
+        ("describeRepo", &r.reads.describe_repo),
+    ] {
+        println!(
+            "{name:<20}{} calls: p50 {:.3} ms, server cpu {:.3} ms per call",
+            f.calls, f.p50_ms, f.server_cpu_ms_per_call
         );
     }
 }

@@ -195,19 +195,17 @@ impl AppState {
 
     /// The account for a DID or handle, or `None`.
     pub async fn find_account(&self, identifier: &str) -> XrpcResult<Option<Account>> {
-        let id = identifier.to_owned();
-        self.storage
-            .read(move |conn| {
-                use crate::storage::accounts::{by_did, by_email, by_handle};
-                Ok::<_, XrpcError>(if id.starts_with("did:") {
-                    by_did(conn, &id)?
-                } else if id.contains('@') {
-                    by_email(conn, &id)?
-                } else {
-                    by_handle(conn, &id)?
-                })
+        let id = identifier;
+        self.storage.look_up(|conn| {
+            use crate::storage::accounts::{by_did, by_email, by_handle};
+            Ok::<_, XrpcError>(if id.starts_with("did:") {
+                by_did(conn, id)?
+            } else if id.contains('@') {
+                by_email(conn, id)?
+            } else {
+                by_handle(conn, id)?
             })
-            .await
+        })
     }
 
     /// The account of a repo named in a request (DID or handle), which must exist here.

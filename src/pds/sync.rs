@@ -152,11 +152,9 @@ impl std::io::Write for ChunkSender {
 /// com.atproto.sync.getLatestCommit
 pub async fn latest_commit(state: &AppState, did: &str) -> XrpcResult<CommitMeta> {
     let account = state.active_repo(did).await?;
-    let did = account.did.clone();
     let head = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &did)?))
-        .await?;
+        .look_up(|conn| Ok::<_, XrpcError>(repos::head(conn, &account.did)?))?;
     let head = head.ok_or_else(|| XrpcError::named("RepoNotFound", "repo has no commit"))?;
     Ok(CommitMeta {
         cid: head.commit.to_string(),
@@ -328,11 +326,9 @@ pub async fn blob(
 ) -> XrpcResult<(std::path::PathBuf, String, u64)> {
     let account = state.active_repo(did).await?;
     let cid = parse_cid(cid).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
-    let did = account.did.clone();
     let meta = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(blobs::blob_meta(conn, &did, &cid)?))
-        .await?;
+        .look_up(|conn| Ok::<_, XrpcError>(blobs::blob_meta(conn, &account.did, &cid)?))?;
     let (mime, size) = meta.ok_or_else(|| XrpcError::named("BlobNotFound", "Blob not found"))?;
     Ok((state.storage.blobs.path(&account.did, &cid), mime, size))
 }
@@ -372,11 +368,9 @@ impl RepoStatus {
 /// com.atproto.sync.getRepoStatus
 pub async fn repo_status(state: &AppState, did: &str) -> XrpcResult<RepoStatus> {
     let account = state.repo_account(did).await?;
-    let d = account.did.clone();
     let head = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::head(conn, &d)?))
-        .await?;
+        .look_up(|conn| Ok::<_, XrpcError>(repos::head(conn, &account.did)?))?;
     let mut out = RepoStatus::of(account.did.clone(), Some(&account));
     if let (Some(head), AccountStatus::Active) = (head, account.status) {
         out.rev = Some(head.rev.as_str().to_owned());

@@ -181,30 +181,23 @@ impl Storage {
         E: From<StorageError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        let path = self.db_path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let conn = match conn {
-                Some(c) => c,
-                None => {
-                    let c = open_connection(&path).map_err(E::from)?;
-                    // Readers share the OS page cache; a small private cache each keeps
-                    // memory flat on a Pi.
-                    c.pragma_update(None, "cache_size", -1024)
-                        .map_err(|e| E::from(e.into()))?;
-                    c
-                }
-            };
-            let result = f(&conn);
-            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < 4 {
-                pool.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| E::from(StorageError::Io(format!("read task failed: {e}"))))?
+        let (readers, path) = (self.readers.clone(), self.db_path.clone());
+        tokio::task::spawn_blocking(move || with_reader(&readers, &path, f))
+            .await
+            .map_err(|e| E::from(StorageError::Io(format!("read task failed: {e}"))))?
+    }
+
+    /// Runs `f` on a read connection right here, on the calling thread: for lookups of
+    /// a few rows by key (an account, a record, a repo's head), which take microseconds
+    /// from the page cache — less than the hop to a blocking thread and back that
+    /// [`read`](Self::read) makes (two thread switches, the larger part of a small
+    /// read's cost). Anything that scans, or may wait, goes through `read`.
+    pub fn look_up<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<StorageError>,
+        F: FnOnce(&Connection) -> Result<T, E>,
+    {
+        with_reader(&self.readers, &self.db_path, f)
     }
 
     /// Runs `f` in the writer's next group commit (see [`Writer::write`]).
@@ -229,4 +222,35 @@ fn restrict_file(path: &Path) -> Result<(), StorageError> {
         }
     }
     Ok(())
+}
+
+/// Runs `f` on a pooled read connection (opened if none is free, kept if the pool has
+/// room).
+fn with_reader<T, E, F>(
+    readers: &Mutex<Vec<Connection>>,
+    path: &std::path::Path,
+    f: F,
+) -> Result<T, E>
+where
+    E: From<StorageError>,
+    F: FnOnce(&Connection) -> Result<T, E>,
+{
+    let conn = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let conn = match conn {
+        Some(c) => c,
+        None => {
+            let c = open_connection(path).map_err(E::from)?;
+            // Readers share the OS page cache; a small private cache each keeps memory
+            // flat on a Pi.
+            c.pragma_update(None, "cache_size", -1024)
+                .map_err(|e| E::from(e.into()))?;
+            c
+        }
+    };
+    let result = f(&conn);
+    let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+    if pool.len() < 4 {
+        pool.push(conn);
+    }
+    result
 }

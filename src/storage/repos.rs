@@ -258,8 +258,14 @@ pub fn records_since(
 
 /// The collections a repo has records in.
 pub fn collections(conn: &Connection, did: &str) -> Result<Vec<String>, StorageError> {
+    // One index probe per collection (a skip scan), not a walk over every record.
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT collection FROM record WHERE did = ?1 ORDER BY collection",
+        "WITH RECURSIVE c(name) AS (
+             SELECT MIN(collection) FROM record WHERE did = ?1
+             UNION ALL
+             SELECT (SELECT MIN(collection) FROM record WHERE did = ?1 AND collection > c.name)
+             FROM c WHERE c.name IS NOT NULL)
+         SELECT name FROM c WHERE name IS NOT NULL",
     )?;
     let rows = stmt.query_map([did], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -235,7 +235,9 @@ impl Writer {
     }
 
     /// Compacts the repo log: rows past the firehose window (`before_ms`) and rows
-    /// mostly dead are rewritten, a bounded amount per call. Returns bytes reclaimed.
+    /// mostly dead are rewritten, a bounded amount per call; once there is nothing left
+    /// to compact, sparse rows are gathered too (see `RepoLog::gather`). Returns bytes
+    /// reclaimed.
     pub async fn compact(&self, before_ms: i64) -> Result<u64, StorageError> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -295,6 +297,13 @@ struct WriterThread {
 
 /// How much of the log one compaction call reads (it runs between batches).
 const COMPACT_BUDGET: u64 = 4 * 1024 * 1024;
+/// Sparse rows are gathered (see `RepoLog::gather`) when the writer goes idle after
+/// writes and at least this many are waiting...
+const GATHER_IDLE_ROWS: usize = 32;
+/// ...and, while writes keep coming, every this many batches if at least
+/// `GATHER_BUSY_ROWS` are waiting (a pause of a few milliseconds between two batches).
+const GATHER_EVERY_BATCHES: usize = 256;
+const GATHER_BUSY_ROWS: usize = 128;
 
 impl WriterThread {
     fn run(self, mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
@@ -307,11 +316,17 @@ impl WriterThread {
         let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
         // How many writes the last batch had: the concurrency the writer expects.
         let mut expected = 1;
+        // Batches committed since sparse rows were last gathered.
+        let mut since_gather = 0;
         loop {
             let first =
                 rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
             let command = match first {
                 Err(_) => {
+                    if since_gather > 0 {
+                        self.gather(&mut conn, GATHER_IDLE_ROWS);
+                        since_gather = 0;
+                    }
                     checkpoint(&conn, &self.stats); // idle
                     continue;
                 }
@@ -358,11 +373,19 @@ impl WriterThread {
             if !batch.is_empty() {
                 expected = batch.len();
                 self.commit_batch(&mut conn, &mut batch);
+                since_gather += 1;
+                if since_gather >= GATHER_EVERY_BATCHES {
+                    self.gather(&mut conn, GATHER_BUSY_ROWS);
+                    since_gather = 0;
+                }
             }
             for (before, done) in compactions {
                 let result = self.log.compact(&mut conn, before, COMPACT_BUDGET);
                 if result.is_ok() {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                if matches!(result, Ok(0)) {
+                    self.gather(&mut conn, GATHER_IDLE_ROWS);
                 }
                 let _ = done.send(result);
             }
@@ -372,6 +395,17 @@ impl WriterThread {
             for done in asked {
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// Gathers sparse rows of the repo log when at least `min_rows` are waiting.
+    fn gather(&self, conn: &mut Connection, min_rows: usize) {
+        match self.log.gather(conn, min_rows, COMPACT_BUDGET) {
+            Ok(0) => {}
+            Ok(_) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("gathering the repo log's live blocks failed: {e}"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The repo log (`storage::log`) through the real write path: reference counting keeps
 //! exactly the live blocks, compaction reclaims dead ones and old events without losing
-//! a live block, and a restart rebuilds the same index from what is durable.
+//! a live block, gathering packs many small commits' records into a few rows, and a
+//! restart rebuilds the same index from what is durable.
 
 use atbox::auth::tokens::Scope;
 use atbox::auth::Session;
@@ -83,10 +84,17 @@ async fn check_export(state: &AppState, expected: &BTreeMap<String, String>) -> 
     blocks.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_and_restart_keep_every_live_block_and_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = open(dir.path());
+/// How many events the firehose can replay from the start.
+async fn events(state: &AppState) -> Result<usize, atbox::storage::StorageError> {
+    let log = state.storage.log.clone();
+    state
+        .storage
+        .read(move |conn| atbox::storage::events::after(&log, conn, 0, 10_000).map(|e| e.len()))
+        .await
+}
+
+/// Makes the test account (with no commit yet).
+async fn create_account(state: &AppState) {
     let account = Account {
         did: DID.into(),
         handle: "log.test".into(),
@@ -104,6 +112,13 @@ async fn compaction_and_restart_keep_every_live_block_and_nothing_else() {
         .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_restart_keep_every_live_block_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open(dir.path());
+    create_account(&state).await;
     // A first commit (as account creation makes).
     write(&state, WriteAction::Create, &rkey(0), Some("first")).await;
 
@@ -196,6 +211,70 @@ async fn compaction_and_restart_keep_every_live_block_and_nothing_else() {
     )
     .await;
     assert_eq!(state.storage.log.seq_bounds().unwrap().1, newest + 2);
+}
+
+/// A repo built by many one-record commits is gathered: its records come out of the
+/// commits' rows (mostly spent MST nodes) into a few dense rows, so reading the repo
+/// no longer inflates a row per commit — while every event stays for the firehose, the
+/// export still verifies, and a restart rebuilds the same index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_commits_are_gathered_into_a_few_rows_and_keep_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open(dir.path());
+    create_account(&state).await;
+    let mut expected = BTreeMap::new();
+    for i in 0..200 {
+        write(
+            &state,
+            WriteAction::Create,
+            &rkey(i),
+            Some(&format!("post {i}")),
+        )
+        .await;
+        expected.insert(rkey(i), format!("post {i}"));
+    }
+    let log = &state.storage.log;
+    let events_before = events(&state).await.unwrap();
+    assert!(events_before >= 200);
+    let spread = log.rows_holding(DID);
+    assert!(spread > 150, "one row per commit before: {spread}");
+    let sizes = log.sizes();
+
+    // Nothing is past the window: the on-demand compaction only gathers.
+    let yesterday = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    assert_eq!(state.storage.writer.compact(yesterday).await.unwrap(), 0);
+    let gathered = log.rows_holding(DID);
+    assert!(
+        gathered <= 20,
+        "{gathered} rows hold the repo after gathering"
+    );
+    let after = log.sizes();
+    assert_eq!(after.1, sizes.1, "the same live bytes, in other rows");
+    assert!(after.0 > sizes.0, "the event rows stay");
+    assert_eq!(events(&state).await.unwrap(), events_before);
+    assert_eq!(listed(&state).await, expected);
+    let blocks = check_export(&state, &expected).await;
+    assert_eq!(log.block_count(DID), blocks);
+
+    // A restart finds the copies (the newer rows) and the same accounting.
+    state.storage.writer.checkpoint().await;
+    drop(state);
+    let state = open(dir.path());
+    assert_eq!(state.storage.log.rows_holding(DID), gathered);
+    assert_eq!(state.storage.log.sizes(), after);
+    assert_eq!(events(&state).await.unwrap(), events_before);
+    check_export(&state, &expected).await;
+
+    // When the rows leave the window, compaction deletes them with nothing to move.
+    let tomorrow = chrono::Utc::now().timestamp_millis() + 86_400_000;
+    while state.storage.writer.compact(tomorrow).await.unwrap() > 0 {}
+    assert_eq!(state.storage.log.sizes().1, after.1);
+    assert!(
+        state.storage.log.sizes().0 < after.0 / 4,
+        "the old rows went"
+    );
+    assert_eq!(listed(&state).await, expected);
+    check_export(&state, &expected).await;
 }
 
 /// Security review L7: a write job that panics fails alone — its caller hears the

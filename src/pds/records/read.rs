@@ -17,12 +17,16 @@ pub async fn get_record(
     cid: Option<&str>,
 ) -> XrpcResult<RecordView> {
     let account = state.active_repo(repo).await?;
-    let (did, c, r) = (account.did.clone(), collection.to_owned(), rkey.to_owned());
-    let log = state.storage.log.clone();
-    let found = state
-        .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::get_record(&log, conn, &did, &c, &r)?))
-        .await?;
+    let log = &state.storage.log;
+    let found = state.storage.look_up(|conn| {
+        Ok::<_, XrpcError>(repos::get_record(
+            log,
+            conn,
+            &account.did,
+            collection,
+            rkey,
+        )?)
+    })?;
     let not_found = || {
         XrpcError::named(
             "RecordNotFound",
@@ -121,11 +125,9 @@ pub async fn list_records(
 /// com.atproto.repo.describeRepo
 pub async fn describe_repo(state: &AppState, repo: &str) -> XrpcResult<RepoDescription> {
     let account = state.active_repo(repo).await?;
-    let did = account.did.clone();
     let collections = state
         .storage
-        .read(move |conn| Ok::<_, XrpcError>(repos::collections(conn, &did)?))
-        .await?;
+        .look_up(|conn| Ok::<_, XrpcError>(repos::collections(conn, &account.did)?))?;
     let doc = crate::pds::sync::did_document(state, &account).await;
     let handle_is_correct = doc.handle().as_deref() == Some(account.handle.as_str());
     Ok(RepoDescription {

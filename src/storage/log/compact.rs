@@ -1,8 +1,10 @@
 //! Rewriting the repo log: compaction (rows past the firehose window or mostly dead
-//! give their live blocks to a new row and go), and the one-time move of the old
-//! block and event tables into the log (schema migration 5).
+//! give their live blocks to a new row and go), gathering (the few live blocks of many
+//! small commits' rows copied into dense rows, so reading a repo does not inflate a row
+//! per commit), and the one-time move of the old block and event tables into the log
+//! (schema migration 5).
 
-use super::row::{entry_blocks, inflate, insert_row, parse_row, RowBuilder};
+use super::row::{entry_blocks, inflate, insert_row, parse_row, RowBuilder, ROW_TARGET};
 use super::{digest, RepoLog, RowInfo};
 use crate::data::Cid;
 use crate::storage::StorageError;
@@ -10,6 +12,21 @@ use rusqlite::Connection;
 
 /// Live blocks on their way to a new row: (did, rev, CID, bytes).
 type Moving = Vec<(String, u64, Cid, Vec<u8>)>;
+
+/// What becomes of the rows whose live blocks were copied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// Deleted in the same transaction (compaction).
+    Delete,
+    /// Kept for the events they hold, with nothing live left (gathering).
+    Keep,
+}
+
+/// Rows a gather leaves alone: the newest, whose MST nodes the next writes replace.
+const GATHER_SPARES_NEWEST: usize = 16;
+/// Event rows smaller than this (a commit or a few) are gathered whatever part of them
+/// is live: reading a row costs about the same however little it holds.
+const SMALL_ROW: u64 = ROW_TARGET as u64 / 4;
 
 impl RepoLog {
     /// Rewrites rows that no longer earn their space: rows past the firehose window
@@ -26,8 +43,69 @@ impl RepoLog {
         if picked.is_empty() {
             return Ok(0);
         }
+        let (freed, written) = self.rewrite(conn, &picked, Rewrite::Delete)?;
+        Ok(freed.saturating_sub(written))
+    }
+
+    /// Gathers the live blocks of sparse rows into dense ones. A commit's row holds its
+    /// event (the frame, with the commit's new blocks) for the firehose window; once the
+    /// next commits replaced its MST nodes, what stays live is little more than its
+    /// record, so an export or a listing of a repo built by many small commits would
+    /// inflate one row per commit. Here the live blocks of such rows — small event rows,
+    /// and bigger ones mostly dead, but for the newest few, whose nodes the next writes
+    /// replace — are copied, in revision order, into new rows and the index points at
+    /// the copies; the event rows stay for the firehose until compaction deletes them
+    /// with nothing left to move. So the copy compaction makes when a row leaves the
+    /// window is made earlier, not twice. Runs (in its own transaction, on the writer's
+    /// connection) only when at least `min_rows` rows are sparse; returns how many were
+    /// gathered.
+    pub fn gather(
+        &self,
+        conn: &mut Connection,
+        min_rows: usize,
+        budget: u64,
+    ) -> Result<usize, StorageError> {
+        let picked = self.sparse_rows(budget);
+        if picked.len() < min_rows.max(1) {
+            return Ok(0);
+        }
+        self.rewrite(conn, &picked, Rewrite::Keep)?;
+        Ok(picked.len())
+    }
+
+    /// Event rows with live blocks that are small or mostly dead, oldest first, up to
+    /// `budget` bytes, the newest [`GATHER_SPARES_NEWEST`] rows left out.
+    fn sparse_rows(&self, budget: u64) -> Vec<i64> {
+        let index = self.read_index();
+        let Some(youngest) = index.rows.keys().rev().nth(GATHER_SPARES_NEWEST).copied() else {
+            return Vec::new();
+        };
+        let mut used = 0;
+        index
+            .rows
+            .range(..youngest)
+            .filter(|(_, r)| {
+                r.seqs.is_some() && r.live > 0 && (r.bytes < SMALL_ROW || r.live * 2 < r.bytes)
+            })
+            .take_while(|(_, r)| {
+                used += r.bytes;
+                used <= budget.max(r.bytes)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Copies the live blocks of `picked` rows into new rows and points the index at
+    /// them; the old rows are deleted, or kept (for their events). Returns the stored
+    /// bytes of the old rows and of the new ones.
+    fn rewrite(
+        &self,
+        conn: &mut Connection,
+        picked: &[i64],
+        old: Rewrite,
+    ) -> Result<(u64, u64), StorageError> {
         let tx = conn.transaction()?;
-        let (moving, freed) = self.live_blocks(&tx, &picked)?;
+        let (moving, freed) = self.live_blocks(&tx, picked)?;
         let mut builder = RowBuilder::default();
         builder.blocks(
             moving
@@ -43,12 +121,14 @@ impl RepoLog {
             ids.push(id);
             written += stored as u64;
         }
-        for id in &picked {
-            tx.execute("DELETE FROM repo_log WHERE id = ?1", [id])?;
+        if old == Rewrite::Delete {
+            for id in picked {
+                tx.execute("DELETE FROM repo_log WHERE id = ?1", [id])?;
+            }
         }
         tx.commit()?;
-        self.reindex(&picked, &ids, builder, now_ms);
-        Ok(freed.saturating_sub(written))
+        self.reindex(picked, old, &ids, builder, now_ms);
+        Ok((freed, written))
     }
 
     /// The rows worth rewriting, oldest first, up to `budget` bytes (never the newest
@@ -105,10 +185,14 @@ impl RepoLog {
     }
 
     /// Points the index at the new rows once the rewrite is durable.
-    fn reindex(&self, picked: &[i64], ids: &[i64], builder: RowBuilder, now_ms: i64) {
+    fn reindex(&self, picked: &[i64], old: Rewrite, ids: &[i64], builder: RowBuilder, now_ms: i64) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         for id in picked {
-            if let Some(info) = index.rows.remove(id) {
+            if old == Rewrite::Keep {
+                if let Some(info) = index.rows.get_mut(id) {
+                    info.live = 0;
+                }
+            } else if let Some(info) = index.rows.remove(id) {
                 if let Some((first, _)) = info.seqs {
                     index.events.remove(&first);
                 }
@@ -134,10 +218,12 @@ impl RepoLog {
             }
         }
         drop(index);
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(id, _)| !picked.contains(id));
+        if old == Rewrite::Delete {
+            self.recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(id, _)| !picked.contains(id));
+        }
     }
 }
 

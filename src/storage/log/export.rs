@@ -1,8 +1,11 @@
 //! Exporting a repo's blocks (getRepo, getCheckout) in the order they are stored: the
 //! repo's block locations are taken from the index once, sorted by row, and each row is
 //! read and inflated once, however many commits built the repo. Memory is the sorted
-//! list of locations (16 bytes a block: a block's CID is its bytes' hash, computed as it
-//! goes out) and one row at a time.
+//! list of locations (16 bytes a block) and one row at a time.
+//!
+//! A block's CID is read from the row, where it precedes the block's bytes (rows hold
+//! blocks as CAR sections), rather than hashed again: on a Pi without SHA instructions
+//! hashing a repo costs more than reading it.
 //!
 //! A compaction may rewrite rows while an export runs. It only ever moves live blocks
 //! into *new* rows (higher ids than any before), so when a row the export reaches is
@@ -10,7 +13,7 @@
 //! moved blocks are among them. A block can then go out twice (harmless: a CAR reader
 //! keeps one), never not at all.
 
-use super::row::read_row;
+use super::row::{cid_before, read_row};
 use super::{digest, RepoLog};
 use crate::data::Cid;
 use crate::storage::StorageError;
@@ -63,7 +66,9 @@ impl RepoLog {
                             "repo log row {row_id}: a block lies outside its row"
                         ))
                     })?;
-                emit(&crate::data::cid_for_cbor(bytes), bytes)?;
+                let cid = cid_before(&row, *off as usize)
+                    .unwrap_or_else(|| crate::data::cid_for_cbor(bytes));
+                emit(&cid, bytes)?;
             }
             at = end;
         }

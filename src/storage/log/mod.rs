@@ -258,6 +258,17 @@ impl RepoLog {
         Some(self.read_index().repos.get(did)?.get(&d)?.rev)
     }
 
+    /// How many rows hold a repo's live blocks: what reading the whole repo inflates.
+    pub fn rows_holding(&self, did: &str) -> usize {
+        let index = self.read_index();
+        let rows: HashSet<i64> = index
+            .repos
+            .get(did)
+            .map(|r| r.values().map(|l| l.row).collect())
+            .unwrap_or_default();
+        rows.len()
+    }
+
     /// How many live blocks a repo has.
     pub fn block_count(&self, did: &str) -> usize {
         self.read_index().repos.get(did).map_or(0, HashMap::len)

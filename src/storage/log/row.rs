@@ -195,6 +195,15 @@ pub(super) fn entry_blocks(row: i64, e: &Entry) -> Result<Vec<(Cid, Range<usize>
         .collect())
 }
 
+/// The CID written just before the block at `off` (every block in a row is a CAR
+/// section: length, CID, bytes), when it is the usual dag-cbor sha2-256 CIDv1: an
+/// export names each block without hashing it again.
+pub(super) fn cid_before(row: &[u8], off: usize) -> Option<Cid> {
+    const PREFIX: [u8; 4] = [0x01, 0x71, 0x12, 0x20];
+    let cid = row.get(off.checked_sub(36)?..off)?;
+    (cid[..4] == PREFIX).then(|| super::dag_cbor_cid(cid[4..].try_into().expect("32 bytes")))
+}
+
 /// Rows being built for one batch, with where each new block went.
 #[derive(Default)]
 pub struct RowBuilder {
