@@ -124,7 +124,21 @@ pub fn main() -> ExitCode {
 /// `atbox serve`; when the server asks for a restart (the setup page saved settings),
 /// atbox executes itself again with the same arguments: the same process for systemd
 /// (`Type=notify` sees READY again), everything rebuilt from the new configuration.
+/// At most two malloc arenas (glibc's default is eight per core). Every thread that
+/// allocates while another holds an arena gets one of its own, and memory freed in an
+/// arena stays resident in it: with the runtime's workers and the blocking threads
+/// that read and export, four exports of a 50,000-record repo at once raised the
+/// server's resident memory by 7–10 MiB instead of 4–6 MiB. Before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    limit_malloc_arenas();
     init_logging();
     let config = crate::config::load(path.as_deref(), &|k| std::env::var(k).ok())?;
     let runtime = runtime()?;

@@ -244,10 +244,13 @@ pub fn list_blobs(
     limit: usize,
     cursor: Option<&[u8]>,
 ) -> Result<Vec<Cid>, StorageError> {
+    // `blob_cid > ?3` with an empty blob for "from the start": a range the index
+    // seeks to (`?3 IS NULL OR …` would walk the account's blobs up to the cursor).
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT blob_cid FROM record_blob WHERE did = ?1 AND (?2 IS NULL OR rev > ?2)
-         AND (?3 IS NULL OR blob_cid > ?3) ORDER BY blob_cid LIMIT ?4",
+         AND blob_cid > ?3 ORDER BY blob_cid LIMIT ?4",
     )?;
+    let cursor = cursor.unwrap_or(&[]);
     let rows = stmt.query_map(params![did, since, cursor, limit as i64], |r| {
         r.get::<_, Vec<u8>>(0)
     })?;

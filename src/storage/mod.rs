@@ -242,7 +242,7 @@ where
             let c = open_connection(path).map_err(E::from)?;
             // Readers share the OS page cache; a small private cache each keeps memory
             // flat on a Pi.
-            c.pragma_update(None, "cache_size", -1024)
+            c.pragma_update(None, "cache_size", -256)
                 .map_err(|e| E::from(e.into()))?;
             c
         }

@@ -185,26 +185,40 @@ pub fn list_records(
     cursor: Option<&str>,
     reverse: bool,
 ) -> Result<Vec<(String, Cid, Vec<u8>)>, StorageError> {
-    let sql = if reverse {
-        "SELECT rkey, cid FROM record
-         WHERE did = ?1 AND collection = ?2 AND (?3 IS NULL OR rkey > ?3) ORDER BY rkey ASC LIMIT ?4"
+    // Without a cursor the bound is the end of the collection ('' sorts first; no key
+    // holds U+FFFF): a plain `rkey < ?3` is a range the index seeks to, where
+    // `?3 IS NULL OR …` would walk the collection from its end to the cursor.
+    let (sql, cursor) = if reverse {
+        (
+            "SELECT rkey, cid FROM record
+             WHERE did = ?1 AND collection = ?2 AND rkey > ?3 ORDER BY rkey ASC LIMIT ?4",
+            cursor.unwrap_or(""),
+        )
     } else {
-        "SELECT rkey, cid FROM record
-         WHERE did = ?1 AND collection = ?2 AND (?3 IS NULL OR rkey < ?3) ORDER BY rkey DESC LIMIT ?4"
+        (
+            "SELECT rkey, cid FROM record
+             WHERE did = ?1 AND collection = ?2 AND rkey < ?3 ORDER BY rkey DESC LIMIT ?4",
+            cursor.unwrap_or("\u{ffff}"),
+        )
     };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![did, collection, cursor, limit as i64], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.map(|row| {
-        let (rkey, cid) = row?;
-        let cid = cid_from(cid)?;
-        let bytes = log
-            .get(conn, did, &cid)?
-            .ok_or_else(|| StorageError::Corrupt(format!("record {cid} of {did} is missing")))?;
-        Ok((rkey, cid, bytes))
-    })
-    .collect()
+    // The page's keys are read to the end before any block is: a statement still
+    // open would hold this connection's snapshot from before a packing or compaction
+    // that the log's index already follows (see `RepoLog::get`).
+    let keys = conn
+        .prepare_cached(sql)?
+        .query_map(params![did, collection, cursor, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    keys.into_iter()
+        .map(|(rkey, cid)| {
+            let cid = cid_from(cid)?;
+            let bytes = log.get(conn, did, &cid)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("record {cid} of {did} is missing"))
+            })?;
+            Ok((rkey, cid, bytes))
+        })
+        .collect()
 }
 
 /// A record written after some revision: collection, rkey, CID, DAG-CBOR bytes and

@@ -236,7 +236,7 @@ impl Writer {
 
     /// Compacts the repo log: rows past the firehose window (`before_ms`) and rows
     /// mostly dead are rewritten, a bounded amount per call; once there is nothing left
-    /// to compact, sparse rows are gathered too (see `RepoLog::gather`). Returns bytes
+    /// to compact, sparse rows are packed too (see `RepoLog::pack`). Returns bytes
     /// reclaimed.
     pub async fn compact(&self, before_ms: i64) -> Result<u64, StorageError> {
         let (tx, rx) = oneshot::channel();
@@ -297,13 +297,17 @@ struct WriterThread {
 
 /// How much of the log one compaction call reads (it runs between batches).
 const COMPACT_BUDGET: u64 = 4 * 1024 * 1024;
-/// Sparse rows are gathered (see `RepoLog::gather`) when the writer goes idle after
-/// writes and at least this many are waiting...
-const GATHER_IDLE_ROWS: usize = 32;
+/// Sparse rows of the repo log are packed (see `RepoLog::pack`) when the writer goes
+/// idle after writes and at least this many are waiting (as long as it stays idle and
+/// rows are left)...
+const PACK_IDLE_ROWS: usize = 32;
 /// ...and, while writes keep coming, every this many batches if at least
-/// `GATHER_BUSY_ROWS` are waiting (a pause of a few milliseconds between two batches).
-const GATHER_EVERY_BATCHES: usize = 256;
-const GATHER_BUSY_ROWS: usize = 128;
+/// `PACK_BUSY_ROWS` are waiting, at most `PACK_BUSY_BUDGET` bytes of rows at a time
+/// (a pause of a few milliseconds between two batches; sooner again while rows are
+/// left over).
+const PACK_EVERY_BATCHES: usize = 64;
+const PACK_BUSY_ROWS: usize = 48;
+const PACK_BUSY_BUDGET: u64 = 1024 * 1024;
 
 impl WriterThread {
     fn run(self, mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
@@ -316,16 +320,18 @@ impl WriterThread {
         let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
         // How many writes the last batch had: the concurrency the writer expects.
         let mut expected = 1;
-        // Batches committed since sparse rows were last gathered.
-        let mut since_gather = 0;
+        // Batches committed since the repo log's sparse rows were last all packed.
+        let mut since_pack = 0;
         loop {
             let first =
                 rt.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await });
             let command = match first {
                 Err(_) => {
-                    if since_gather > 0 {
-                        self.gather(&mut conn, GATHER_IDLE_ROWS);
-                        since_gather = 0;
+                    // Idle: pack while nothing else is asked of the writer.
+                    while since_pack > 0 && rx.is_empty() {
+                        if !self.pack(&mut conn, PACK_IDLE_ROWS, COMPACT_BUDGET) {
+                            since_pack = 0;
+                        }
                     }
                     checkpoint(&conn, &self.stats); // idle
                     continue;
@@ -373,10 +379,10 @@ impl WriterThread {
             if !batch.is_empty() {
                 expected = batch.len();
                 self.commit_batch(&mut conn, &mut batch);
-                since_gather += 1;
-                if since_gather >= GATHER_EVERY_BATCHES {
-                    self.gather(&mut conn, GATHER_BUSY_ROWS);
-                    since_gather = 0;
+                since_pack += 1;
+                if since_pack >= PACK_EVERY_BATCHES {
+                    let more = self.pack(&mut conn, PACK_BUSY_ROWS, PACK_BUSY_BUDGET);
+                    since_pack = if more { PACK_EVERY_BATCHES - 16 } else { 0 };
                 }
             }
             for (before, done) in compactions {
@@ -385,7 +391,7 @@ impl WriterThread {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 if matches!(result, Ok(0)) {
-                    self.gather(&mut conn, GATHER_IDLE_ROWS);
+                    self.pack(&mut conn, PACK_IDLE_ROWS, COMPACT_BUDGET);
                 }
                 let _ = done.send(result);
             }
@@ -398,14 +404,19 @@ impl WriterThread {
         }
     }
 
-    /// Gathers sparse rows of the repo log when at least `min_rows` are waiting.
-    fn gather(&self, conn: &mut Connection, min_rows: usize) {
-        match self.log.gather(conn, min_rows, COMPACT_BUDGET) {
-            Ok(0) => {}
-            Ok(_) => {
+    /// Packs sparse rows of the repo log (at most `budget` bytes of them) when at least
+    /// `min_rows` are waiting; whether more are left.
+    fn pack(&self, conn: &mut Connection, min_rows: usize, budget: u64) -> bool {
+        match self.log.pack(conn, min_rows, budget) {
+            Ok((0, _)) => false,
+            Ok((_, more)) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                more
             }
-            Err(e) => tracing::warn!("gathering the repo log's live blocks failed: {e}"),
+            Err(e) => {
+                tracing::warn!("packing the repo log's live blocks failed: {e}");
+                false
+            }
         }
     }
 

@@ -60,6 +60,7 @@ mod acme_pebble;
 mod crash_safety;
 mod display;
 mod doctor;
+mod export_memory;
 mod firstboot;
 mod mdns_netns;
 mod setup_page;

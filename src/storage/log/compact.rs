@@ -1,5 +1,5 @@
 //! Rewriting the repo log: compaction (rows past the firehose window or mostly dead
-//! give their live blocks to a new row and go), gathering (the few live blocks of many
+//! give their live blocks to a new row and go), packing (the few live blocks of many
 //! small commits' rows copied into dense rows, so reading a repo does not inflate a row
 //! per commit), and the one-time move of the old block and event tables into the log
 //! (schema migration 5).
@@ -18,13 +18,13 @@ type Moving = Vec<(String, u64, Cid, Vec<u8>)>;
 enum Rewrite {
     /// Deleted in the same transaction (compaction).
     Delete,
-    /// Kept for the events they hold, with nothing live left (gathering).
+    /// Kept for the events they hold, with nothing live left (packing).
     Keep,
 }
 
-/// Rows a gather leaves alone: the newest, whose MST nodes the next writes replace.
-const GATHER_SPARES_NEWEST: usize = 16;
-/// Event rows smaller than this (a commit or a few) are gathered whatever part of them
+/// Rows packing leaves alone: the newest, whose MST nodes the next writes replace.
+const PACK_SPARES_NEWEST: usize = 16;
+/// Event rows smaller than this (a commit or a few) are packed whatever part of them
 /// is live: reading a row costs about the same however little it holds.
 const SMALL_ROW: u64 = ROW_TARGET as u64 / 4;
 
@@ -47,7 +47,7 @@ impl RepoLog {
         Ok(freed.saturating_sub(written))
     }
 
-    /// Gathers the live blocks of sparse rows into dense ones. A commit's row holds its
+    /// Packs the live blocks of sparse rows into dense ones. A commit's row holds its
     /// event (the frame, with the commit's new blocks) for the firehose window; once the
     /// next commits replaced its MST nodes, what stays live is little more than its
     /// record, so an export or a listing of a repo built by many small commits would
@@ -57,42 +57,42 @@ impl RepoLog {
     /// the copies; the event rows stay for the firehose until compaction deletes them
     /// with nothing left to move. So the copy compaction makes when a row leaves the
     /// window is made earlier, not twice. Runs (in its own transaction, on the writer's
-    /// connection) only when at least `min_rows` rows are sparse; returns how many were
-    /// gathered.
-    pub fn gather(
+    /// connection) only when at least `min_rows` rows are sparse, on at most `budget`
+    /// bytes of them; returns how many rows it packed and whether sparse rows remain.
+    pub fn pack(
         &self,
         conn: &mut Connection,
         min_rows: usize,
         budget: u64,
-    ) -> Result<usize, StorageError> {
-        let picked = self.sparse_rows(budget);
-        if picked.len() < min_rows.max(1) {
-            return Ok(0);
+    ) -> Result<(usize, bool), StorageError> {
+        let (picked, waiting) = self.sparse_rows(budget);
+        if waiting < min_rows.max(1) {
+            return Ok((0, false));
         }
         self.rewrite(conn, &picked, Rewrite::Keep)?;
-        Ok(picked.len())
+        Ok((picked.len(), waiting > picked.len()))
     }
 
     /// Event rows with live blocks that are small or mostly dead, oldest first, up to
-    /// `budget` bytes, the newest [`GATHER_SPARES_NEWEST`] rows left out.
-    fn sparse_rows(&self, budget: u64) -> Vec<i64> {
+    /// `budget` bytes, the newest [`PACK_SPARES_NEWEST`] rows left out; and how many
+    /// such rows there are in all.
+    fn sparse_rows(&self, budget: u64) -> (Vec<i64>, usize) {
         let index = self.read_index();
-        let Some(youngest) = index.rows.keys().rev().nth(GATHER_SPARES_NEWEST).copied() else {
-            return Vec::new();
+        let Some(youngest) = index.rows.keys().rev().nth(PACK_SPARES_NEWEST).copied() else {
+            return (Vec::new(), 0);
         };
-        let mut used = 0;
-        index
-            .rows
-            .range(..youngest)
-            .filter(|(_, r)| {
-                r.seqs.is_some() && r.live > 0 && (r.bytes < SMALL_ROW || r.live * 2 < r.bytes)
-            })
-            .take_while(|(_, r)| {
-                used += r.bytes;
-                used <= budget.max(r.bytes)
-            })
-            .map(|(id, _)| *id)
-            .collect()
+        let sparse = index.rows.range(..youngest).filter(|(_, r)| {
+            r.seqs.is_some() && r.live > 0 && (r.bytes < SMALL_ROW || r.live * 2 < r.bytes)
+        });
+        let (mut picked, mut waiting, mut used) = (Vec::new(), 0, 0);
+        for (id, r) in sparse {
+            waiting += 1;
+            used += r.bytes;
+            if used <= budget.max(r.bytes) {
+                picked.push(*id);
+            }
+        }
+        (picked, waiting)
     }
 
     /// Copies the live blocks of `picked` rows into new rows and points the index at

@@ -13,7 +13,7 @@
 //! moved blocks are among them. A block can then go out twice (harmless: a CAR reader
 //! keeps one), never not at all.
 
-use super::row::{cid_before, read_row};
+use super::row::{cid_before, read_row_into};
 use super::{digest, RepoLog};
 use crate::data::Cid;
 use crate::storage::StorageError;
@@ -40,10 +40,11 @@ impl RepoLog {
         let mut places = self.places(did, since, i64::MIN, first_digest);
         let mut at = 0;
         let mut looked_again = 0;
+        let mut row = Vec::new();
         while at < places.len() {
             let row_id = places[at].0;
             let end = at + places[at..].iter().take_while(|p| p.0 == row_id).count();
-            let Some(row) = read_row(conn, row_id)? else {
+            if !read_row_into(conn, row_id, &mut row)? {
                 // Compacted meanwhile: the blocks moved to newer rows; look again (the
                 // index follows the compaction's commit within moments).
                 looked_again += 1;
@@ -57,7 +58,7 @@ impl RepoLog {
                 places = self.places(did, since, row_id, first_digest);
                 at = 0;
                 continue;
-            };
+            }
             for (_, off, len) in &places[at..end] {
                 let bytes = row
                     .get(*off as usize..(*off + *len) as usize)
@@ -85,14 +86,19 @@ impl RepoLog {
         skip: Option<super::Digest>,
     ) -> Vec<Place> {
         let index = self.read_index();
-        let mut places: Vec<Place> = index.repos.get(did).map_or_else(Vec::new, |repo| {
+        let Some(repo) = index.repos.get(did) else {
+            return Vec::new();
+        };
+        // Sized once for the whole repo (not grown by doubling): this list is most of
+        // an export's memory.
+        let mut places = Vec::with_capacity(repo.len());
+        places.extend(
             repo.iter()
                 .filter(|(d, l)| {
                     l.row >= from_row && since.is_none_or(|s| l.rev > s) && Some(**d) != skip
                 })
-                .map(|(_, l)| (l.row, l.off, l.len))
-                .collect()
-        });
+                .map(|(_, l)| (l.row, l.off, l.len)),
+        );
         drop(index);
         places.sort_unstable();
         places

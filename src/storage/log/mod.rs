@@ -205,6 +205,10 @@ impl RepoLog {
     }
 
     /// A block of `did`'s repo (committed, or queued earlier in the current batch).
+    ///
+    /// Call it with no statement open on `conn`: an open statement holds the
+    /// connection's read snapshot, which cannot see rows that packing or compaction
+    /// wrote after it began — and the index may already point there.
     pub fn get(
         &self,
         conn: &Connection,

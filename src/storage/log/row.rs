@@ -8,7 +8,7 @@ use super::{digest, Digest};
 use crate::data::Cid;
 use crate::repo::car::{push_section, section_ranges, sections_start};
 use crate::storage::StorageError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
@@ -46,26 +46,48 @@ fn deflate(row: &[u8]) -> Vec<u8> {
 
 /// A row read from the database and inflated (no cache); `None` if it is gone.
 pub(super) fn read_row(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, StorageError> {
-    let stored: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT data FROM repo_log WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    stored.map(|s| inflate(id, &s)).transpose()
+    let mut out = Vec::new();
+    Ok(read_row_into(conn, id, &mut out)?.then_some(out))
+}
+
+/// Reads and inflates a row into `out` (replacing what it held, keeping its capacity:
+/// an export reuses one buffer for every row), straight from SQLite's copy of the
+/// stored bytes; false if the row is gone.
+pub(super) fn read_row_into(
+    conn: &Connection,
+    id: i64,
+    out: &mut Vec<u8>,
+) -> Result<bool, StorageError> {
+    let mut stmt = conn.prepare_cached("SELECT data FROM repo_log WHERE id = ?1")?;
+    let mut rows = stmt.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(false);
+    };
+    let stored = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+    inflate_into(id, stored, out)?;
+    Ok(true)
 }
 
 pub(super) fn inflate(id: i64, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let mut out = Vec::new();
+    inflate_into(id, stored, &mut out)?;
+    Ok(out)
+}
+
+fn inflate_into(id: i64, stored: &[u8], out: &mut Vec<u8>) -> Result<(), StorageError> {
+    out.clear();
+    out.reserve(stored.len() * 4 + 64);
     INFLATE.with_borrow_mut(|z| {
         z.reset(false);
-        let mut out = Vec::with_capacity(stored.len() * 4 + 64);
         loop {
             let before = z.total_in() as usize;
             let status = z
                 // `None`, not `Finish`: miniz treats `Finish` as "the output buffer holds
                 // it all" and cannot resume once the buffer had to grow.
-                .decompress_vec(&stored[before..], &mut out, flate2::FlushDecompress::None)
+                .decompress_vec(&stored[before..], out, flate2::FlushDecompress::None)
                 .map_err(|e| corrupt(id, &format!("cannot inflate: {e}")))?;
             match status {
-                flate2::Status::StreamEnd => return Ok(out),
+                flate2::Status::StreamEnd => return Ok(()),
                 _ if z.total_in() as usize == stored.len() && out.len() < out.capacity() => {
                     return Err(corrupt(id, "cannot inflate: the row is truncated"))
                 }
