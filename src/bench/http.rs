@@ -181,7 +181,7 @@ async fn start_server(
         .env("ATBOX_RATE_LIMIT_BYPASS", "127.0.0.1")
         .env("ATBOX_LISTEN", format!("127.0.0.1:{port}"))
         .env("ATBOX_PUBLIC_URL", &base)
-        .env("RUST_LOG", "warn")
+        .env("ATBOX_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
     let server = Server(child);

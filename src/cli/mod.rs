@@ -82,12 +82,27 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Logs to stderr, filtered by `ATBOX_LOG` (`target=level` pairs and a default level,
+/// comma-separated: `atbox=debug,warn`); unset or unreadable, `atbox=info,warn`.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ATBOX_LOG")
-        .unwrap_or_else(|_| "atbox=info,warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = || {
+        "atbox=info,warn"
+            .parse::<Targets>()
+            .expect("a valid filter")
+    };
+    let filter = match std::env::var("ATBOX_LOG") {
+        Ok(spec) => spec.parse().unwrap_or_else(|e| {
+            eprintln!("ATBOX_LOG={spec:?} is not a log filter ({e}); using atbox=info,warn");
+            default()
+        }),
+        Err(_) => default(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .try_init();
 }
 

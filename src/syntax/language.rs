@@ -3,38 +3,118 @@
 //! singletons are not repeated.
 
 use super::{string_newtype, SyntaxError};
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// A BCP 47 language tag such as `pt-BR` or `zh-Hant`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Language(String);
 string_newtype!(Language, validate_language);
 
-static LANGUAGE: LazyLock<Regex> = LazyLock::new(|| {
-    let grandfathered = "en-GB-oed|i-ami|i-bnn|i-default|i-enochian|i-hak|i-klingon|i-lux|i-mingo|\
-        i-navajo|i-pwn|i-tao|i-tay|i-tsu|sgn-BE-FR|sgn-BE-NL|sgn-CH-DE|art-lojban|cel-gaulish|\
-        no-bok|no-nyn|zh-guoyu|zh-hakka|zh-min|zh-min-nan|zh-xiang";
-    // The primary language subtag is lowercase, as every tag atproto clients send is.
-    let langtag = concat!(
-        r"(?:[a-z]{2,3}(?:-[A-Za-z]{3}){0,3}|[a-z]{5,8})",
-        r"(?:-[A-Za-z]{4})?",
-        r"(?:-(?:[A-Za-z]{2}|[0-9]{3}))?",
-        r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*",
-        r"(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*",
-        r"(?:-[xX](?:-[A-Za-z0-9]{1,8})+)?",
-    );
-    let private = r"[xX](?:-[A-Za-z0-9]{1,8})+";
-    Regex::new(&format!("^(?:{grandfathered}|{langtag}|{private})$"))
-        .expect("language regex compiles")
-});
+/// Tags RFC 5646 keeps whole for compatibility (its "grandfathered" list).
+const GRANDFATHERED: &[&str] = &[
+    "en-GB-oed",
+    "i-ami",
+    "i-bnn",
+    "i-default",
+    "i-enochian",
+    "i-hak",
+    "i-klingon",
+    "i-lux",
+    "i-mingo",
+    "i-navajo",
+    "i-pwn",
+    "i-tao",
+    "i-tay",
+    "i-tsu",
+    "sgn-BE-FR",
+    "sgn-BE-NL",
+    "sgn-CH-DE",
+    "art-lojban",
+    "cel-gaulish",
+    "no-bok",
+    "no-nyn",
+    "zh-guoyu",
+    "zh-hakka",
+    "zh-min",
+    "zh-min-nan",
+    "zh-xiang",
+];
+
+/// Whether `s` is a tag of RFC 5646's grammar: a grandfathered tag, a private-use tag
+/// (`x-…`), or `language[-script][-region](-variant)*(-extension)*[-x-private]`, the
+/// primary language subtag in lowercase (as every tag atproto clients send is). The
+/// subtags' kinds never overlap where the grammar lets two follow each other, so one
+/// pass from left to right decides.
+fn has_language_shape(s: &str) -> bool {
+    if GRANDFATHERED.contains(&s) {
+        return true;
+    }
+    let tags: Vec<&str> = s.split('-').collect();
+    let alpha = |t: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&t.len()) && t.bytes().all(|c| c.is_ascii_alphabetic())
+    };
+    let alnum = |t: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&t.len()) && t.bytes().all(|c| c.is_ascii_alphanumeric())
+    };
+    let is_x = |t: &str| t.eq_ignore_ascii_case("x");
+    // A run of at least one subtag after a singleton; where it ends.
+    let run = |i: usize, n: std::ops::RangeInclusive<usize>| {
+        let end = i + tags[i..].iter().take_while(|t| alnum(t, n.clone())).count();
+        (end > i).then_some(end)
+    };
+    if is_x(tags[0]) {
+        return run(1, 1..=8) == Some(tags.len());
+    }
+    let first = tags[0];
+    if !first.bytes().all(|c| c.is_ascii_lowercase()) {
+        return false;
+    }
+    let mut i = match first.len() {
+        2 | 3 => {
+            1 + tags[1..]
+                .iter()
+                .take(3)
+                .take_while(|t| alpha(t, 3..=3))
+                .count()
+        }
+        5..=8 => 1,
+        _ => return false,
+    };
+    let at = |i: usize| tags.get(i).copied().unwrap_or("");
+    if alpha(at(i), 4..=4) {
+        i += 1; // script
+    }
+    if alpha(at(i), 2..=2) || (at(i).len() == 3 && at(i).bytes().all(|c| c.is_ascii_digit())) {
+        i += 1; // region
+    }
+    while i < tags.len() && (alnum(at(i), 5..=8) || is_variant_digit_form(at(i))) {
+        i += 1;
+    }
+    while i < tags.len() && alnum(at(i), 1..=1) && !is_x(at(i)) {
+        match run(i + 1, 2..=8) {
+            Some(end) => i = end,
+            None => return false,
+        }
+    }
+    if i < tags.len() && is_x(at(i)) {
+        match run(i + 1, 1..=8) {
+            Some(end) => i = end,
+            None => return false,
+        }
+    }
+    i == tags.len()
+}
+
+/// A four-character variant: a digit, then three letters or digits.
+fn is_variant_digit_form(t: &str) -> bool {
+    t.len() == 4 && t.as_bytes()[0].is_ascii_digit() && t.bytes().all(|c| c.is_ascii_alphanumeric())
+}
 
 fn validate_language(s: &str) -> Result<(), SyntaxError> {
     let err = |reason| Err(SyntaxError::new("language tag", s, reason));
     if s.len() > 128 {
         return err("longer than 128 characters");
     }
-    if !LANGUAGE.is_match(s) {
+    if !has_language_shape(s) {
         return err("not a BCP 47 language tag");
     }
     // RFC 5646 §2.2.5/§2.2.6: no repeated variant, no repeated extension singleton

@@ -69,12 +69,22 @@ impl SmtpSink {
 
 /// The one-time code (XXXXX-XXXXX) in a text.
 fn code_in(text: &str) -> String {
-    regex::Regex::new(r"\b[A-Z2-9]{5}-[A-Z2-9]{5}\b")
-        .unwrap()
-        .find(text)
+    let b = text.as_bytes();
+    let word = |i: usize| {
+        b.get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    let code_char = |c: &u8| c.is_ascii_uppercase() || (b'2'..=b'9').contains(c);
+    (0..b.len().saturating_sub(10))
+        .find(|&i| {
+            let w = &b[i..i + 11];
+            (i == 0 || !word(i - 1))
+                && !word(i + 11)
+                && w[5] == b'-'
+                && w[..5].iter().chain(&w[6..]).all(code_char)
+        })
+        .map(|i| text[i..i + 11].to_owned())
         .unwrap_or_else(|| panic!("no code in {text}"))
-        .as_str()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
