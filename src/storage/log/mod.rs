@@ -25,6 +25,9 @@
 //!   earlier jobs in the same batch are visible to later ones through `pending`.
 //! - [`compact`](RepoLog::compact) rewrites rows that are past the firehose window or
 //!   mostly dead: their live blocks move to a new row, the old rows go.
+//!   [`pack`](RepoLog::pack) copies the live blocks of small or mostly dead event rows
+//!   into dense rows and keeps the rows for their events, so reading a repo built by
+//!   many small commits inflates a few rows, not one per commit.
 //!
 //! Hand-written because it is the storage engine the issue asks us to own; the SQL is
 //! two statements.
