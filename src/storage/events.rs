@@ -40,9 +40,14 @@ pub fn append(outbox: &mut Outbox, event: NewEvent) {
         car: event.car,
         rev: event.rev,
     });
+    let live = if frame.len() <= super::writer::LIVE_FRAME_MAX {
+        frame.to_vec()
+    } else {
+        Vec::new()
+    };
     outbox.events.push(Arc::new(SeqEvent {
         seq: event.seq,
-        frame: frame.to_vec(),
+        frame: live,
     }));
 }
 

@@ -67,11 +67,25 @@ impl Default for WriterOptions {
     }
 }
 
-/// A sequenced event: its number and its complete WebSocket frame.
+/// A sequenced event: its number and its complete WebSocket frame. As published to
+/// live subscribers, a frame larger than [`LIVE_FRAME_MAX`] is left out (`frame` is
+/// empty): the broadcast buffer keeps events for the slowest subscriber, and with big
+/// commits that was up to `firehose_buffer_events` times their size in memory. Such an
+/// event is read from the log, where it already is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeqEvent {
     pub seq: i64,
     pub frame: Vec<u8>,
+}
+
+/// The largest frame published to live subscribers in memory (a post's is 2–5 KB).
+pub const LIVE_FRAME_MAX: usize = 8 * 1024;
+
+impl SeqEvent {
+    /// Whether the frame was left out (read it from the log).
+    pub fn in_log_only(&self) -> bool {
+        self.frame.is_empty()
+    }
 }
 
 /// What the writer has done since the process started (for `atbox status` and the

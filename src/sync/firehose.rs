@@ -5,7 +5,8 @@
 //! skipping what the replay already sent: no gap, no duplicate. The live feed is a
 //! bounded broadcast buffer; a consumer that falls more than that far behind gets a
 //! `ConsumerTooSlow` error frame and is disconnected, so memory stays bounded whatever
-//! consumers do.
+//! consumers do. Big frames are not in that buffer (see `SeqEvent`): when one comes
+//! by, the subscriber reads that event from the log.
 
 use crate::error::XrpcError;
 use crate::pds::Ctx;
@@ -99,24 +100,8 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
             .await?;
         }
         last = cursor;
-        loop {
-            let log = ctx.storage.log.clone();
-            let page = ctx
-                .storage
-                .read(move |conn| Ok::<_, XrpcError>(events::after(&log, conn, last, REPLAY_PAGE)?))
-                .await;
-            let page: Vec<SeqEvent> = match page {
-                Ok(p) => p,
-                Err(e) => return fail(&mut socket, "InternalServerError", &e.message).await,
-            };
-            let done = page.len() < REPLAY_PAGE;
-            for event in page {
-                last = event.seq;
-                send(&mut socket, event.frame).await?;
-            }
-            if done {
-                break;
-            }
+        if let Err(message) = replay(&ctx, &mut socket, &mut last, i64::MAX).await? {
+            return fail(&mut socket, "InternalServerError", &message).await;
         }
     }
     let mut ping = tokio::time::interval(Duration::from_secs(30));
@@ -124,6 +109,14 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
         tokio::select! {
             event = live.recv() => match event {
                 Ok(event) if event.seq <= last => {}
+                Ok(event) if event.in_log_only() => {
+                    // A big frame: this one event, from the log.
+                    last = last.max(event.seq - 1);
+                    if let Err(message) = replay(&ctx, &mut socket, &mut last, event.seq).await? {
+                        return fail(&mut socket, "InternalServerError", &message).await;
+                    }
+                    last = event.seq;
+                }
                 Ok(event) => {
                     last = event.seq;
                     send(&mut socket, event.frame.clone()).await?;
@@ -140,6 +133,40 @@ async fn stream(ctx: Ctx, mut socket: WebSocket, cursor: Option<i64>) -> Result<
             _ = ping.tick() => socket.send(Message::Ping(Vec::new().into())).await?,
         }
     }
+}
+
+/// Sends the log's events after `*last` and up to `until`, page by page (so a long
+/// backlog costs little memory), moving `*last` along; a storage failure comes back as
+/// its message.
+async fn replay(
+    ctx: &Ctx,
+    socket: &mut WebSocket,
+    last: &mut i64,
+    until: i64,
+) -> Result<Result<(), String>, axum::Error> {
+    while *last < until {
+        let (log, from) = (ctx.storage.log.clone(), *last);
+        let limit = REPLAY_PAGE.min(usize::try_from(until - from).unwrap_or(usize::MAX));
+        let page = ctx
+            .storage
+            .read(move |conn| Ok::<_, XrpcError>(events::after(&log, conn, from, limit)?))
+            .await;
+        let page: Vec<SeqEvent> = match page {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.message)),
+        };
+        let done = page.len() < limit;
+        for event in page.into_iter().take_while(|e| e.seq <= until) {
+            *last = event.seq;
+            send(socket, event.frame).await?;
+        }
+        // The end of the log, or of what was asked for (the next event is past `until`,
+        // or the one asked for was left out: its account is gone).
+        if done || *last == from {
+            break;
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Hourly: compacts the repo log, which drops events older than the backfill window

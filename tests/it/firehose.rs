@@ -168,6 +168,45 @@ async fn replay_then_live_without_gaps_or_duplicates() {
     );
 }
 
+/// A commit too big for the live buffer's memory (`LIVE_FRAME_MAX`) reaches a live
+/// subscriber whole, in its place between small ones, read from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_commit_reaches_live_subscribers_whole_and_in_order() {
+    let atbox = inproc::start(&[]).await;
+    let base = atbox.url.clone();
+    let http = reqwest::Client::new();
+    let (did, token, _) = common::api::Api::at(&base).account("big.test").await;
+    let mut live = connect(&base, None).await;
+    post(&http, &base, &did, &token, "before").await;
+    let text = "y".repeat(3 * atbox::storage::writer::LIVE_FRAME_MAX);
+    let record = json!({"$type": "com.example.big", "text": text});
+    let res = http
+        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(&token)
+        .json(&json!({"repo": did, "collection": "com.example.big", "record": record}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    post(&http, &base, &did, &token, "after").await;
+
+    let got = frames(&mut live, 4).await;
+    assert_eq!(got.len(), 3, "three commits, nothing more");
+    assert!(got.iter().all(|(t, _)| t == "#commit"));
+    let seqs: Vec<i128> = got.iter().map(|(_, b)| seq(b)).collect();
+    assert_eq!(seqs, vec![seqs[0], seqs[0] + 1, seqs[0] + 2]);
+    let Ipld::Bytes(car) = field(&got[1].1, "blocks") else {
+        panic!("a CAR")
+    };
+    let (_, blocks) = atbox::repo::car::read_car(car.as_slice()).unwrap();
+    let big = blocks
+        .iter()
+        .filter_map(|(_, b)| decode_cbor(b).ok())
+        .find(|v| field(v, "$type") == &Ipld::String("com.example.big".into()))
+        .expect("the big record in its commit");
+    assert_eq!(field(&big, "text"), &Ipld::String(text));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_http_get_gets_an_xrpc_error() {
     let atbox = inproc::start(&[]).await;
