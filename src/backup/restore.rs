@@ -347,11 +347,20 @@ fn verified_records(
     let key = Keypair::from_private_bytes(KeyType::K256, &account.signing_key)
         .map_err(|e| damaged(format!("signing key: {e}")))?
         .public_key();
+    // Every block hashed against its CID (the export itself trusts the CIDs stored in
+    // the rows; a restore checks what it was handed).
     let mut blocks = BlockMap::new();
+    let mut damaged_block = None;
     log.export_blocks(conn, &repo.did, None, &head.commit, |cid, bytes| {
+        if crate::data::cid_for_cbor(bytes) != *cid {
+            damaged_block.get_or_insert(*cid);
+        }
         blocks.insert(*cid, bytes.to_vec());
         Ok::<(), crate::storage::StorageError>(())
     })?;
+    if let Some(cid) = damaged_block {
+        return Err(damaged(format!("block {cid} does not match its hash")));
+    }
     let summary = crate::repo::verify::verify_repo(&blocks, head.commit, Some(&key))
         .map_err(|e| damaged(format!("the repo does not verify: {e}")))?;
     let mut out = Vec::with_capacity(summary.records.len());

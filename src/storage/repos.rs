@@ -279,7 +279,7 @@ pub fn collections(conn: &Connection, did: &str) -> Result<Vec<String>, StorageE
              UNION ALL
              SELECT (SELECT MIN(collection) FROM record WHERE did = ?1 AND collection > c.name)
              FROM c WHERE c.name IS NOT NULL)
-         SELECT name FROM c WHERE name IS NOT NULL",
+         SELECT name FROM c WHERE name IS NOT NULL ORDER BY name",
     )?;
     let rows = stmt.query_map([did], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -22,7 +22,7 @@ enum Rewrite {
     Keep,
 }
 
-/// Rows packing leaves alone: the newest, whose MST nodes the next writes replace.
+/// Event rows packing leaves alone: the newest, whose MST nodes the next writes replace.
 const PACK_SPARES_NEWEST: usize = 16;
 /// Event rows smaller than this (a commit or a few) are packed whatever part of them
 /// is live: reading a row costs about the same however little it holds.
@@ -78,7 +78,8 @@ impl RepoLog {
     /// such rows there are in all.
     fn sparse_rows(&self, budget: u64) -> (Vec<i64>, usize) {
         let index = self.read_index();
-        let Some(youngest) = index.rows.keys().rev().nth(PACK_SPARES_NEWEST).copied() else {
+        let mut event_rows = index.rows.iter().rev().filter(|(_, r)| r.seqs.is_some());
+        let Some(youngest) = event_rows.nth(PACK_SPARES_NEWEST - 1).map(|(id, _)| *id) else {
             return (Vec::new(), 0);
         };
         let sparse = index.rows.range(..youngest).filter(|(_, r)| {

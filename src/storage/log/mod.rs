@@ -146,6 +146,7 @@ impl RepoLog {
         let log = RepoLog::default();
         let mut index = Index::default();
         let mut all: HashMap<String, HashMap<Digest, Loc>> = HashMap::new();
+        let mut copies: HashMap<String, HashSet<Digest>> = HashMap::new();
         let mut stmt = conn.prepare("SELECT id, written_ms, data FROM repo_log ORDER BY id")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -164,19 +165,32 @@ impl RepoLog {
                     );
                 }
                 let repo = all.entry(e.did.to_owned()).or_default();
+                // Where a block is stored more than once, the newest copy in a blocks
+                // entry (packing and compaction write those) holds it, as while running:
+                // a later commit's frame that carries the block again as a proof does
+                // not move it.
+                // Its revision is the newest of any copy: a block that died and came
+                // back must count as written then (for `getRepo?since=`); one that did
+                // not only goes out once more.
+                let copied = copies.entry(e.did.to_owned()).or_default();
                 for (cid, range) in entry_blocks(id, &e)? {
-                    if let Some(d) = digest(&cid) {
-                        repo.insert(
-                            d,
-                            Loc {
-                                row: id,
-                                off: range.start as u32,
-                                len: range.len() as u32,
-                                refs: 0,
-                                rev: e.rev,
-                            },
-                        );
+                    let Some(d) = digest(&cid) else { continue };
+                    let rev = repo.get(&d).map_or(e.rev, |l| l.rev.max(e.rev));
+                    if e.tag == TAG_EVENT && copied.contains(&d) {
+                        repo.get_mut(&d).expect("copied above").rev = rev;
+                        continue;
                     }
+                    if e.tag != TAG_EVENT {
+                        copied.insert(d);
+                    }
+                    let loc = Loc {
+                        row: id,
+                        off: range.start as u32,
+                        len: range.len() as u32,
+                        refs: 0,
+                        rev,
+                    };
+                    repo.insert(d, loc);
                 }
             }
             if let Some((first, last)) = info.seqs {
