@@ -24,6 +24,7 @@ pub(crate) struct HttpReport {
     pub p99_ms: f64,
     pub server_cpu_ms_per_record: f64,
     pub idle_rss_kib: u64,
+    /// The most the server held while the posts were written (sampled every 2 ms).
     pub peak_rss_kib: u64,
     /// From starting `atbox serve` to its first answer (describeServer).
     pub startup_ms: f64,
@@ -31,8 +32,8 @@ pub(crate) struct HttpReport {
     pub export: Option<ExportReport>,
     /// getRecord, listRecords and describeRepo of the posts written.
     pub reads: super::reads::ReadReport,
-    /// The server's resident memory at its peak over the whole run (writes, exports
-    /// and reads).
+    /// The server's resident memory at its peak over the whole run (`VmHWM`: the
+    /// sign-in's Argon2id, writes, exports and reads).
     pub run_peak_rss_kib: u64,
 }
 
@@ -91,8 +92,23 @@ async fn exports(
     }
     times.sort();
     let before = status_kib(pid, "VmRSS");
-    let most = std::sync::atomic::AtomicU64::new(before);
     let four = futures_util::future::try_join_all((0..4).map(|_| download(client, &url)));
+    let (done, most) = with_peak_rss(pid, four).await;
+    done?;
+    Ok(ExportReport {
+        exports,
+        car_bytes,
+        first_ms,
+        p50_ms: percentile(&times, 0.50),
+        server_cpu_ms_per_export: cpu.as_secs_f64() * 1000.0 / exports.max(1) as f64,
+        four_at_once_rss_growth_kib: most.saturating_sub(before),
+    })
+}
+
+/// Runs `work` while sampling the server's resident memory every 2 ms: its result and
+/// the most the server held meanwhile, in KiB.
+async fn with_peak_rss<T>(pid: u32, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let most = std::sync::atomic::AtomicU64::new(status_kib(pid, "VmRSS"));
     let sample = async {
         loop {
             most.fetch_max(
@@ -102,19 +118,11 @@ async fn exports(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
-    tokio::select! {
-        done = four => { done?; }
-        _ = sample => {}
-    }
-    let most = most.into_inner().max(status_kib(pid, "VmRSS"));
-    Ok(ExportReport {
-        exports,
-        car_bytes,
-        first_ms,
-        p50_ms: percentile(&times, 0.50),
-        server_cpu_ms_per_export: cpu.as_secs_f64() * 1000.0 / exports.max(1) as f64,
-        four_at_once_rss_growth_kib: most.saturating_sub(before),
-    })
+    let out = tokio::select! {
+        out = work => out,
+        never = sample => never,
+    };
+    (out, most.into_inner().max(status_kib(pid, "VmRSS")))
 }
 
 /// The child's CPU time (user + system) so far.
@@ -236,7 +244,7 @@ pub(crate) async fn http(
         did.clone(),
         rkeys.clone(),
     ));
-    let (latencies, seconds) = drive(records, concurrency, move |i| {
+    let writes = drive(records, concurrency, move |i| {
         let shared = shared.clone();
         async move {
             let (client, base, token, did, rkeys) = &*shared;
@@ -263,10 +271,10 @@ pub(crate) async fn http(
             rkeys.lock().expect("not poisoned").push(rkey.to_owned());
             Ok(())
         }
-    })
-    .await?;
+    });
+    let (written, peak_rss_kib) = with_peak_rss(pid, writes).await;
+    let (latencies, seconds) = written?;
     let cpu = cpu_of(pid)? - cpu0;
-    let peak_rss_kib = status_kib(pid, "VmHWM");
     let export = if export_runs > 0 {
         Some(exports(&client, &base, &did, pid, export_runs).await?)
     } else {
