@@ -84,6 +84,56 @@ async fn check_export(state: &AppState, expected: &BTreeMap<String, String>) -> 
     blocks.len()
 }
 
+/// The repo's head revision.
+async fn head_rev(state: &AppState) -> String {
+    state
+        .storage
+        .read(|conn| atbox::storage::repos::head(conn, DID))
+        .await
+        .unwrap()
+        .unwrap()
+        .rev
+        .as_str()
+        .to_owned()
+}
+
+/// `getRepo?since=` the 100th post's revision holds the records written after it and
+/// none of those before (packing keeps each block's revision).
+async fn check_since(state: &AppState, since: &str) {
+    use futures_util::TryStreamExt;
+    let stream = atbox::pds::sync::get_repo(state, DID, Some(since.to_owned()))
+        .await
+        .unwrap();
+    let car: Vec<u8> = stream
+        .map_ok(|chunk| chunk.to_vec())
+        .try_concat()
+        .await
+        .unwrap();
+    let (_, blocks) = read_car(car.as_slice()).unwrap();
+    // Oldest first: the first page is the 100 posts up to `since`, the next the rest.
+    let page = records::list_records(state, DID, "app.bsky.feed.post", 100, None, true)
+        .await
+        .unwrap();
+    let newer = records::list_records(
+        state,
+        DID,
+        "app.bsky.feed.post",
+        100,
+        page.cursor.clone(),
+        true,
+    )
+    .await
+    .unwrap();
+    for r in &page.records {
+        let cid: atbox::data::Cid = r.cid.parse().unwrap();
+        assert!(blocks.get(&cid).is_none(), "{} is older than since", r.uri);
+    }
+    for r in &newer.records {
+        let cid: atbox::data::Cid = r.cid.parse().unwrap();
+        assert!(blocks.get(&cid).is_some(), "{} is newer than since", r.uri);
+    }
+}
+
 /// How many events the firehose can replay from the start.
 async fn events(state: &AppState) -> Result<usize, atbox::storage::StorageError> {
     let log = state.storage.log.clone();
@@ -223,6 +273,7 @@ async fn many_small_commits_are_packed_into_a_few_rows_and_keep_their_events() {
     let state = open(dir.path());
     create_account(&state).await;
     let mut expected = BTreeMap::new();
+    let mut halfway = String::new();
     for i in 0..200 {
         write(
             &state,
@@ -232,6 +283,9 @@ async fn many_small_commits_are_packed_into_a_few_rows_and_keep_their_events() {
         )
         .await;
         expected.insert(rkey(i), format!("post {i}"));
+        if i == 99 {
+            halfway = head_rev(&state).await;
+        }
     }
     let log = &state.storage.log;
     let events_before = events(&state).await.unwrap();
@@ -252,6 +306,8 @@ async fn many_small_commits_are_packed_into_a_few_rows_and_keep_their_events() {
     let blocks = check_export(&state, &expected).await;
     assert_eq!(log.block_count(DID), blocks);
 
+    check_since(&state, &halfway).await;
+
     // A restart finds the copies (the newer rows) and the same accounting.
     state.storage.writer.checkpoint().await;
     drop(state);
@@ -260,6 +316,7 @@ async fn many_small_commits_are_packed_into_a_few_rows_and_keep_their_events() {
     assert_eq!(state.storage.log.sizes(), after);
     assert_eq!(events(&state).await.unwrap(), events_before);
     check_export(&state, &expected).await;
+    check_since(&state, &halfway).await;
 
     // When the rows leave the window, compaction deletes them with nothing to move.
     let tomorrow = chrono::Utc::now().timestamp_millis() + 86_400_000;
