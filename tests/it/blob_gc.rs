@@ -4,35 +4,17 @@
 use atbox::auth::tokens::Scope;
 use atbox::auth::Session;
 use atbox::pds::records::{WriteAction, WriteRequest};
-use atbox::pds::{blobs, records, AppState};
+use atbox::pds::{blobs, records};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreferenced_blobs_are_collected_referenced_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = atbox::config::development_default();
-    config.data_dir = dir.path().to_owned();
-    let state = AppState::open(config).unwrap();
+    let state = crate::common::open_state(dir.path());
 
     // An account made without the PLC directory: a did:web whose document is local.
     let did = "did:web:gc.example";
-    let account = atbox::storage::accounts::Account {
-        did: did.into(),
-        handle: "gc.test".into(),
-        email: None,
-        password_hash: atbox::auth::password::hash("x"),
-        signing_key: atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256)
-            .private_bytes()
-            .to_vec(),
-        created_at: "2024-01-01T00:00:00Z".into(),
-        status: atbox::storage::accounts::AccountStatus::Active,
-        email_confirmed: false,
-    };
-    state
-        .storage
-        .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
-        .await
-        .unwrap();
+    crate::common::insert_account(&state, did, "gc.test", atbox::auth::password::hash("x")).await;
     let session = Session::new(did.into(), Scope::Access);
 
     let png = |n: u8| {

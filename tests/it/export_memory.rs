@@ -8,8 +8,6 @@ use crate::common::server::spawn_atbox;
 use atbox::auth::tokens::Scope;
 use atbox::auth::Session;
 use atbox::pds::records::{self, WriteAction, WriteRequest};
-use atbox::pds::AppState;
-use atbox::storage::accounts::{Account, AccountStatus};
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,26 +26,8 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 
 /// Writes the repo: one account, `RECORDS` posts in batches of 200.
 async fn seed(dir: &std::path::Path) {
-    let mut config = atbox::config::development_default();
-    config.data_dir = dir.to_owned();
-    let state = AppState::open(config).unwrap();
-    let account = Account {
-        did: DID.into(),
-        handle: "export-memory.test".into(),
-        email: None,
-        password_hash: String::new(),
-        signing_key: atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256)
-            .private_bytes()
-            .to_vec(),
-        created_at: "2024-01-01T00:00:00Z".into(),
-        status: AccountStatus::Active,
-        email_confirmed: false,
-    };
-    state
-        .storage
-        .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
-        .await
-        .unwrap();
+    let state = crate::common::open_state(dir);
+    crate::common::insert_account(&state, DID, "export-memory.test", String::new()).await;
     let session = Session::new(DID.into(), Scope::Access);
     for batch in 0..RECORDS / 200 {
         let writes = (0..200)

@@ -76,10 +76,22 @@ pub(crate) async fn frames(socket: &mut Socket, n: usize) -> Vec<(String, Ipld)>
 async fn post(http: &reqwest::Client, base: &str, did: &str, token: &str, text: &str) {
     let record =
         json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00Z"});
+    create(http, base, did, token, record).await;
+}
+
+/// createRecord of `record` in the collection its `$type` names; must succeed.
+async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    did: &str,
+    token: &str,
+    record: serde_json::Value,
+) {
+    let collection = record["$type"].as_str().unwrap().to_owned();
     let res = http
         .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
         .bearer_auth(token)
-        .json(&json!({"repo": did, "collection": "app.bsky.feed.post", "record": record}))
+        .json(&json!({"repo": did, "collection": collection, "record": record}))
         .send()
         .await
         .unwrap();
@@ -180,14 +192,7 @@ async fn a_big_commit_reaches_live_subscribers_whole_and_in_order() {
     post(&http, &base, &did, &token, "before").await;
     let text = "y".repeat(3 * atbox::storage::writer::LIVE_FRAME_MAX);
     let record = json!({"$type": "com.example.big", "text": text});
-    let res = http
-        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-        .bearer_auth(&token)
-        .json(&json!({"repo": did, "collection": "com.example.big", "record": record}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    create(&http, &base, &did, &token, record).await;
     post(&http, &base, &did, &token, "after").await;
 
     let got = frames(&mut live, 4).await;
@@ -241,14 +246,7 @@ async fn a_consumer_that_stops_reading_is_cut_off() {
     let text = "x".repeat(60_000);
     for i in 0..150 {
         let record = json!({"$type": "com.example.big", "n": i, "text": text});
-        let res = http
-            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-            .bearer_auth(&token)
-            .json(&json!({"repo": did, "collection": "com.example.big", "record": record}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        create(&http, &base, &did, &token, record).await;
     }
     // The server is still fine for everyone else...
     let res = http

@@ -9,7 +9,6 @@ use atbox::pds::records::{self, WriteAction, WriteRequest};
 use atbox::pds::AppState;
 use atbox::repo::car::read_car;
 use atbox::repo::verify::verify_repo;
-use atbox::storage::accounts::{Account, AccountStatus};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -23,9 +22,7 @@ fn rkey(i: u64) -> String {
 }
 
 fn open(dir: &std::path::Path) -> AppState {
-    let mut config = atbox::config::development_default();
-    config.data_dir = dir.to_owned();
-    AppState::open(config).unwrap()
+    crate::common::open_state(dir)
 }
 
 async fn write(state: &AppState, action: WriteAction, rkey: &str, text: Option<&str>) {
@@ -64,15 +61,22 @@ async fn listed(state: &AppState) -> BTreeMap<String, String> {
     }
 }
 
-/// The exported repo verifies, and holds exactly the listed records.
-async fn check_export(state: &AppState, expected: &BTreeMap<String, String>) -> usize {
+/// getRepo (of what changed after `since`, when given), read whole.
+async fn export(state: &AppState, since: Option<&str>) -> Vec<u8> {
     use futures_util::TryStreamExt;
-    let stream = atbox::pds::sync::get_repo(state, DID, None).await.unwrap();
-    let car: Vec<u8> = stream
+    let stream = atbox::pds::sync::get_repo(state, DID, since.map(str::to_owned))
+        .await
+        .unwrap();
+    stream
         .map_ok(|chunk| chunk.to_vec())
         .try_concat()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The exported repo verifies, and holds exactly the listed records.
+async fn check_export(state: &AppState, expected: &BTreeMap<String, String>) -> usize {
+    let car = export(state, None).await;
     let (roots, blocks) = read_car(car.as_slice()).unwrap();
     let summary = verify_repo(&blocks, roots[0], None).unwrap();
     let keys: Vec<String> = summary
@@ -100,15 +104,7 @@ async fn head_rev(state: &AppState) -> String {
 /// `getRepo?since=` the 100th post's revision holds the records written after it and
 /// none of those before (packing keeps each block's revision).
 async fn check_since(state: &AppState, since: &str) {
-    use futures_util::TryStreamExt;
-    let stream = atbox::pds::sync::get_repo(state, DID, Some(since.to_owned()))
-        .await
-        .unwrap();
-    let car: Vec<u8> = stream
-        .map_ok(|chunk| chunk.to_vec())
-        .try_concat()
-        .await
-        .unwrap();
+    let car = export(state, Some(since)).await;
     let (_, blocks) = read_car(car.as_slice()).unwrap();
     // Oldest first: the first page is the 100 posts up to `since`, the next the rest.
     let page = records::list_records(state, DID, "app.bsky.feed.post", 100, None, true)
@@ -145,23 +141,7 @@ async fn events(state: &AppState) -> Result<usize, atbox::storage::StorageError>
 
 /// Makes the test account (with no commit yet).
 async fn create_account(state: &AppState) {
-    let account = Account {
-        did: DID.into(),
-        handle: "log.test".into(),
-        email: None,
-        password_hash: String::new(),
-        signing_key: atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256)
-            .private_bytes()
-            .to_vec(),
-        created_at: "2024-01-01T00:00:00Z".into(),
-        status: AccountStatus::Active,
-        email_confirmed: false,
-    };
-    state
-        .storage
-        .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
-        .await
-        .unwrap();
+    crate::common::insert_account(state, DID, "log.test", String::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

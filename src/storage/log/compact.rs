@@ -74,7 +74,7 @@ impl RepoLog {
     }
 
     /// Event rows with live blocks that are small or mostly dead, oldest first, up to
-    /// `budget` bytes, the newest [`PACK_SPARES_NEWEST`] rows left out; and how many
+    /// `budget` bytes, the newest [`PACK_SPARES_NEWEST`] event rows left out; and how many
     /// such rows there are in all.
     fn sparse_rows(&self, budget: u64) -> (Vec<i64>, usize) {
         let index = self.read_index();

@@ -6,6 +6,41 @@ pub mod server;
 
 use std::path::PathBuf;
 
+/// The library's state on `dir`, with the development settings (in-process tests of
+/// the pds boundary).
+pub fn open_state(dir: &std::path::Path) -> atbox::pds::AppState {
+    let mut config = atbox::config::development_default();
+    config.data_dir = dir.to_owned();
+    atbox::pds::AppState::open(config).unwrap()
+}
+
+/// Stores an active account directly (no PLC directory, no first commit): a did:web
+/// whose document is local, with a fresh signing key.
+pub async fn insert_account(
+    state: &atbox::pds::AppState,
+    did: &str,
+    handle: &str,
+    password_hash: String,
+) {
+    let account = atbox::storage::accounts::Account {
+        did: did.into(),
+        handle: handle.into(),
+        email: None,
+        password_hash,
+        signing_key: atbox::crypto::Keypair::generate(atbox::crypto::KeyType::K256)
+            .private_bytes()
+            .to_vec(),
+        created_at: "2024-01-01T00:00:00Z".into(),
+        status: atbox::storage::accounts::AccountStatus::Active,
+        email_confirmed: false,
+    };
+    state
+        .storage
+        .write(move |conn| atbox::storage::accounts::insert_account(conn, &account))
+        .await
+        .unwrap();
+}
+
 /// The in-repo copy of the public atproto interop vectors.
 pub fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/atproto-interop-tests")
