@@ -1,4 +1,4 @@
-//! A large repo's export in flat memory (issue 17): a 50,000-record repo exported four
+//! A large repo's export in flat memory (issue 17; security review M7): a 50,000-record repo exported four
 //! times at once by a real `atbox serve` process, its resident memory sampled from
 //! `/proc` while slow readers hold the exports open. The point is the process's memory,
 //! so it is a process; the repo is written in-process beforehand (applyWrites-sized
@@ -68,7 +68,7 @@ async fn slow_download(url: String) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_exports_of_a_50k_record_repo_at_once_stay_within_8_mib() {
+async fn m7_four_exports_of_a_50k_record_repo_at_once_stay_within_8_mib() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path()).await;
     let server = spawn_atbox("http://127.0.0.1:9", dir.path(), &[]);
